@@ -658,13 +658,19 @@ impl<K: Clone + Ord + Hash> Core<K> {
         let s = &cfg.strategy;
         let w = ws.window;
         let max = w.max_timestamp();
-        let hold = match (ws.element_hold, ws.extra_hold) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
+        // Holds beyond the window (GC holds) are clipped to its max timestamp.
+        // The one exception is an EARLIEST_TRANSFORMED element hold: only
+        // Python implements that combiner, and it stamps the transformed time
+        // even past the window (transcript `..._custom_timestamping_earliest`,
+        // 2nd document: 101 for window [0, 9]).
+        let element = match s.timestamp_combiner {
+            TimestampCombiner::EarliestTransformed => ws.element_hold,
+            _ => ws.element_hold.map(|h| h.min(max)),
         };
-        let timestamp = match hold {
-            Some(h) if h <= max => h,
-            _ => max,
+        let extra = ws.extra_hold.map(|h| h.min(max));
+        let timestamp = match (element, extra) {
+            (Some(a), Some(b)) => a.min(b),
+            (a, b) => a.or(b).unwrap_or(max),
         };
         self.set_element_hold(ws, None);
         self.set_extra_hold(ws, None);

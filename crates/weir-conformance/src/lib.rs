@@ -565,6 +565,10 @@ fn parse_doc(doc: &Value, seen: &mut Vec<String>) -> Result<Transcript, HarnessE
     })
 }
 
+/// One document of a transcript file: its name and the transcript, or why it
+/// could not be read.
+pub type LoadedDocument = (String, Result<Transcript, HarnessError>);
+
 /// Read every document of a multi-document YAML transcript file. A document
 /// that cannot be interpreted is returned as an `Err` in its slot, so a
 /// harness can still report it as its own failing test.
@@ -573,7 +577,7 @@ fn parse_doc(doc: &Value, seen: &mut Vec<String>) -> Result<Transcript, HarnessE
 /// directly followed by `:[` (`{values:[1, 2]}`); libyaml does not. Before
 /// parsing, `name:[` is therefore read as `name: [` — the only leniency
 /// applied, and the file itself is never changed.
-pub fn load(yaml: &str) -> Result<Vec<(String, Result<Transcript, HarnessError>)>, HarnessError> {
+pub fn load(yaml: &str) -> Result<Vec<LoadedDocument>, HarnessError> {
     use serde::Deserialize;
     let pyyaml_compatible = regex_lite::Regex::new(r"([A-Za-z_]):\[").expect("valid regex").replace_all(yaml, "$1: [");
     let mut seen = Vec::new();

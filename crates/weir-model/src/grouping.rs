@@ -173,12 +173,14 @@ struct Core<K> {
 pub struct GroupAlsoByWindow<K, V, A: Aggregator<V>> {
     cfg: Config<A>,
     core: Core<K>,
-    keys: HashMap<K, Vec<WinState<A::Acc, A::Out>>>,
+    keys: HashMap<K, KeyWindows<V, A>>,
     scratch_windows: Vec<Window>,
     _values: PhantomData<fn(V)>,
 }
 
 type Out<K, V, A> = GroupOutput<K, V, <A as Aggregator<V>>::Out>;
+/// The windows of one key.
+type KeyWindows<V, A> = Vec<WinState<<A as Aggregator<V>>::Acc, <A as Aggregator<V>>::Out>>;
 
 impl<K, V, A> GroupAlsoByWindow<K, V, A>
 where
@@ -294,7 +296,7 @@ where
     fn merge_windows(
         &mut self,
         key: &K,
-        ks: &mut Vec<WinState<A::Acc, A::Out>>,
+        ks: &mut KeyWindows<V, A>,
         pending: &[(V, Timestamp, Window)],
         out: &mut Vec<Out<K, V, A>>,
     ) -> Vec<(Window, Window)> {
@@ -444,7 +446,7 @@ fn add_element<K, V, A>(
     core: &mut Core<K>,
     cfg: &Config<A>,
     key: &K,
-    ks: &mut Vec<WinState<A::Acc, A::Out>>,
+    ks: &mut KeyWindows<V, A>,
     value: V,
     ts: Timestamp,
     w: Window,
@@ -618,11 +620,7 @@ impl<K: Clone + Ord + Hash> Core<K> {
         ws: &mut WinState<A::Acc, A::Out>,
         out: &mut Vec<Out<K, V, A>>,
     ) {
-        let cx = self.trigger_cx(cfg, ws.window);
-        let mut pt = std::mem::take(&mut self.scratch_pt);
-        cfg.program.on_fire(&mut ws.trig, &cx, &mut pt);
-        self.register_pt_timers(key, ws, &mut pt);
-        self.scratch_pt = pt;
+        cfg.program.on_fire(&mut ws.trig, &self.trigger_cx(cfg, ws.window));
         let finished = ws.trig.is_finished();
         let discard = finished || cfg.strategy.mode == AccumulationMode::Discarding;
         self.on_trigger(cfg, key, ws, finished, discard, out);
@@ -752,7 +750,7 @@ impl<K: Clone + Ord + Hash> Core<K> {
         &mut self,
         cfg: &Config<A>,
         key: &K,
-        ks: &mut Vec<WinState<A::Acc, A::Out>>,
+        ks: &mut KeyWindows<V, A>,
         sources: &[Window],
         result: Window,
         out: &mut Vec<Out<K, V, A>>,

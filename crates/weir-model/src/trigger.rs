@@ -414,7 +414,7 @@ impl TriggerContext {
 /// assert!(!p.should_fire(&st, &cx));
 /// p.on_element(&mut st, &cx, &mut timers);
 /// assert!(p.should_fire(&st, &cx));
-/// p.on_fire(&mut st, &cx, &mut timers);
+/// p.on_fire(&mut st, &cx);
 /// assert!(!p.should_fire(&st, &cx) && !st.is_finished());
 /// ```
 #[derive(Clone, Debug)]
@@ -501,11 +501,11 @@ impl TriggerProgram {
 
     /// The runner fires: update state; afterwards [`TriggerState::is_finished`]
     /// tells whether the window is now closed.
-    pub fn on_fire(&self, st: &mut TriggerState, cx: &TriggerContext, pt_timers: &mut Vec<Timestamp>) {
+    pub fn on_fire(&self, st: &mut TriggerState, cx: &TriggerContext) {
         if self.is_default {
             return;
         }
-        self.fire(0, &mut st.0, cx, pt_timers)
+        self.fire(0, &mut st.0, cx)
     }
 
     /// Merge the trigger states of `sources` into a fresh state for the
@@ -593,7 +593,7 @@ impl TriggerProgram {
         }
     }
 
-    fn fire(&self, n: usize, st: &mut [NodeState], cx: &TriggerContext, timers: &mut Vec<Timestamp>) {
+    fn fire(&self, n: usize, st: &mut [NodeState], cx: &TriggerContext) {
         match &self.nodes[n] {
             Node::Default | Node::Never => {}
             Node::EndOfWindow => st[n].finished = true,
@@ -602,12 +602,12 @@ impl TriggerProgram {
                 if !st[early].finished {
                     if !cx.end_of_window_reached() {
                         // An early firing; the early trigger repeats implicitly.
-                        self.fire(early, st, cx, timers);
+                        self.fire(early, st, cx);
                         self.reset(early, st);
                     } else {
                         // The on-time firing: retire the early trigger, start the late one afresh.
                         if self.ready(early, st, cx) {
-                            self.fire(early, st, cx, timers);
+                            self.fire(early, st, cx);
                         }
                         self.clear(early, st);
                         st[early].finished = true;
@@ -618,7 +618,7 @@ impl TriggerProgram {
                     }
                 } else if let Some(l) = late {
                     // A late firing; the late trigger repeats implicitly.
-                    self.fire(*l, st, cx, timers);
+                    self.fire(*l, st, cx);
                     self.reset(*l, st);
                 } else {
                     st[n].finished = true;
@@ -630,7 +630,7 @@ impl TriggerProgram {
                 st[n].finished = true;
             }
             Node::Repeatedly(c) => {
-                self.fire(*c, st, cx, timers);
+                self.fire(*c, st, cx);
                 if st[*c].finished {
                     self.reset(*c, st);
                 }
@@ -638,7 +638,7 @@ impl TriggerProgram {
             Node::AfterAny(cs) => {
                 for &c in cs {
                     if self.ready(c, st, cx) {
-                        self.fire(c, st, cx, timers);
+                        self.fire(c, st, cx);
                     } else {
                         self.clear(c, st);
                     }
@@ -648,14 +648,14 @@ impl TriggerProgram {
             Node::AfterAll(cs) => {
                 for &c in cs {
                     if !st[c].finished {
-                        self.fire(c, st, cx, timers);
+                        self.fire(c, st, cx);
                     }
                 }
                 st[n].finished = true;
             }
             Node::AfterEach(cs) => {
                 if let Some(&c) = cs.iter().find(|&&c| !st[c].finished) {
-                    self.fire(c, st, cx, timers);
+                    self.fire(c, st, cx);
                 }
                 if cx.merging {
                     // Children that ran in parallel start afresh for the next step.
@@ -669,10 +669,10 @@ impl TriggerProgram {
             }
             Node::OrFinally(a, b) => {
                 if self.ready(*b, st, cx) {
-                    self.fire(*b, st, cx, timers);
+                    self.fire(*b, st, cx);
                     self.clear(*a, st);
                 } else {
-                    self.fire(*a, st, cx, timers);
+                    self.fire(*a, st, cx);
                 }
                 st[n].finished = st[*a].finished || st[*b].finished;
             }

@@ -23,6 +23,11 @@
 
 pub use weir_model as model;
 
+/// The README's examples, compiled and run as doctests.
+#[doc = include_str!("../../../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;
+
 /// Everything needed to write a windowed computation.
 pub mod prelude {
     pub use weir_model::{

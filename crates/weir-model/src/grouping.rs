@@ -229,7 +229,10 @@ where
         let lateness = self.cfg.strategy.allowed_lateness;
         let input_wm = self.core.input_wm;
         let mut touched: SmallVec<[Window; 4]> = SmallVec::new();
-        let mut ks = self.keys.remove(key).unwrap_or_default();
+        if !self.keys.contains_key(key) {
+            self.keys.insert(key.clone(), Vec::new());
+        }
+        let ks = self.keys.get_mut(key).expect("just ensured");
 
         if !self.cfg.merging {
             for (value, ts) in elements {
@@ -249,7 +252,7 @@ where
                         self.core.drop_element(&self.cfg, key, v, ts, w, DropReason::ExpiredWindow, out);
                         continue;
                     }
-                    if add_element(&mut self.core, &self.cfg, key, &mut ks, v, ts, w, out) && !touched.contains(&w) {
+                    if add_element(&mut self.core, &self.cfg, key, ks, v, ts, w, out) && !touched.contains(&w) {
                         touched.push(w);
                     }
                 }
@@ -269,10 +272,10 @@ where
                     }
                 }
             }
-            let mapping = self.merge_windows(key, &mut ks, &pending, out);
+            let mapping = merge_windows(&mut self.core, &self.cfg, key, ks, &pending, out);
             for (v, ts, w) in pending {
                 let w = mapping.iter().find(|(from, _)| *from == w).map_or(w, |(_, to)| *to);
-                if add_element(&mut self.core, &self.cfg, key, &mut ks, v, ts, w, out) && !touched.contains(&w) {
+                if add_element(&mut self.core, &self.cfg, key, ks, v, ts, w, out) && !touched.contains(&w) {
                     touched.push(w);
                 }
             }
@@ -285,48 +288,10 @@ where
                 }
             }
         }
-        if !ks.is_empty() {
-            self.keys.insert(key.clone(), ks);
+        if ks.is_empty() {
+            self.keys.remove(key);
         }
         self.core.update_output_watermark();
-    }
-
-    /// Merge the key's active windows with the new windows of a bundle;
-    /// returns the mapping from each merged window to its result.
-    fn merge_windows(
-        &mut self,
-        key: &K,
-        ks: &mut KeyWindows<V, A>,
-        pending: &[(V, Timestamp, Window)],
-        out: &mut Vec<Out<K, V, A>>,
-    ) -> Vec<(Window, Window)> {
-        let mut candidates: Vec<Window> = ks.iter().filter(|ws| !ws.closed).map(|ws| ws.window).collect();
-        for (_, _, w) in pending {
-            if !ks.iter().any(|ws| ws.window == *w) {
-                candidates.push(*w);
-            }
-        }
-        candidates.sort();
-        candidates.dedup();
-        let mut groups: Vec<MergeGroup> = Vec::new();
-        self.cfg.strategy.window_fn.merge_windows(&candidates, &mut groups);
-        let mut mapping = Vec::new();
-        for g in groups {
-            let existing: SmallVec<[Window; 4]> =
-                g.sources.iter().copied().filter(|w| ks.iter().any(|ws| ws.window == *w && !ws.closed)).collect();
-            // A new proto-window swallowed by an existing window, or new
-            // windows merging only among themselves, carry no state: no merge.
-            let real_merge = !(existing.is_empty() || (existing.len() == 1 && existing[0] == g.result));
-            if real_merge {
-                self.core.merge_states(&self.cfg, key, ks, &existing, g.result, out);
-            }
-            for s in g.sources {
-                if s != g.result {
-                    mapping.push((s, g.result));
-                }
-            }
-        }
-        mapping
     }
 
     /// Advance the input watermark to `watermark` (a watermark never goes
@@ -439,6 +404,50 @@ where
     pub fn holds(&self) -> usize {
         self.core.holds.values().map(|&n| n as usize).sum()
     }
+}
+
+/// Merge the key's active windows with the new windows of a bundle;
+/// returns the mapping from each merged window to its result.
+fn merge_windows<K, V, A>(
+    core: &mut Core<K>,
+    cfg: &Config<A>,
+    key: &K,
+    ks: &mut KeyWindows<V, A>,
+    pending: &[(V, Timestamp, Window)],
+    out: &mut Vec<Out<K, V, A>>,
+) -> Vec<(Window, Window)>
+where
+    K: Clone + Ord + Hash,
+    V: Clone,
+    A: Aggregator<V>,
+{
+    let mut candidates: Vec<Window> = ks.iter().filter(|ws| !ws.closed).map(|ws| ws.window).collect();
+    for (_, _, w) in pending {
+        if !ks.iter().any(|ws| ws.window == *w) {
+            candidates.push(*w);
+        }
+    }
+    candidates.sort();
+    candidates.dedup();
+    let mut groups: Vec<MergeGroup> = Vec::new();
+    cfg.strategy.window_fn.merge_windows(&candidates, &mut groups);
+    let mut mapping = Vec::new();
+    for g in groups {
+        let existing: SmallVec<[Window; 4]> =
+            g.sources.iter().copied().filter(|w| ks.iter().any(|ws| ws.window == *w && !ws.closed)).collect();
+        // A new proto-window swallowed by an existing window, or new
+        // windows merging only among themselves, carry no state: no merge.
+        let real_merge = !(existing.is_empty() || (existing.len() == 1 && existing[0] == g.result));
+        if real_merge {
+            core.merge_states(cfg, key, ks, &existing, g.result, out);
+        }
+        for s in g.sources {
+            if s != g.result {
+                mapping.push((s, g.result));
+            }
+        }
+    }
+    mapping
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -556,30 +565,26 @@ impl<K: Clone + Ord + Hash> Core<K> {
         }
     }
 
-    fn set_element_hold<Acc, O>(&mut self, ws: &mut WinState<Acc, O>, h: Option<Timestamp>) {
-        if ws.element_hold == h {
+    /// Replace a hold cell's value, keeping the hold index in step.
+    fn replace_hold(&mut self, cell: &mut Option<Timestamp>, h: Option<Timestamp>) {
+        if *cell == h {
             return;
         }
-        if let Some(old) = ws.element_hold {
+        if let Some(old) = cell.take() {
             self.hold_remove(old);
         }
         if let Some(new) = h {
             self.hold_add(new);
         }
-        ws.element_hold = h;
+        *cell = h;
+    }
+
+    fn set_element_hold<Acc, O>(&mut self, ws: &mut WinState<Acc, O>, h: Option<Timestamp>) {
+        self.replace_hold(&mut ws.element_hold, h)
     }
 
     fn set_extra_hold<Acc, O>(&mut self, ws: &mut WinState<Acc, O>, h: Option<Timestamp>) {
-        if ws.extra_hold == h {
-            return;
-        }
-        if let Some(old) = ws.extra_hold {
-            self.hold_remove(old);
-        }
-        if let Some(new) = h {
-            self.hold_add(new);
-        }
-        ws.extra_hold = h;
+        self.replace_hold(&mut ws.extra_hold, h)
     }
 
     /// Java `WatermarkHold.addHolds`: an element hold if the element is on

@@ -8,7 +8,6 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::hash::Hash;
-use std::marker::PhantomData;
 
 use smallvec::SmallVec;
 
@@ -79,7 +78,8 @@ pub enum GroupOutput<K, V, O> {
 /// Counters of one grouping operation.
 #[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
 pub struct GroupCounters {
-    /// Elements received (before window assignment).
+    /// Elements received: one per element given to `process_bundle`, one per
+    /// (element, window) given to `process_windowed_bundle`.
     pub elements_in: u64,
     /// (element, window) pairs dropped because the window had expired.
     pub dropped_expired: u64,
@@ -175,7 +175,7 @@ pub struct GroupAlsoByWindow<K, V, A: Aggregator<V>> {
     core: Core<K>,
     keys: HashMap<K, KeyWindows<V, A>>,
     scratch_windows: Vec<Window>,
-    _values: PhantomData<fn(V)>,
+    scratch_elements: Vec<(V, Timestamp, Window)>,
 }
 
 type Out<K, V, A> = GroupOutput<K, V, <A as Aggregator<V>>::Out>;
@@ -210,7 +210,7 @@ where
             },
             keys: HashMap::new(),
             scratch_windows: Vec::new(),
-            _values: PhantomData,
+            scratch_elements: Vec::new(),
         })
     }
 
@@ -219,13 +219,49 @@ where
         &self.cfg.strategy
     }
 
-    /// Process one bundle of elements of `key`: assign windows, drop expired
-    /// ones, merge windows, add to state, then evaluate the trigger of every
-    /// window the bundle touched (at most one pane per window per bundle).
+    /// Process one bundle of elements of `key`: assign windows with the
+    /// strategy's window function, then as [`process_windowed_bundle`](Self::process_windowed_bundle).
     pub fn process_bundle<I>(&mut self, key: &K, elements: I, out: &mut Vec<Out<K, V, A>>)
     where
         I: IntoIterator<Item = (V, Timestamp)>,
     {
+        let mut windowed = std::mem::take(&mut self.scratch_elements);
+        for (value, ts) in elements {
+            self.core.counters.elements_in += 1;
+            self.scratch_windows.clear();
+            self.cfg.strategy.window_fn.assign_windows(ts, &mut self.scratch_windows);
+            if let Some((&last, rest)) = self.scratch_windows.split_last() {
+                windowed.extend(rest.iter().map(|&w| (value.clone(), ts, w)));
+                windowed.push((value, ts, last));
+            }
+        }
+        self.process_windows(key, windowed.drain(..), out);
+        self.scratch_elements = windowed;
+    }
+
+    /// Process one bundle of elements of `key` whose windows are already
+    /// assigned (one window per element, as after `WindowInto` or an upstream
+    /// grouping): drop expired ones, merge windows (merging window functions),
+    /// add to state, then evaluate the trigger of every window the bundle
+    /// touched (at most one pane per window per bundle).
+    pub fn process_windowed_bundle<I>(&mut self, key: &K, elements: I, out: &mut Vec<Out<K, V, A>>)
+    where
+        I: IntoIterator<Item = (V, Timestamp, Window)>,
+    {
+        let mut n = 0u64;
+        let mut items = std::mem::take(&mut self.scratch_elements);
+        items.extend(elements.into_iter().inspect(|_| n += 1));
+        self.core.counters.elements_in += n;
+        self.process_windows(key, items.drain(..), out);
+        self.scratch_elements = items;
+    }
+
+    fn process_windows(
+        &mut self,
+        key: &K,
+        elements: impl Iterator<Item = (V, Timestamp, Window)>,
+        out: &mut Vec<Out<K, V, A>>,
+    ) {
         let lateness = self.cfg.strategy.allowed_lateness;
         let input_wm = self.core.input_wm;
         let mut touched: SmallVec<[Window; 4]> = SmallVec::new();
@@ -235,41 +271,23 @@ where
         let ks = self.keys.get_mut(key).expect("just ensured");
 
         if !self.cfg.merging {
-            for (value, ts) in elements {
-                self.core.counters.elements_in += 1;
-                self.scratch_windows.clear();
-                self.cfg.strategy.window_fn.assign_windows(ts, &mut self.scratch_windows);
-                let n = self.scratch_windows.len();
-                let mut value = Some(value);
-                for i in 0..n {
-                    let w = self.scratch_windows[i];
-                    let v = if i + 1 == n {
-                        value.take().expect("value used once")
-                    } else {
-                        value.clone().expect("value present")
-                    };
-                    if w.gc_time(lateness) < input_wm {
-                        self.core.drop_element(&self.cfg, key, v, ts, w, DropReason::ExpiredWindow, out);
-                        continue;
-                    }
-                    if add_element(&mut self.core, &self.cfg, key, ks, v, ts, w, out) && !touched.contains(&w) {
-                        touched.push(w);
-                    }
+            for (v, ts, w) in elements {
+                if w.gc_time(lateness) < input_wm {
+                    self.core.drop_element(&self.cfg, key, v, ts, w, DropReason::ExpiredWindow, out);
+                    continue;
+                }
+                if add_element(&mut self.core, &self.cfg, key, ks, v, ts, w, out) && !touched.contains(&w) {
+                    touched.push(w);
                 }
             }
         } else {
-            // Merging window functions: explode the whole bundle, merge once, then add.
+            // Merging window functions: take the whole bundle, merge once, then add.
             let mut pending: Vec<(V, Timestamp, Window)> = Vec::new();
-            for (value, ts) in elements {
-                self.core.counters.elements_in += 1;
-                self.scratch_windows.clear();
-                self.cfg.strategy.window_fn.assign_windows(ts, &mut self.scratch_windows);
-                for &w in &self.scratch_windows {
-                    if w.gc_time(lateness) < input_wm {
-                        self.core.drop_element(&self.cfg, key, value.clone(), ts, w, DropReason::ExpiredWindow, out);
-                    } else {
-                        pending.push((value.clone(), ts, w));
-                    }
+            for (v, ts, w) in elements {
+                if w.gc_time(lateness) < input_wm {
+                    self.core.drop_element(&self.cfg, key, v, ts, w, DropReason::ExpiredWindow, out);
+                } else {
+                    pending.push((v, ts, w));
                 }
             }
             let mapping = merge_windows(&mut self.core, &self.cfg, key, ks, &pending, out);

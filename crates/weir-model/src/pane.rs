@@ -4,6 +4,7 @@ use std::fmt;
 
 /// When a pane fired relative to the watermark.
 #[derive(Copy, Clone, PartialEq, Eq, Hash, Debug, PartialOrd, Ord)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub enum Timing {
     /// Before the input watermark passed the end of the window (speculative).
     Early,
@@ -44,6 +45,7 @@ impl Timing {
 /// assert_eq!(PaneInfo::decode(&bytes).unwrap(), (p, bytes.len()));
 /// ```
 #[derive(Copy, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct PaneInfo {
     /// First pane of the window (`index == 0`).
     pub is_first: bool,

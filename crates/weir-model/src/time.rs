@@ -22,6 +22,7 @@ use crate::error::ModelError;
 /// assert_eq!(Timestamp::from_millis(i64::MIN), Timestamp::MIN);
 /// ```
 #[derive(Copy, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct Timestamp(i64);
 
 /// The smallest representable timestamp in milliseconds (Beam's `MIN_TIMESTAMP`).
@@ -110,6 +111,7 @@ impl fmt::Display for Timestamp {
 /// assert_eq!(Duration::from_mins(2), Duration::from_secs(120));
 /// ```
 #[derive(Copy, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct Duration(i64);
 
 impl Duration {

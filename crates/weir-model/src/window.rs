@@ -16,6 +16,7 @@ use crate::time::{Duration, Timestamp};
 
 /// A half-open interval of event time `[start, end)`.
 #[derive(Copy, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct IntervalWindow {
     /// Inclusive start.
     pub start: Timestamp,
@@ -61,6 +62,7 @@ impl fmt::Debug for IntervalWindow {
 /// assert_eq!(Window::Global.max_timestamp(), Timestamp::END_OF_GLOBAL_WINDOW);
 /// ```
 #[derive(Copy, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub enum Window {
     /// The one window that covers all of time.
     Global,

@@ -381,6 +381,10 @@ where
         self.core.update_output_watermark();
     }
 
+    /// The earliest pending processing-time timer.
+    pub fn next_processing_timer(&self) -> Option<Timestamp> {
+        self.core.pt_timers.first().map(|t| t.0)
+    }
     /// The input watermark.
     pub fn input_watermark(&self) -> Timestamp {
         self.core.input_wm

@@ -1,0 +1,300 @@
+//! Where, when and how: `window_into`, `group_by_key`, `combine_per_key`,
+//! `combine_globally`, `count_per_key` and `co_group_by_key`, all running the
+//! model's grouping state machine (`weir_model::GroupAlsoByWindow`).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+use weir_model::{
+    AccumulationMode, Aggregator, Buffer, DropReason, GroupAlsoByWindow, GroupOutput, PaneInfo, Timestamp, Window,
+    WindowFn, WindowingStrategy,
+};
+
+use crate::batch::Batch;
+use crate::data::{Data, Key, WindowedValue};
+use crate::graph::{partition_by_key, NodeKind, PCollection, Routing};
+use crate::operator::{NodeCounters, OpContext, Operator, WorkerInfo};
+use crate::transforms::combine::{CombineAggregator, CombineFn, Count};
+use crate::transforms::elementwise::{apply_fn, ElementwiseExt, KvElementwiseExt};
+use crate::transforms::other::FlattenExt;
+
+/// `window_into`: assign windows and set the windowing strategy.
+pub trait WindowExt<T: Data> {
+    /// Assign every element to its windows with the strategy's window
+    /// function (one output element per window) and use the strategy for
+    /// later groupings. An invalid strategy (for example a trigger that may
+    /// drop data without `allow_data_loss`) is reported when the pipeline
+    /// is built, naming this transform.
+    fn window_into(&self, strategy: WindowingStrategy) -> PCollection<T>;
+}
+
+impl<T: Data> WindowExt<T> for PCollection<T> {
+    fn window_into(&self, strategy: WindowingStrategy) -> PCollection<T> {
+        let wfn = strategy.window_fn.clone();
+        let out = apply_fn(
+            self,
+            "WindowInto",
+            Routing::Forward,
+            move |v: WindowedValue<T>, out: &mut Vec<WindowedValue<T>>| {
+                let mut windows = Vec::with_capacity(1);
+                wfn.assign_windows(v.timestamp, &mut windows);
+                if let Some((&last, rest)) = windows.split_last() {
+                    for &w in rest {
+                        out.push(WindowedValue::new(v.value.clone(), v.timestamp, w, PaneInfo::NO_FIRING));
+                    }
+                    out.push(WindowedValue::new(v.value, v.timestamp, last, PaneInfo::NO_FIRING));
+                }
+                Ok(())
+            },
+        );
+        if let Err(e) = strategy.validate() {
+            out.pipeline().record_error(&out.producer_name(), e.to_string());
+        }
+        out.pipeline().collection(out.node, out.port, Arc::new(strategy))
+    }
+}
+
+/// A pane's contents in accumulating-and-retracting mode: a new value, or the
+/// retraction of a value emitted earlier (same key, window, timestamp, pane).
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum Retractable<T> {
+    /// A new pane.
+    Add(T),
+    /// Withdraws an earlier pane.
+    Retract(T),
+}
+
+struct GroupOp<K, V, A: Aggregator<V>, O> {
+    gbw: GroupAlsoByWindow<K, V, A>,
+    by_key: HashMap<K, Vec<(V, Timestamp, Window)>>,
+    scratch: Vec<GroupOutput<K, V, A::Out>>,
+    wrap: fn(A::Out, bool) -> O,
+}
+
+impl<K: Key, V: Data, A: Aggregator<V> + Send, O: Data> GroupOp<K, V, A, O>
+where
+    A::Acc: Send,
+    A::Out: Send,
+{
+    fn flush(&mut self, cx: &mut OpContext<'_>) {
+        if self.scratch.is_empty() {
+            return;
+        }
+        let mut panes = Vec::new();
+        let mut dropped = Vec::new();
+        for o in self.scratch.drain(..) {
+            match o {
+                GroupOutput::Pane(p) => panes.push(WindowedValue::new(
+                    (p.key, (self.wrap)(p.value, p.retraction)),
+                    p.timestamp,
+                    p.window,
+                    p.pane,
+                )),
+                GroupOutput::Dropped(d) => {
+                    dropped.push(WindowedValue::new((d.key, d.value), d.timestamp, d.window, PaneInfo::NO_FIRING))
+                }
+            }
+        }
+        NodeCounters::add(&cx.counters.elements_out, panes.len() as u64);
+        cx.out.emit(0, panes);
+        cx.out.emit(1, dropped);
+    }
+
+    fn sync_counters(&mut self, cx: &OpContext<'_>, before: weir_model::GroupCounters) {
+        let after = self.gbw.counters();
+        NodeCounters::add(&cx.counters.dropped_expired, after.dropped_expired - before.dropped_expired);
+        NodeCounters::add(&cx.counters.dropped_closed, after.dropped_closed - before.dropped_closed);
+    }
+}
+
+impl<K: Key, V: Data, A: Aggregator<V> + Send, O: Data> Operator for GroupOp<K, V, A, O>
+where
+    A::Acc: Send,
+    A::Out: Send,
+{
+    fn process(&mut self, _port: usize, batch: Batch, cx: &mut OpContext<'_>) {
+        let before = self.gbw.counters();
+        let input = batch.into_vec::<(K, V)>();
+        NodeCounters::add(&cx.counters.elements_in, input.len() as u64);
+        // One bundle per key per batch (Beam's keyed bundles).
+        for v in input {
+            self.by_key.entry(v.value.0).or_default().push((v.value.1, v.timestamp, v.window));
+        }
+        let mut by_key = std::mem::take(&mut self.by_key);
+        for (k, items) in by_key.drain() {
+            self.gbw.process_windowed_bundle(&k, items, &mut self.scratch);
+        }
+        self.by_key = by_key;
+        self.sync_counters(cx, before);
+        self.flush(cx);
+    }
+
+    fn advance(&mut self, cx: &mut OpContext<'_>) {
+        let before = self.gbw.counters();
+        self.gbw.advance_processing_time(cx.processing_time, &mut self.scratch);
+        self.gbw.advance_input_watermark(cx.input_watermark(), &mut self.scratch);
+        self.sync_counters(cx, before);
+        self.flush(cx);
+    }
+
+    fn hold(&self) -> Timestamp {
+        self.gbw.output_watermark()
+    }
+
+    fn next_wakeup(&self) -> Option<Timestamp> {
+        self.gbw.next_processing_timer()
+    }
+}
+
+fn group_node<K, V, A, O>(
+    input: &PCollection<(K, V)>,
+    name: &str,
+    agg: A,
+    wrap: fn(A::Out, bool) -> O,
+) -> (PCollection<(K, O)>, PCollection<(K, V)>)
+where
+    K: Key,
+    V: Data,
+    O: Data,
+    A: Aggregator<V> + Clone + Send + Sync + 'static,
+    A::Acc: Send,
+    A::Out: Send,
+{
+    let p = input.pipeline().clone();
+    let strategy = input.windowing().clone();
+    let s2 = strategy.clone();
+    let idx = p.add_node(
+        name,
+        vec![input.as_input(partition_by_key::<K, V>())],
+        2,
+        NodeKind::Operator(Arc::new(move |_w: &WorkerInfo| {
+            let gbw =
+                GroupAlsoByWindow::<K, V, A>::new((*s2).clone(), agg.clone()).expect("strategy validated when built");
+            Box::new(GroupOp { gbw, by_key: HashMap::new(), scratch: Vec::new(), wrap }) as Box<dyn Operator>
+        })),
+    );
+    if let Err(e) = strategy.validate() {
+        p.record_error(&p.node_name(idx), e.to_string());
+    }
+    let out_strategy = Arc::new(strategy.continuation());
+    (p.collection(idx, 0, out_strategy), p.collection(idx, 1, strategy))
+}
+
+fn no_retractions<T: Data>(name: &str, input: &PCollection<T>, f: impl FnOnce() -> String) {
+    if input.windowing().mode == AccumulationMode::AccumulatingAndRetracting {
+        input.pipeline().record_error(
+            name,
+            format!("the windowing strategy accumulates and retracts; use {} to receive retractions", f()),
+        );
+    }
+}
+
+/// Groupings of key-value collections.
+pub trait GroupExt<K: Key, V: Data> {
+    /// Group the values of each key and window into panes as the
+    /// collection's windowing strategy says.
+    fn group_by_key(&self) -> PCollection<(K, Vec<V>)>;
+    /// As `group_by_key`, plus a second collection with the elements the
+    /// grouping dropped as late (needs `late_data_output(true)` on the
+    /// strategy; otherwise it stays empty and they are only counted).
+    fn group_by_key_with_late(&self) -> (PCollection<(K, Vec<V>)>, PCollection<(K, V)>);
+    /// `group_by_key` for the accumulating-and-retracting mode: every pane
+    /// after a window's first is preceded by a `Retract` of the previous one.
+    fn group_by_key_retracting(&self) -> PCollection<(K, Retractable<Vec<V>>)>;
+    /// Combine the values of each key and window with `c`.
+    fn combine_per_key<C: CombineFn<V>>(&self, c: C) -> PCollection<(K, C::Out)>;
+    /// `combine_per_key` in accumulating-and-retracting mode.
+    fn combine_per_key_retracting<C: CombineFn<V>>(&self, c: C) -> PCollection<(K, Retractable<C::Out>)>;
+    /// Count the values of each key and window.
+    fn count_per_key(&self) -> PCollection<(K, u64)>;
+    /// Join with another keyed collection: per key and window, the values
+    /// of both sides.
+    fn co_group_by_key<W: Data>(&self, other: &PCollection<(K, W)>) -> PCollection<(K, (Vec<V>, Vec<W>))>;
+}
+
+fn plain<T>(v: T, retraction: bool) -> T {
+    debug_assert!(!retraction, "retractions only in retracting mode");
+    v
+}
+
+fn signed<T>(v: T, retraction: bool) -> Retractable<T> {
+    if retraction {
+        Retractable::Retract(v)
+    } else {
+        Retractable::Add(v)
+    }
+}
+
+impl<K: Key, V: Data> GroupExt<K, V> for PCollection<(K, V)> {
+    fn group_by_key(&self) -> PCollection<(K, Vec<V>)> {
+        no_retractions("GroupByKey", self, || "group_by_key_retracting".into());
+        group_node(self, "GroupByKey", Buffer, plain::<Vec<V>>).0
+    }
+
+    fn group_by_key_with_late(&self) -> (PCollection<(K, Vec<V>)>, PCollection<(K, V)>) {
+        no_retractions("GroupByKey", self, || "group_by_key_retracting".into());
+        group_node(self, "GroupByKey", Buffer, plain::<Vec<V>>)
+    }
+
+    fn group_by_key_retracting(&self) -> PCollection<(K, Retractable<Vec<V>>)> {
+        group_node(self, "GroupByKey", Buffer, signed::<Vec<V>>).0
+    }
+
+    fn combine_per_key<C: CombineFn<V>>(&self, c: C) -> PCollection<(K, C::Out)> {
+        no_retractions("CombinePerKey", self, || "combine_per_key_retracting".into());
+        group_node(self, "CombinePerKey", CombineAggregator::new(c), plain::<C::Out>).0
+    }
+
+    fn combine_per_key_retracting<C: CombineFn<V>>(&self, c: C) -> PCollection<(K, Retractable<C::Out>)> {
+        group_node(self, "CombinePerKey", CombineAggregator::new(c), signed::<C::Out>).0
+    }
+
+    fn count_per_key(&self) -> PCollection<(K, u64)> {
+        self.combine_per_key(Count).named("CountPerKey")
+    }
+
+    fn co_group_by_key<W: Data>(&self, other: &PCollection<(K, W)>) -> PCollection<(K, (Vec<V>, Vec<W>))> {
+        let left = self.map(|(k, v)| (k, Union2::A(v))).named("CoGroupByKey/TagLeft");
+        let right = other.map(|(k, w)| (k, Union2::B(w))).named("CoGroupByKey/TagRight");
+        left.flatten_with(&[right])
+            .group_by_key()
+            .named("CoGroupByKey")
+            .map(|(k, vs): (K, Vec<Union2<V, W>>)| {
+                let mut a = Vec::new();
+                let mut b = Vec::new();
+                for v in vs {
+                    match v {
+                        Union2::A(x) => a.push(x),
+                        Union2::B(y) => b.push(y),
+                    }
+                }
+                (k, (a, b))
+            })
+            .named("CoGroupByKey/Split")
+    }
+}
+
+/// A value from one of two joined collections.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum Union2<A, B> {
+    /// From the first.
+    A(A),
+    /// From the second.
+    B(B),
+}
+
+/// `combine_globally`.
+pub trait CombineGloballyExt<T: Data> {
+    /// Combine all elements of each window with `c`.
+    fn combine_globally<C: CombineFn<T>>(&self, c: C) -> PCollection<C::Out>;
+}
+
+impl<T: Data> CombineGloballyExt<T> for PCollection<T> {
+    fn combine_globally<C: CombineFn<T>>(&self, c: C) -> PCollection<C::Out> {
+        self.map(|v| ((), v)).named("CombineGlobally/Key").combine_per_key(c).named("CombineGlobally").values()
+    }
+}
+
+/// Why an element was dropped (re-exported for late-data outputs).
+pub type LateReason = DropReason;

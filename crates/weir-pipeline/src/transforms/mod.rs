@@ -1,0 +1,13 @@
+//! The transforms, as extension traits of [`PCollection`](crate::PCollection).
+
+pub mod combine;
+pub mod elementwise;
+pub mod group;
+pub mod other;
+
+pub use combine::{ApproxDistinct, CombineAggregator, CombineFn, Count, HyperLogLog, Max, Mean, Min, Sum, TopN};
+pub use elementwise::{
+    apply_fn, DoFn, ElementwiseExt, ErasedTag, KvElementwiseExt, OutputTag, ParDoOutputs, ProcessContext,
+};
+pub use group::{CombineGloballyExt, GroupExt, LateReason, Retractable, Union2, WindowExt};
+pub use other::{CollectExt, FlattenExt, PartitionExt, ReshuffleKeyExt, TestEvent, TestStream};

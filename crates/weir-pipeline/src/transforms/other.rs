@@ -1,0 +1,379 @@
+//! Sources and structural transforms: `create`, `flatten`, `partition`,
+//! `reshuffle`, `collect`, and [`TestStream`].
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use weir_model::{Duration, PaneInfo, Timestamp, Window, WindowingStrategy};
+
+use crate::batch::Batch;
+use crate::data::{Data, Key, WindowedValue};
+use crate::graph::{partition_by_key, Collected, NodeKind, PCollection, Pipeline, Routing};
+use crate::operator::{NodeCounters, OpContext, Operator, Source, SourceStatus, WorkerInfo};
+
+const BATCH: usize = 8192;
+
+struct CreateSource<T> {
+    items: Arc<Vec<(T, Timestamp)>>,
+    next: usize,
+    step: usize,
+}
+
+impl<T: Data> Source for CreateSource<T> {
+    fn poll(&mut self, max_records: usize, cx: &mut OpContext<'_>) -> SourceStatus {
+        let mut out = Vec::with_capacity(max_records.min(BATCH));
+        while self.next < self.items.len() && out.len() < max_records {
+            let (v, ts) = &self.items[self.next];
+            out.push(WindowedValue::in_global(v.clone(), *ts));
+            self.next += self.step;
+        }
+        NodeCounters::add(&cx.counters.elements_out, out.len() as u64);
+        cx.out.emit(0, out);
+        let done = self.next >= self.items.len();
+        SourceStatus {
+            watermark: if done { Timestamp::MAX } else { Timestamp::MIN },
+            idle: false,
+            processing_time: None,
+        }
+    }
+}
+
+impl Pipeline {
+    /// A bounded collection of `items`, timestamped at `Timestamp::MIN`, in
+    /// the global window. Items are spread over the workers.
+    pub fn create<T: Data>(&self, items: impl IntoIterator<Item = T>) -> PCollection<T> {
+        self.create_timestamped(items.into_iter().map(|v| (v, Timestamp::MIN)))
+    }
+
+    /// A bounded collection of timestamped `items` in the global window.
+    pub fn create_timestamped<T: Data>(&self, items: impl IntoIterator<Item = (T, Timestamp)>) -> PCollection<T> {
+        let items: Arc<Vec<(T, Timestamp)>> = Arc::new(items.into_iter().collect());
+        let idx = self.add_node(
+            "Create",
+            vec![],
+            1,
+            NodeKind::Source(Arc::new(move |w: &WorkerInfo| {
+                Box::new(CreateSource { items: items.clone(), next: w.index, step: w.peers }) as Box<dyn Source>
+            })),
+        );
+        self.collection(idx, 0, Arc::new(WindowingStrategy::default()))
+    }
+
+    /// Play a scripted [`TestStream`].
+    pub fn test_stream<T: Data>(&self, stream: TestStream<T>) -> PCollection<T> {
+        let events = Arc::new(stream.events);
+        let idx = self.add_node(
+            "TestStream",
+            vec![],
+            1,
+            NodeKind::Source(Arc::new(move |w: &WorkerInfo| {
+                Box::new(TestStreamSource {
+                    events: events.clone(),
+                    next: 0,
+                    worker: w.index,
+                    wm: Timestamp::MIN,
+                    now: Timestamp::from_millis(0),
+                }) as Box<dyn Source>
+            })),
+        );
+        self.collection(idx, 0, Arc::new(WindowingStrategy::default()))
+    }
+}
+
+/// One step of a [`TestStream`].
+#[derive(Clone, Debug)]
+pub enum TestEvent<T> {
+    /// Elements with their timestamps.
+    Elements(Vec<(T, Timestamp)>),
+    /// The watermark moves to this time.
+    Watermark(Timestamp),
+    /// Processing time moves forward by this much.
+    ProcessingTime(Duration),
+}
+
+/// A scripted, deterministic stream for tests (Beam's `TestStream`):
+/// elements, watermark advances and processing-time advances, in order. The
+/// stream ends with the watermark at +infinity. Processing time starts at 0.
+///
+/// ```
+/// use weir_pipeline::TestStream;
+/// use weir_model::{Duration, Timestamp};
+/// let s = TestStream::new()
+///     .add_elements([("a".to_string(), Timestamp::from_millis(1))])
+///     .advance_watermark_to(Timestamp::from_millis(10))
+///     .advance_processing_time(Duration::from_secs(5));
+/// assert_eq!(s.events().len(), 3);
+/// ```
+#[derive(Clone, Debug)]
+pub struct TestStream<T> {
+    events: Vec<TestEvent<T>>,
+}
+
+impl<T: Data> Default for TestStream<T> {
+    fn default() -> Self {
+        TestStream { events: Vec::new() }
+    }
+}
+
+impl<T: Data> TestStream<T> {
+    /// An empty script.
+    pub fn new() -> Self {
+        TestStream::default()
+    }
+    /// Add elements (one bundle).
+    pub fn add_elements(mut self, items: impl IntoIterator<Item = (T, Timestamp)>) -> Self {
+        self.events.push(TestEvent::Elements(items.into_iter().collect()));
+        self
+    }
+    /// Move the watermark.
+    pub fn advance_watermark_to(mut self, t: Timestamp) -> Self {
+        self.events.push(TestEvent::Watermark(t));
+        self
+    }
+    /// Move processing time forward.
+    pub fn advance_processing_time(mut self, d: Duration) -> Self {
+        self.events.push(TestEvent::ProcessingTime(d));
+        self
+    }
+    /// The script.
+    pub fn events(&self) -> &[TestEvent<T>] {
+        &self.events
+    }
+    /// Whether the script moves processing time.
+    pub fn uses_processing_time(&self) -> bool {
+        self.events.iter().any(|e| matches!(e, TestEvent::ProcessingTime(_)))
+    }
+}
+
+struct TestStreamSource<T> {
+    events: Arc<Vec<TestEvent<T>>>,
+    next: usize,
+    worker: usize,
+    wm: Timestamp,
+    now: Timestamp,
+}
+
+impl<T: Data> Source for TestStreamSource<T> {
+    fn poll(&mut self, _max_records: usize, cx: &mut OpContext<'_>) -> SourceStatus {
+        // The script plays on worker 0; the others hold nothing back.
+        let mut status = SourceStatus { watermark: Timestamp::MAX, idle: false, processing_time: None };
+        if self.worker != 0 {
+            return status;
+        }
+        match self.events.get(self.next) {
+            None => return status,
+            Some(TestEvent::Elements(items)) => {
+                let out: Vec<WindowedValue<T>> =
+                    items.iter().map(|(v, ts)| WindowedValue::in_global(v.clone(), *ts)).collect();
+                NodeCounters::add(&cx.counters.elements_out, out.len() as u64);
+                cx.out.emit(0, out);
+            }
+            Some(TestEvent::Watermark(t)) => self.wm = self.wm.max(*t),
+            Some(TestEvent::ProcessingTime(d)) => {
+                self.now = self.now + *d;
+                status.processing_time = Some(self.now);
+            }
+        }
+        self.next += 1;
+        status.watermark = if self.next >= self.events.len() { Timestamp::MAX } else { self.wm };
+        status
+    }
+}
+
+struct ForwardOp;
+
+impl Operator for ForwardOp {
+    fn process(&mut self, _port: usize, batch: Batch, cx: &mut OpContext<'_>) {
+        let n = batch.len() as u64;
+        NodeCounters::add(&cx.counters.elements_in, n);
+        NodeCounters::add(&cx.counters.elements_out, n);
+        cx.out.emit_batch(0, batch);
+    }
+}
+
+/// `flatten`: merge collections of the same type.
+pub trait FlattenExt<T: Data> {
+    /// The union of this collection and `others` (this one's windowing).
+    fn flatten_with(&self, others: &[PCollection<T>]) -> PCollection<T>;
+}
+
+impl<T: Data> FlattenExt<T> for PCollection<T> {
+    fn flatten_with(&self, others: &[PCollection<T>]) -> PCollection<T> {
+        let p = self.pipeline().clone();
+        let mut inputs = vec![self.as_input(Routing::Forward)];
+        inputs.extend(others.iter().map(|o| o.as_input(Routing::Forward)));
+        let idx = p.add_node(
+            "Flatten",
+            inputs,
+            1,
+            NodeKind::Operator(Arc::new(|_: &WorkerInfo| Box::new(ForwardOp) as Box<dyn Operator>)),
+        );
+        p.collection(idx, 0, self.windowing().clone())
+    }
+}
+
+struct PartitionOp<T, F> {
+    n: usize,
+    f: F,
+    _t: std::marker::PhantomData<fn(T)>,
+}
+
+impl<T: Data, F: Fn(&T, usize) -> usize + Send> Operator for PartitionOp<T, F> {
+    fn process(&mut self, _port: usize, batch: Batch, cx: &mut OpContext<'_>) {
+        let input = batch.into_vec::<T>();
+        NodeCounters::add(&cx.counters.elements_in, input.len() as u64);
+        NodeCounters::add(&cx.counters.elements_out, input.len() as u64);
+        let mut parts: Vec<Vec<WindowedValue<T>>> = (0..self.n).map(|_| Vec::new()).collect();
+        for v in input {
+            let i = (self.f)(&v.value, self.n);
+            match parts.get_mut(i) {
+                Some(part) => part.push(v),
+                None => {
+                    cx.fail_with(format!("partition function returned {i} for {} partitions", self.n));
+                    return;
+                }
+            }
+        }
+        for (i, part) in parts.into_iter().enumerate() {
+            cx.out.emit(i, part);
+        }
+    }
+}
+
+/// `partition` and `reshuffle`.
+pub trait PartitionExt<T: Data> {
+    /// Split into `n` collections by `f(element, n)` (which must be `< n`).
+    fn partition(
+        &self,
+        n: usize,
+        f: impl Fn(&T, usize) -> usize + Clone + Send + Sync + 'static,
+    ) -> Vec<PCollection<T>>;
+    /// Redistribute elements evenly over the workers (round robin),
+    /// keeping timestamps, windows and panes.
+    fn reshuffle(&self) -> PCollection<T>;
+}
+
+impl<T: Data> PartitionExt<T> for PCollection<T> {
+    fn partition(
+        &self,
+        n: usize,
+        f: impl Fn(&T, usize) -> usize + Clone + Send + Sync + 'static,
+    ) -> Vec<PCollection<T>> {
+        let p = self.pipeline().clone();
+        let idx = p.add_node(
+            "Partition",
+            vec![self.as_input(Routing::Forward)],
+            n,
+            NodeKind::Operator(Arc::new(move |_: &WorkerInfo| {
+                Box::new(PartitionOp { n, f: f.clone(), _t: std::marker::PhantomData }) as Box<dyn Operator>
+            })),
+        );
+        if n == 0 {
+            p.record_error(&p.node_name(idx), "a partition needs at least one output");
+        }
+        (0..n).map(|i| p.collection(idx, i, self.windowing().clone())).collect()
+    }
+
+    fn reshuffle(&self) -> PCollection<T> {
+        let p = self.pipeline().clone();
+        let next = Arc::new(AtomicUsize::new(0));
+        let routing = Routing::Partitioned(Arc::new(move |batch: Batch, peers: usize| {
+            let mut parts: Vec<Vec<WindowedValue<T>>> = (0..peers).map(|_| Vec::new()).collect();
+            let start = next.fetch_add(1, Ordering::Relaxed);
+            for (i, v) in batch.into_vec::<T>().into_iter().enumerate() {
+                parts[(start + i) % peers].push(v);
+            }
+            parts.into_iter().map(Batch::new).collect()
+        }));
+        let idx = p.add_node(
+            "Reshuffle",
+            vec![self.as_input(routing)],
+            1,
+            NodeKind::Operator(Arc::new(|_: &WorkerInfo| Box::new(ForwardOp) as Box<dyn Operator>)),
+        );
+        p.collection(idx, 0, self.windowing().clone())
+    }
+}
+
+/// `reshuffle_per_key`: send each key to the worker that owns it.
+pub trait ReshuffleKeyExt<K: Key, V: Data> {
+    /// Redistribute by key.
+    fn reshuffle_per_key(&self) -> PCollection<(K, V)>;
+}
+
+impl<K: Key, V: Data> ReshuffleKeyExt<K, V> for PCollection<(K, V)> {
+    fn reshuffle_per_key(&self) -> PCollection<(K, V)> {
+        let p = self.pipeline().clone();
+        let idx = p.add_node(
+            "ReshufflePerKey",
+            vec![self.as_input(partition_by_key::<K, V>())],
+            1,
+            NodeKind::Operator(Arc::new(|_: &WorkerInfo| Box::new(ForwardOp) as Box<dyn Operator>)),
+        );
+        p.collection(idx, 0, self.windowing().clone())
+    }
+}
+
+struct CollectOp<T> {
+    into: Arc<Mutex<Vec<WindowedValue<T>>>>,
+}
+
+impl<T: Data> Operator for CollectOp<T> {
+    fn process(&mut self, _port: usize, batch: Batch, cx: &mut OpContext<'_>) {
+        let v = batch.into_vec::<T>();
+        NodeCounters::add(&cx.counters.elements_in, v.len() as u64);
+        self.into.lock().unwrap_or_else(|p| p.into_inner()).extend(v);
+    }
+}
+
+/// `collect`: gather a collection in memory (tests, small results).
+pub trait CollectExt<T: Data> {
+    /// Collect every element (with timestamp, window and pane) of every
+    /// worker of this process; read it after the run.
+    fn collect(&self) -> Collected<T>;
+}
+
+impl<T: Data> CollectExt<T> for PCollection<T> {
+    fn collect(&self) -> Collected<T> {
+        let c = Collected::default();
+        let into = c.inner.clone();
+        self.pipeline().add_node(
+            "Collect",
+            vec![self.as_input(Routing::Forward)],
+            0,
+            NodeKind::Operator(Arc::new(move |_: &WorkerInfo| {
+                Box::new(CollectOp { into: into.clone() }) as Box<dyn Operator>
+            })),
+        );
+        c
+    }
+}
+
+impl<T: Clone> Collected<T> {
+    /// Every element in `window`, in arrival order.
+    pub fn in_window(&self, window: Window) -> Vec<WindowedValue<T>> {
+        self.windowed().into_iter().filter(|v| v.window == window).collect()
+    }
+    /// The value of the on-time pane of `window`, if there was one.
+    pub fn on_time_pane(&self, window: Window) -> Option<T> {
+        self.in_window(window).into_iter().find(|v| v.pane.timing == weir_model::Timing::OnTime).map(|v| v.value)
+    }
+    /// The value of the final pane (`is_last`) of `window`, if any.
+    pub fn final_pane(&self, window: Window) -> Option<T> {
+        self.in_window(window).into_iter().find(|v| v.pane.is_last).map(|v| v.value)
+    }
+    /// The values of the early panes of `window`, in pane order.
+    pub fn early_panes(&self, window: Window) -> Vec<T> {
+        self.panes_with(window, weir_model::Timing::Early)
+    }
+    /// The values of the late panes of `window`, in pane order.
+    pub fn late_panes(&self, window: Window) -> Vec<T> {
+        self.panes_with(window, weir_model::Timing::Late)
+    }
+    fn panes_with(&self, window: Window, timing: weir_model::Timing) -> Vec<T> {
+        let mut v: Vec<(PaneInfo, T)> =
+            self.in_window(window).into_iter().filter(|v| v.pane.timing == timing).map(|v| (v.pane, v.value)).collect();
+        v.sort_by_key(|(p, _)| p.index);
+        v.into_iter().map(|(_, t)| t).collect()
+    }
+}

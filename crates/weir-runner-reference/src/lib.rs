@@ -1,0 +1,221 @@
+//! # weir-runner-reference
+//!
+//! The reference runner: single-threaded, deterministic and as simple as it
+//! can be. It is the executable specification the other runners are tested
+//! against.
+//!
+//! Execution: poll every unfinished source once; then visit the nodes in
+//! topological order, each processing everything queued for it, then seeing
+//! its new input watermarks and processing time (`advance`), then
+//! publishing its output watermark `min(input watermarks, hold)`. Repeat
+//! until every watermark is +infinity. Processing time is simulated: it
+//! starts at 0 and only a [`TestStream`](weir_pipeline::TestStream) moves it,
+//! unless [`ProcessingTime::Wall`] is chosen.
+
+#![warn(missing_docs)]
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use weir_model::Timestamp;
+use weir_pipeline::{
+    Batch, Emitter, Graph, NodeKind, OpContext, Operator, PipelineError, RunResult, Runner, Source, WorkerInfo,
+};
+
+/// Where processing time comes from.
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
+pub enum ProcessingTime {
+    /// Starts at 0; only test streams move it. Fully deterministic.
+    #[default]
+    Simulated,
+    /// The system clock.
+    Wall,
+}
+
+/// The single-threaded reference runner.
+///
+/// ```
+/// use weir_pipeline::prelude::*;
+/// use weir_runner_reference::ReferenceRunner;
+/// let p = Pipeline::new();
+/// let doubled = p.create(vec![1, 2, 3]).map(|x| x * 2).collect();
+/// p.run_with(&ReferenceRunner::default()).unwrap();
+/// assert_eq!(doubled.values(), vec![2, 4, 6]);
+/// ```
+#[derive(Copy, Clone, Debug, Default)]
+pub struct ReferenceRunner {
+    /// Where processing time comes from.
+    pub processing_time: ProcessingTime,
+}
+
+enum Instance {
+    Source(Box<dyn Source>),
+    Operator(Box<dyn Operator>),
+}
+
+const POLL_BATCH: usize = 1024;
+
+fn wall_clock() -> Timestamp {
+    let ms = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0);
+    Timestamp::from_millis(ms)
+}
+
+impl Runner for ReferenceRunner {
+    fn run(&self, graph: Arc<Graph>) -> Result<RunResult, PipelineError> {
+        let n = graph.nodes.len();
+        let worker = WorkerInfo { index: 0, peers: 1 };
+        let mut instances: Vec<Instance> = graph
+            .nodes
+            .iter()
+            .map(|node| match &node.kind {
+                NodeKind::Source(f) => Instance::Source(f(&worker)),
+                NodeKind::Operator(f) => Instance::Operator(f(&worker)),
+            })
+            .collect();
+        // consumers[node][port] = [(consumer, input port)]
+        let mut consumers: Vec<Vec<Vec<(usize, usize)>>> =
+            graph.nodes.iter().map(|node| vec![Vec::new(); node.outputs]).collect();
+        for (c, node) in graph.nodes.iter().enumerate() {
+            for (port, input) in node.inputs.iter().enumerate() {
+                consumers[input.node][input.port].push((c, port));
+            }
+        }
+        let mut queues: Vec<VecDeque<(usize, Batch)>> = (0..n).map(|_| VecDeque::new()).collect();
+        let mut emitters: Vec<Emitter> = graph.nodes.iter().map(|node| Emitter::new(node.outputs)).collect();
+        let mut out_wm = vec![Timestamp::MIN; n];
+        let mut seen_wms: Vec<Vec<Timestamp>> =
+            graph.nodes.iter().map(|node| vec![Timestamp::MIN; node.inputs.len()]).collect();
+        let mut seen_clock = vec![Timestamp::MIN; n];
+        let mut finished = vec![false; n];
+        let error = Mutex::new(None);
+        let mut clock = match self.processing_time {
+            ProcessingTime::Simulated => Timestamp::from_millis(0),
+            ProcessingTime::Wall => wall_clock(),
+        };
+
+        let route =
+            |emitter: &mut Emitter, queues: &mut Vec<VecDeque<(usize, Batch)>>, targets: &Vec<Vec<(usize, usize)>>| {
+                for (port, targets) in targets.iter().enumerate() {
+                    let batches: Vec<Batch> = emitter.drain(port).collect();
+                    if targets.is_empty() {
+                        continue;
+                    }
+                    for batch in batches {
+                        let copies = targets.len();
+                        if copies == 1 {
+                            queues[targets[0].0].push_back((targets[0].1, batch));
+                        } else {
+                            // Several consumers: each gets its own copy.
+                            for &(c, p) in targets {
+                                queues[c].push_back((p, batch.clone()));
+                            }
+                        }
+                    }
+                }
+            };
+
+        loop {
+            let mut progressed = false;
+            let mut all_idle = true;
+            for i in 0..n {
+                if let Instance::Source(src) = &mut instances[i] {
+                    if out_wm[i] == Timestamp::MAX {
+                        continue;
+                    }
+                    let node = &graph.nodes[i];
+                    let mut cx = OpContext {
+                        name: &node.name,
+                        out: &mut emitters[i],
+                        input_watermarks: &[],
+                        processing_time: clock,
+                        counters: &node.counters,
+                        error: &error,
+                    };
+                    let status = src.poll(POLL_BATCH, &mut cx);
+                    all_idle &= status.idle;
+                    if let Some(t) = status.processing_time {
+                        clock = clock.max(t);
+                    }
+                    if status.watermark > out_wm[i] {
+                        out_wm[i] = status.watermark;
+                    }
+                    progressed = true;
+                    route(&mut emitters[i], &mut queues, &consumers[i]);
+                }
+            }
+            if self.processing_time == ProcessingTime::Wall {
+                clock = clock.max(wall_clock());
+            }
+            for i in 0..n {
+                let Instance::Operator(op) = &mut instances[i] else { continue };
+                let node = &graph.nodes[i];
+                let in_wms: Vec<Timestamp> = node.inputs.iter().map(|inp| out_wm[inp.node]).collect();
+                let mut cx = OpContext {
+                    name: &node.name,
+                    out: &mut emitters[i],
+                    input_watermarks: &seen_wms[i],
+                    processing_time: clock,
+                    counters: &node.counters,
+                    error: &error,
+                };
+                while let Some((port, batch)) = queues[i].pop_front() {
+                    op.process(port, batch, &mut cx);
+                    progressed = true;
+                }
+                let wakeup_due = op.next_wakeup().is_some_and(|t| t < clock);
+                if in_wms != seen_wms[i] || clock != seen_clock[i] || wakeup_due {
+                    seen_wms[i] = in_wms.clone();
+                    seen_clock[i] = clock;
+                    let mut cx = OpContext {
+                        name: &node.name,
+                        out: &mut emitters[i],
+                        input_watermarks: &seen_wms[i],
+                        processing_time: clock,
+                        counters: &node.counters,
+                        error: &error,
+                    };
+                    op.advance(&mut cx);
+                    progressed = true;
+                }
+                let input_wm = in_wms.iter().copied().min().unwrap_or(Timestamp::MAX);
+                let new_wm = input_wm.min(op.hold());
+                if new_wm > out_wm[i] {
+                    out_wm[i] = new_wm;
+                }
+                if out_wm[i] == Timestamp::MAX && !finished[i] {
+                    finished[i] = true;
+                    let mut cx = OpContext {
+                        name: &node.name,
+                        out: &mut emitters[i],
+                        input_watermarks: &seen_wms[i],
+                        processing_time: clock,
+                        counters: &node.counters,
+                        error: &error,
+                    };
+                    op.finish(&mut cx);
+                }
+                route(&mut emitters[i], &mut queues, &consumers[i]);
+            }
+            if let Some(e) = error.lock().unwrap_or_else(|p| p.into_inner()).take() {
+                return Err(e);
+            }
+            let done = out_wm.iter().all(|w| *w == Timestamp::MAX) && queues.iter().all(VecDeque::is_empty);
+            if done {
+                break;
+            }
+            if !progressed || all_idle {
+                match self.processing_time {
+                    ProcessingTime::Wall => std::thread::sleep(std::time::Duration::from_millis(1)),
+                    ProcessingTime::Simulated if !progressed => {
+                        return Err(PipelineError::Runner(
+                            "no progress: a source is idle but processing time is simulated".into(),
+                        ))
+                    }
+                    ProcessingTime::Simulated => {}
+                }
+            }
+        }
+        Ok(RunResult { metrics: graph.metrics() })
+    }
+}

@@ -178,14 +178,15 @@ fn wall_clock() -> Timestamp {
 }
 
 trait InputPort {
-    fn drain(&mut self, f: &mut dyn FnMut(Batch));
+    /// Every queued message: its time (the watermark it was sent at) and batch.
+    fn drain(&mut self, f: &mut dyn FnMut(u64, Batch));
 }
 
 impl<P: Pull<Message<u64, TBatch>>> InputPort
     for timely::dataflow::operators::generic::InputHandleCore<u64, TBatch, P>
 {
-    fn drain(&mut self, f: &mut dyn FnMut(Batch)) {
-        self.for_each(|_cap, data| f(std::mem::take(&mut data.0)));
+    fn drain(&mut self, f: &mut dyn FnMut(u64, Batch)) {
+        self.for_each(|cap, data| f(cap.least().copied().unwrap_or(0), std::mem::take(&mut data.0)));
     }
 }
 
@@ -296,85 +297,83 @@ fn build_dataflow(worker: &mut timely::worker::Worker, graph: &Arc<Graph>, error
                     });
                 }
                 NodeKind::Operator(factory) => {
-                    let mut op = factory(&info);
-                    let mut seen: Vec<Timestamp> = vec![Timestamp::MIN; node.inputs.len()];
-                    let mut seen_clock = Timestamp::MIN;
-                    let mut finished = false;
+                    let mut driver = OpDriver {
+                        op: factory(&info),
+                        name,
+                        counters,
+                        emitter,
+                        seen: vec![Timestamp::MIN; node.inputs.len()],
+                        finished: false,
+                        outputs,
+                        caps: Vec::new(),
+                        error: Mutex::new(None),
+                    };
+                    let mut stashes: Vec<Stash> = (0..node.inputs.len()).map(|_| Stash::default()).collect();
                     builder.build(move |caps| {
-                        let mut caps = caps;
+                        driver.caps = caps;
                         move |frontiers| {
                             if failed(&error) {
                                 for input in inputs.iter_mut() {
-                                    input.drain(&mut |_| {});
+                                    input.drain(&mut |_, _| {});
                                 }
-                                caps.clear();
+                                driver.caps.clear();
                                 return;
                             }
-                            let local_error = Mutex::new(None);
                             let now = wall_clock();
                             let wms: Vec<Timestamp> = frontiers
                                 .iter()
                                 .map(|f| f.frontier().iter().min().map_or(Timestamp::MAX, |t| dec(*t)))
                                 .collect();
-                            {
-                                let mut cx = OpContext {
-                                    name: &name,
-                                    out: &mut emitter,
-                                    input_watermarks: &seen,
-                                    processing_time: now,
-                                    counters: &counters,
-                                    error: &local_error,
-                                };
-                                for (port, input) in inputs.iter_mut().enumerate() {
-                                    input.drain(&mut |batch| op.process(port, batch, &mut cx));
+                            // A message was sent when its producer's output watermark was its
+                            // time. It is processed once the port's watermark has reached that
+                            // time (never past the port's frontier), so data sent after a
+                            // watermark advance is processed after it, as on the reference
+                            // runner. The frontier can lag the message by a round of progress
+                            // tracking: such messages wait in a stash. The stash is bounded: past
+                            // STASH_LIMIT records a message is processed with the (lower)
+                            // frontier, which is still a valid execution of the model.
+                            for (port, input) in inputs.iter_mut().enumerate() {
+                                let stash = &mut stashes[port];
+                                input.drain(&mut |time, batch| {
+                                    stash.records += batch.len();
+                                    stash.queue.push_back((time, batch));
+                                });
+                                let frontier = wms[port];
+                                while let Some((time, _)) = stash.queue.front() {
+                                    let t = dec(*time);
+                                    if t > frontier && stash.records <= STASH_LIMIT {
+                                        break;
+                                    }
+                                    let (_, batch) = stash.queue.pop_front().expect("front exists");
+                                    stash.records -= batch.len();
+                                    let target = t.min(frontier);
+                                    if target > driver.seen[port] {
+                                        driver.seen[port] = target;
+                                        driver.advance(now);
+                                    }
+                                    driver.process(port, batch, now);
+                                }
+                                if !stash.queue.is_empty() {
+                                    activator.activate();
                                 }
                             }
-                            let wakeup_due = op.next_wakeup().is_some_and(|t| t < now);
-                            if wms != seen || (wakeup_due && now != seen_clock) {
-                                seen = wms;
-                                seen_clock = now;
-                                let mut cx = OpContext {
-                                    name: &name,
-                                    out: &mut emitter,
-                                    input_watermarks: &seen,
-                                    processing_time: now,
-                                    counters: &counters,
-                                    error: &local_error,
-                                };
-                                op.advance(&mut cx);
+                            let wakeup_due = driver.op.next_wakeup().is_some_and(|t| t < now);
+                            let moved = wms.iter().zip(&driver.seen).any(|(f, s)| f > s);
+                            if moved || wakeup_due {
+                                for (s, f) in driver.seen.iter_mut().zip(&wms) {
+                                    *s = (*s).max(*f);
+                                }
+                                driver.advance(now);
+                            } else {
+                                driver.settle(now);
                             }
-                            let input_wm = seen.iter().copied().min().unwrap_or(Timestamp::MAX);
-                            let out_wm = input_wm.min(op.hold());
-                            if out_wm == Timestamp::MAX && !finished {
-                                finished = true;
-                                let mut cx = OpContext {
-                                    name: &name,
-                                    out: &mut emitter,
-                                    input_watermarks: &seen,
-                                    processing_time: now,
-                                    counters: &counters,
-                                    error: &local_error,
-                                };
-                                op.finish(&mut cx);
-                            }
-                            if let Some(e) = local_error.into_inner().unwrap_or(None) {
+                            if let Some(e) = driver.error.lock().unwrap_or_else(|p| p.into_inner()).take() {
                                 *error.lock().unwrap_or_else(|p| p.into_inner()) = Some(e);
-                                caps.clear();
+                                driver.caps.clear();
                                 return;
                             }
-                            if !caps.is_empty() {
-                                send(&mut outputs, &caps, &mut emitter);
-                            }
-                            if out_wm == Timestamp::MAX {
-                                caps.clear();
-                            } else {
-                                let t = enc(out_wm);
-                                for cap in caps.iter_mut() {
-                                    if *cap.time() < t {
-                                        cap.downgrade(&t);
-                                    }
-                                }
-                                if let Some(next) = op.next_wakeup() {
+                            if let Some(next) = driver.op.next_wakeup() {
+                                if !driver.caps.is_empty() {
                                     let wait = (next.millis() - now.millis() + 1).clamp(0, 60_000) as u64;
                                     activator.activate_after(StdDuration::from_millis(wait));
                                 }
@@ -385,6 +384,98 @@ fn build_dataflow(worker: &mut timely::worker::Worker, graph: &Arc<Graph>, error
             }
         }
     });
+}
+
+/// Messages of one input port that arrived ahead of its frontier.
+#[derive(Default)]
+struct Stash {
+    queue: std::collections::VecDeque<(u64, Batch)>,
+    records: usize,
+}
+
+/// Records a port may hold back waiting for its frontier.
+const STASH_LIMIT: usize = 1 << 20;
+
+/// One operator on one worker, with its output capabilities.
+struct OpDriver {
+    op: Box<dyn weir_pipeline::Operator>,
+    name: String,
+    counters: Arc<weir_pipeline::NodeCounters>,
+    emitter: Emitter,
+    seen: Vec<Timestamp>,
+    finished: bool,
+    outputs: Vec<Output<u64, TBatch>>,
+    caps: Vec<Capability<u64>>,
+    error: Mutex<Option<PipelineError>>,
+}
+
+impl OpDriver {
+    /// The input watermarks moved (or a processing-time wakeup is due):
+    /// let the operator react, send what it emitted at the current
+    /// capabilities, then downgrade them to the new output watermark.
+    fn advance(&mut self, now: Timestamp) {
+        let mut cx = OpContext {
+            name: &self.name,
+            out: &mut self.emitter,
+            input_watermarks: &self.seen,
+            processing_time: now,
+            counters: &self.counters,
+            error: &self.error,
+        };
+        self.op.advance(&mut cx);
+        self.settle(now);
+    }
+
+    /// Process one batch and send its output at the current capabilities.
+    fn process(&mut self, port: usize, batch: Batch, now: Timestamp) {
+        let mut cx = OpContext {
+            name: &self.name,
+            out: &mut self.emitter,
+            input_watermarks: &self.seen,
+            processing_time: now,
+            counters: &self.counters,
+            error: &self.error,
+        };
+        self.op.process(port, batch, &mut cx);
+        if !self.caps.is_empty() {
+            send(&mut self.outputs, &self.caps, &mut self.emitter);
+        }
+    }
+
+    /// Send pending output, then move the capabilities to the output
+    /// watermark `min(input watermarks, hold)`; at +inf, finish and release.
+    fn settle(&mut self, now: Timestamp) {
+        if !self.caps.is_empty() {
+            send(&mut self.outputs, &self.caps, &mut self.emitter);
+        }
+        let input_wm = self.seen.iter().copied().min().unwrap_or(Timestamp::MAX);
+        let out_wm = input_wm.min(self.op.hold());
+        if out_wm == Timestamp::MAX {
+            if !self.finished {
+                self.finished = true;
+                let mut cx = OpContext {
+                    name: &self.name,
+                    out: &mut self.emitter,
+                    input_watermarks: &self.seen,
+                    processing_time: now,
+                    counters: &self.counters,
+                    error: &self.error,
+                };
+                self.op.finish(&mut cx);
+                if !self.caps.is_empty() {
+                    send(&mut self.outputs, &self.caps, &mut self.emitter);
+                }
+            }
+            self.caps.clear();
+        } else {
+            let t = enc(out_wm);
+            for cap in self.caps.iter_mut() {
+                if *cap.time() < t {
+                    cap.downgrade(&t);
+                }
+            }
+        }
+    }
 }
 
 impl Runner for TimelyRunner {

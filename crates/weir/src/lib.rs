@@ -3,36 +3,61 @@
 //! Stream processing in Rust with the exact semantics of the Beam / Dataflow
 //! model: *what* is computed, *where* in event time (windows), *when* in
 //! processing time (watermarks and triggers) and *how* refinements relate
-//! (discarding, accumulating, accumulating-and-retracting panes).
+//! (discarding, accumulating, and accumulating-and-retracting panes).
 //!
-//! This crate is the facade users depend on. Today it re-exports the semantic
-//! core ([`weir_model`]); the pipeline API and runners build on it.
+//! A pipeline is written once and runs unchanged on the embedded Timely
+//! runner (the default: all cores of this machine), on Timely across
+//! processes, or on the single-threaded reference runner.
 //!
 //! ```
 //! use weir::prelude::*;
 //!
-//! let strategy = WindowingStrategy::new(FixedWindows::of(Duration::from_mins(2)).unwrap())
-//!     .trigger(Trigger::after_watermark().with_late_firings(Trigger::after_count(1)))
-//!     .allowed_lateness(Duration::from_mins(10));
-//! let mut scores = GroupAlsoByWindow::new(strategy, Buffer).unwrap();
-//! let mut out = Vec::new();
-//! scores.process_bundle(&"team-a", [(5, Timestamp::from_millis(12_000))], &mut out);
-//! scores.advance_input_watermark(Timestamp::from_millis(120_000), &mut out);
-//! assert_eq!(out.len(), 1); // the on-time pane of [0:00, 2:00)
+//! let p = Pipeline::new();
+//! let scores = p
+//!     .create_timestamped([
+//!         (("blue".to_string(), 5), Timestamp::from_millis(26_000)),
+//!         (("blue".to_string(), 7), Timestamp::from_millis(146_000)),
+//!         (("red".to_string(), 3), Timestamp::from_millis(40_000)),
+//!     ])
+//!     .window_into(WindowingStrategy::new(FixedWindows::of(Duration::from_mins(2)).unwrap()))
+//!     .combine_per_key(Sum::new())
+//!     .collect();
+//! p.run().unwrap();
+//! let mut got = scores.values();
+//! got.sort();
+//! assert_eq!(got, vec![("blue".to_string(), 5), ("blue".to_string(), 7), ("red".to_string(), 3)]);
 //! ```
 
 pub use weir_model as model;
+pub use weir_pipeline as pipeline;
+pub use weir_runner_reference::{ProcessingTime, ReferenceRunner};
+pub use weir_runner_timely::{Deployment, TimelyRunner};
 
 /// The README's examples, compiled and run as doctests.
 #[doc = include_str!("../../../README.md")]
 #[cfg(doctest)]
 pub struct ReadmeDoctests;
 
-/// Everything needed to write a windowed computation.
+/// Running a pipeline on the default runner.
+pub trait RunExt {
+    /// Run on the embedded Timely runner with one worker per core.
+    fn run(&self) -> Result<weir_pipeline::RunResult, weir_pipeline::PipelineError>;
+}
+
+impl RunExt for weir_pipeline::Pipeline {
+    fn run(&self) -> Result<weir_pipeline::RunResult, weir_pipeline::PipelineError> {
+        self.run_with(&TimelyRunner::default())
+    }
+}
+
+/// Everything needed to write and run pipelines.
 pub mod prelude {
+    pub use crate::{ReferenceRunner, RunExt, TimelyRunner};
     pub use weir_model::{
         AccumulationMode, Aggregator, AnyWindowFn, Buffer, ClosingBehavior, DropReason, Duration, FixedWindows,
         GlobalWindows, GroupAlsoByWindow, GroupOutput, ModelError, OnTimeBehavior, PaneInfo, PaneOutput, Sessions,
         SlidingWindows, Timestamp, TimestampCombiner, Timing, Trigger, Window, WindowFn, WindowingStrategy,
     };
+    pub use weir_pipeline::transforms::*;
+    pub use weir_pipeline::{Collected, Data, Key, PCollection, Pipeline, PipelineError, RunResult, WindowedValue};
 }

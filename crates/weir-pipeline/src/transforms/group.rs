@@ -152,7 +152,7 @@ fn group_node<K, V, A, O>(
     name: &str,
     agg: A,
     wrap: fn(A::Out, bool) -> O,
-) -> (PCollection<(K, O)>, PCollection<(K, V)>)
+) -> (PCollection<(K, O)>, Keyed<K, V>)
 where
     K: Key,
     V: Data,
@@ -190,6 +190,13 @@ fn no_retractions<T: Data>(name: &str, input: &PCollection<T>, f: impl FnOnce() 
     }
 }
 
+/// A keyed collection.
+pub type Keyed<K, V> = PCollection<(K, V)>;
+/// The output of `group_by_key`: each key with the values of one pane.
+pub type Grouped<K, V> = PCollection<(K, Vec<V>)>;
+/// The output of `co_group_by_key`: each key with both sides' values.
+pub type CoGrouped<K, V, W> = PCollection<(K, (Vec<V>, Vec<W>))>;
+
 /// Groupings of key-value collections.
 pub trait GroupExt<K: Key, V: Data> {
     /// Group the values of each key and window into panes as the
@@ -198,7 +205,7 @@ pub trait GroupExt<K: Key, V: Data> {
     /// As `group_by_key`, plus a second collection with the elements the
     /// grouping dropped as late (needs `late_data_output(true)` on the
     /// strategy; otherwise it stays empty and they are only counted).
-    fn group_by_key_with_late(&self) -> (PCollection<(K, Vec<V>)>, PCollection<(K, V)>);
+    fn group_by_key_with_late(&self) -> (Grouped<K, V>, Keyed<K, V>);
     /// `group_by_key` for the accumulating-and-retracting mode: every pane
     /// after a window's first is preceded by a `Retract` of the previous one.
     fn group_by_key_retracting(&self) -> PCollection<(K, Retractable<Vec<V>>)>;
@@ -210,7 +217,7 @@ pub trait GroupExt<K: Key, V: Data> {
     fn count_per_key(&self) -> PCollection<(K, u64)>;
     /// Join with another keyed collection: per key and window, the values
     /// of both sides.
-    fn co_group_by_key<W: Data>(&self, other: &PCollection<(K, W)>) -> PCollection<(K, (Vec<V>, Vec<W>))>;
+    fn co_group_by_key<W: Data>(&self, other: &Keyed<K, W>) -> CoGrouped<K, V, W>;
 }
 
 fn plain<T>(v: T, retraction: bool) -> T {
@@ -232,7 +239,7 @@ impl<K: Key, V: Data> GroupExt<K, V> for PCollection<(K, V)> {
         group_node(self, "GroupByKey", Buffer, plain::<Vec<V>>).0
     }
 
-    fn group_by_key_with_late(&self) -> (PCollection<(K, Vec<V>)>, PCollection<(K, V)>) {
+    fn group_by_key_with_late(&self) -> (Grouped<K, V>, Keyed<K, V>) {
         no_retractions("GroupByKey", self, || "group_by_key_retracting".into());
         group_node(self, "GroupByKey", Buffer, plain::<Vec<V>>)
     }
@@ -254,7 +261,7 @@ impl<K: Key, V: Data> GroupExt<K, V> for PCollection<(K, V)> {
         self.combine_per_key(Count).named("CountPerKey")
     }
 
-    fn co_group_by_key<W: Data>(&self, other: &PCollection<(K, W)>) -> PCollection<(K, (Vec<V>, Vec<W>))> {
+    fn co_group_by_key<W: Data>(&self, other: &Keyed<K, W>) -> CoGrouped<K, V, W> {
         let left = self.map(|(k, v)| (k, Union2::A(v))).named("CoGroupByKey/TagLeft");
         let right = other.map(|(k, w)| (k, Union2::B(w))).named("CoGroupByKey/TagRight");
         left.flatten_with(&[right])

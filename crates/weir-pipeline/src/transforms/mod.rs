@@ -9,5 +9,5 @@ pub use combine::{ApproxDistinct, CombineAggregator, CombineFn, Count, HyperLogL
 pub use elementwise::{
     apply_fn, DoFn, ElementwiseExt, ErasedTag, KvElementwiseExt, OutputTag, ParDoOutputs, ProcessContext,
 };
-pub use group::{CombineGloballyExt, GroupExt, LateReason, Retractable, Union2, WindowExt};
+pub use group::{CoGrouped, CombineGloballyExt, GroupExt, Grouped, Keyed, LateReason, Retractable, Union2, WindowExt};
 pub use other::{CollectExt, FlattenExt, PartitionExt, ReshuffleKeyExt, TestEvent, TestStream};

@@ -271,6 +271,18 @@ impl<T> Clone for PCollection<T> {
     }
 }
 
+impl<T> std::fmt::Debug for PCollection<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "PCollection<{}>({} output {})",
+            std::any::type_name::<T>(),
+            self.pipeline.node_name(self.node),
+            self.port
+        )
+    }
+}
+
 impl<T: Data> PCollection<T> {
     /// The pipeline this collection belongs to.
     pub fn pipeline(&self) -> &Pipeline {

@@ -28,6 +28,7 @@
 //! assert_eq!(got, vec![("blue".to_string(), 5), ("blue".to_string(), 7), ("red".to_string(), 3)]);
 //! ```
 
+pub use weir_io as io;
 pub use weir_model as model;
 pub use weir_pipeline as pipeline;
 pub use weir_runner_reference::{ProcessingTime, ReferenceRunner};
@@ -53,6 +54,7 @@ impl RunExt for weir_pipeline::Pipeline {
 /// Everything needed to write and run pipelines.
 pub mod prelude {
     pub use crate::{ReferenceRunner, RunExt, TimelyRunner};
+    pub use weir_io::{read_json_lines, read_text, DeadLetter, JsonLines, StdoutExt, TextSinkExt};
     pub use weir_model::{
         AccumulationMode, Aggregator, AnyWindowFn, Buffer, ClosingBehavior, DropReason, Duration, FixedWindows,
         GlobalWindows, GroupAlsoByWindow, GroupOutput, ModelError, OnTimeBehavior, PaneInfo, PaneOutput, Sessions,

@@ -1,0 +1,120 @@
+//! The same pipeline on two processes (one worker each, over TCP on
+//! 127.0.0.1) gives the same results as on one process. The test re-runs
+//! its own binary as the two cluster processes; each writes what it
+//! collected, and the parent compares their union with a single-process run.
+
+use std::net::TcpListener;
+use std::process::{Command, Stdio};
+use std::time::{Duration as StdDuration, Instant};
+
+use weir::prelude::*;
+
+const CHILD: &str = "WEIR_TEST_CLUSTER_PROCESS";
+const ADDRS: &str = "WEIR_TEST_CLUSTER_ADDRS";
+const OUT: &str = "WEIR_TEST_CLUSTER_OUT";
+
+/// Exercises cross-process exchange: a keyed combine over data created on
+/// both processes, and a TestStream (played by process 0) grouped by key with
+/// early, on-time and late panes.
+fn build(p: &Pipeline) -> (Collected<(u64, u64)>, Collected<(String, Vec<i64>)>) {
+    let sums = p
+        .create_timestamped((0..5000u64).map(|i| ((i % 13, i), Timestamp::from_millis(i as i64))))
+        .window_into(WindowingStrategy::new(FixedWindows::of(Duration::from_millis(1000)).unwrap()))
+        .combine_per_key(Sum::new())
+        .collect();
+    let e = |k: &str, v: i64| ((k.to_string(), v), Timestamp::from_millis(v));
+    let stream = TestStream::new()
+        .add_elements([e("a", 1), e("b", 2), e("c", 3)])
+        .add_elements([e("a", 5)])
+        .advance_watermark_to(Timestamp::from_millis(10))
+        .add_elements([e("a", 7), e("b", 12)])
+        .advance_watermark_to(Timestamp::from_millis(30));
+    let grouped = p
+        .test_stream(stream)
+        .window_into(
+            WindowingStrategy::new(FixedWindows::of(Duration::from_millis(10)).unwrap())
+                .trigger(
+                    Trigger::after_watermark()
+                        .with_early_firings(Trigger::after_count(2))
+                        .with_late_firings(Trigger::after_count(1)),
+                )
+                .accumulation(AccumulationMode::Accumulating)
+                .allowed_lateness(Duration::from_millis(100)),
+        )
+        .group_by_key()
+        .map(|(k, mut v): (String, Vec<i64>)| {
+            v.sort();
+            (k, v)
+        })
+        .collect();
+    (sums, grouped)
+}
+
+fn render(sums: &Collected<(u64, u64)>, grouped: &Collected<(String, Vec<i64>)>) -> Vec<String> {
+    let mut lines: Vec<String> = sums.windowed().iter().map(|v| format!("{v:?}")).collect();
+    lines.extend(grouped.windowed().iter().map(|v| format!("{v:?}")));
+    lines.sort();
+    lines
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+#[test]
+fn two_processes_equal_one() {
+    if let Ok(index) = std::env::var(CHILD) {
+        // A cluster process.
+        let addrs: Vec<String> = std::env::var(ADDRS).unwrap().split(',').map(String::from).collect();
+        let p = Pipeline::new();
+        let (sums, grouped) = build(&p);
+        p.run_with(&TimelyRunner::cluster(1, index.parse().unwrap(), addrs)).unwrap();
+        std::fs::write(std::env::var(OUT).unwrap(), render(&sums, &grouped).join("\n")).unwrap();
+        return;
+    }
+
+    let dir = tempfile::tempdir().unwrap();
+    let addrs = format!("127.0.0.1:{},127.0.0.1:{}", free_port(), free_port());
+    let exe = std::env::current_exe().unwrap();
+    let mut children: Vec<_> = (0..2)
+        .map(|i| {
+            Command::new(&exe)
+                .args(["two_processes_equal_one", "--exact", "--nocapture", "--test-threads=1"])
+                .env(CHILD, i.to_string())
+                .env(ADDRS, &addrs)
+                .env(OUT, dir.path().join(format!("out-{i}.txt")))
+                .stdout(Stdio::null())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let deadline = Instant::now() + StdDuration::from_secs(120);
+    for (i, child) in children.iter_mut().enumerate() {
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                assert!(status.success(), "process {i} failed: {status}");
+                break;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("process {i} did not finish within 120 s");
+            }
+            std::thread::sleep(StdDuration::from_millis(20));
+        }
+    }
+    let mut union: Vec<String> = (0..2)
+        .flat_map(|i| {
+            let text = std::fs::read_to_string(dir.path().join(format!("out-{i}.txt"))).unwrap();
+            text.lines().filter(|l| !l.is_empty()).map(String::from).collect::<Vec<_>>()
+        })
+        .collect();
+    union.sort();
+
+    let p = Pipeline::new();
+    let (sums, grouped) = build(&p);
+    p.run_with(&ReferenceRunner::default()).unwrap();
+    let single = render(&sums, &grouped);
+    // 5 windows x 13 keys; a: early {1,5}, on time, late {1,5,7}; b and c on time in [0,10); b on time in [10,20).
+    assert_eq!(single.len(), 65 + 6);
+    assert_eq!(union, single);
+}

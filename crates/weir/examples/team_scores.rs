@@ -57,7 +57,7 @@ fn print_panes(mode: AccumulationMode, mut panes: Vec<WindowedValue<(String, Str
     // A retraction repeats the pane it withdraws: show it after that pane, before the next.
     panes.sort_by_key(|v| (v.window, v.value.0.clone(), v.pane.index, v.value.1.starts_with('-')));
     println!("\n== {mode} ==");
-    println!("{:<5} {:<16} {:<18} {:>7}  {}", "team", "window", "pane", "sum", "timestamp");
+    println!("{:<5} {:<16} {:<18} {:>7}  timestamp", "team", "window", "pane", "sum");
     for v in panes {
         let w = v.window.as_interval().expect("fixed windows");
         let pane = format!("{:?} #{}{}", v.pane.timing, v.pane.index, if v.pane.is_last { " last" } else { "" });

@@ -16,7 +16,9 @@ const OUT: &str = "WEIR_TEST_CLUSTER_OUT";
 /// Exercises cross-process exchange: a keyed combine over data created on
 /// both processes, and a TestStream (played by process 0) grouped by key with
 /// early, on-time and late panes.
-fn build(p: &Pipeline) -> (Collected<(u64, u64)>, Collected<(String, Vec<i64>)>) {
+type Outputs = (Collected<(u64, u64)>, Collected<(String, Vec<i64>)>);
+
+fn build(p: &Pipeline) -> Outputs {
     let sums = p
         .create_timestamped((0..5000u64).map(|i| ((i % 13, i), Timestamp::from_millis(i as i64))))
         .window_into(WindowingStrategy::new(FixedWindows::of(Duration::from_millis(1000)).unwrap()))

@@ -149,6 +149,9 @@ struct Core<K> {
     holds: BTreeMap<Timestamp, u32>,
     input_wm: Timestamp,
     output_wm: Timestamp,
+    /// The output watermark of the whole stage when this instance is one of
+    /// several (MAX when it is the only one).
+    stage_output_wm: Timestamp,
     processing_time: Timestamp,
     counters: GroupCounters,
     scratch_pt: Vec<Timestamp>,
@@ -204,6 +207,7 @@ where
                 holds: BTreeMap::new(),
                 input_wm: Timestamp::MIN,
                 output_wm: Timestamp::MIN,
+                stage_output_wm: Timestamp::MAX,
                 processing_time: Timestamp::MIN,
                 counters: GroupCounters::default(),
                 scratch_pt: Vec::new(),
@@ -381,9 +385,24 @@ where
         self.core.update_output_watermark();
     }
 
+    /// The earliest watermark hold or pending event-time timer of this
+    /// instance (`Timestamp::MAX` if none): what it holds the output
+    /// watermark at, before the input watermark is taken into account.
+    pub fn min_hold(&self) -> Timestamp {
+        let hold = self.core.holds.first_key_value().map_or(Timestamp::MAX, |(t, _)| *t);
+        let timer = self.core.event_timers.first().map_or(Timestamp::MAX, |(t, _, _)| *t);
+        hold.min(timer)
+    }
     /// The earliest pending processing-time timer.
     pub fn next_processing_timer(&self) -> Option<Timestamp> {
         self.core.pt_timers.first().map(|t| t.0)
+    }
+    /// When this grouping is one of several instances of a stage (one per
+    /// worker), tell it the stage's output watermark: the minimum over all
+    /// instances. Holds and pane timing (`SEMANTICS.md` §4.1, §8) use the
+    /// stage's output watermark, which is never above this instance's own.
+    pub fn set_stage_output_watermark(&mut self, t: Timestamp) {
+        self.core.stage_output_wm = t;
     }
     /// The input watermark.
     pub fn input_watermark(&self) -> Timestamp {
@@ -615,7 +634,7 @@ impl<K: Clone + Ord + Hash> Core<K> {
         let w = ws.window;
         let combiner = cfg.strategy.timestamp_combiner;
         let h = combiner.assign(&cfg.strategy.window_fn, &w, ts);
-        let too_late = h < self.output_wm || w.max_timestamp() < self.input_wm;
+        let too_late = h < self.effective_output_wm() || w.max_timestamp() < self.input_wm;
         if !too_late {
             let new = ws.element_hold.map_or(h, |old| combiner.combine(old, h));
             self.set_element_hold(ws, Some(new));
@@ -626,6 +645,11 @@ impl<K: Clone + Ord + Hash> Core<K> {
                 self.set_extra_hold(ws, Some(new));
             }
         }
+    }
+
+    /// The output watermark that holds and pane timing see.
+    fn effective_output_wm(&self) -> Timestamp {
+        self.output_wm.min(self.stage_output_wm)
     }
 
     fn update_output_watermark(&mut self) {
@@ -757,7 +781,7 @@ impl<K: Clone + Ord + Hash> Core<K> {
         let is_first = prev.is_none();
         let index = prev.map_or(0, |p| p.index + 1);
         let mut nsi = prev.map_or(0, |p| p.nonspeculative_index + 1);
-        let late_for_output = max < self.output_wm;
+        let late_for_output = max < self.effective_output_wm();
         let only_early_so_far = prev.is_none_or(|p| p.timing == Timing::Early);
         let early_for_input = self.input_wm <= max;
         let timing = if late_for_output || !only_early_so_far {

@@ -120,6 +120,11 @@ pub struct OpContext<'a> {
     pub input_watermarks: &'a [Timestamp],
     /// The current processing time.
     pub processing_time: Timestamp,
+    /// The output watermark of this transform over all its instances:
+    /// `min(input watermark, every instance's hold)`, as far as the runner
+    /// knows it (the Timely runner shares holds between the workers of a
+    /// process); `Timestamp::MAX` when this instance is the only one.
+    pub stage_output_watermark: Timestamp,
     /// This transform's counters.
     pub counters: &'a NodeCounters,
     /// The first fatal error reported (the runner stops the pipeline).
@@ -156,6 +161,13 @@ pub trait Operator: Send {
     /// watermark is `min(input watermark, hold())`.
     fn hold(&self) -> Timestamp {
         Timestamp::MAX
+    }
+    /// Whether the operator reads [`OpContext::stage_output_watermark`]
+    /// (groupings do: it decides pane timing). A runner with several
+    /// instances per stage then keeps them in step: no instance processes
+    /// input sent at a watermark that another instance has not reached yet.
+    fn uses_stage_watermark(&self) -> bool {
+        false
     }
     /// The next processing time at which the operator wants `advance` called.
     fn next_wakeup(&self) -> Option<Timestamp> {

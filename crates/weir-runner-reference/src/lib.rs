@@ -129,6 +129,7 @@ impl Runner for ReferenceRunner {
                         out: &mut emitters[i],
                         input_watermarks: &[],
                         processing_time: clock,
+                        stage_output_watermark: Timestamp::MAX,
                         counters: &node.counters,
                         error: &error,
                     };
@@ -156,6 +157,7 @@ impl Runner for ReferenceRunner {
                     out: &mut emitters[i],
                     input_watermarks: &seen_wms[i],
                     processing_time: clock,
+                    stage_output_watermark: Timestamp::MAX,
                     counters: &node.counters,
                     error: &error,
                 };
@@ -172,6 +174,7 @@ impl Runner for ReferenceRunner {
                         out: &mut emitters[i],
                         input_watermarks: &seen_wms[i],
                         processing_time: clock,
+                        stage_output_watermark: Timestamp::MAX,
                         counters: &node.counters,
                         error: &error,
                     };
@@ -190,6 +193,7 @@ impl Runner for ReferenceRunner {
                         out: &mut emitters[i],
                         input_watermarks: &seen_wms[i],
                         processing_time: clock,
+                        stage_output_watermark: Timestamp::MAX,
                         counters: &node.counters,
                         error: &error,
                     };

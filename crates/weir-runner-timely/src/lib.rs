@@ -16,6 +16,7 @@
 
 #![warn(missing_docs)]
 
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration as StdDuration, SystemTime, UNIX_EPOCH};
 
@@ -195,6 +196,10 @@ type SharedError = Arc<Mutex<Option<PipelineError>>>;
 const POLL_BATCH: usize = 8192;
 
 fn send(outputs: &mut [Output<u64, TBatch>], caps: &[Capability<u64>], emitter: &mut Emitter) {
+    if caps.is_empty() {
+        assert!(emitter.is_empty(), "an operator emitted data after releasing its capabilities: it would be lost");
+        return;
+    }
     for (port, output) in outputs.iter_mut().enumerate() {
         let batches: Vec<Batch> = emitter.drain(port).collect();
         if batches.is_empty() {
@@ -211,11 +216,17 @@ fn failed(error: &SharedError) -> bool {
     error.lock().map(|e| e.is_some()).unwrap_or(true)
 }
 
-fn build_dataflow(worker: &mut timely::worker::Worker, graph: &Arc<Graph>, error: &SharedError) {
+fn build_dataflow(
+    worker: &mut timely::worker::Worker,
+    graph: &Arc<Graph>,
+    error: &SharedError,
+    stage_shares: &[Arc<StageShare>],
+    threads: usize,
+) {
     let info = WorkerInfo { index: worker.index(), peers: worker.peers() };
     worker.dataflow::<u64, _, _>(|scope| {
         let mut streams: Vec<Vec<Stream<'_, u64, TBatch>>> = Vec::with_capacity(graph.nodes.len());
-        for node in graph.nodes.iter() {
+        for (node_index, node) in graph.nodes.iter().enumerate() {
             let mut builder = OperatorBuilder::new(node.name.clone(), scope);
             let mut inputs: Vec<Box<dyn InputPort>> = Vec::new();
             for input in &node.inputs {
@@ -261,6 +272,7 @@ fn build_dataflow(worker: &mut timely::worker::Worker, graph: &Arc<Graph>, error
                                 out: &mut emitter,
                                 input_watermarks: &[],
                                 processing_time: wall_clock(),
+                                stage_output_watermark: Timestamp::MAX,
                                 counters: &counters,
                                 error: &local_error,
                             };
@@ -307,6 +319,9 @@ fn build_dataflow(worker: &mut timely::worker::Worker, graph: &Arc<Graph>, error
                         outputs,
                         caps: Vec::new(),
                         error: Mutex::new(None),
+                        stage: stage_shares[node_index].clone(),
+                        local: info.index % threads,
+                        stage_wm: Timestamp::MIN,
                     };
                     let mut stashes: Vec<Stash> = (0..node.inputs.len()).map(|_| Stash::default()).collect();
                     builder.build(move |caps| {
@@ -341,7 +356,8 @@ fn build_dataflow(worker: &mut timely::worker::Worker, graph: &Arc<Graph>, error
                                 let frontier = wms[port];
                                 while let Some((time, _)) = stash.queue.front() {
                                     let t = dec(*time);
-                                    if t > frontier && stash.records <= STASH_LIMIT {
+                                    let within_limit = stash.records <= STASH_LIMIT;
+                                    if within_limit && (t > frontier || !driver.peers_reached(t.min(frontier))) {
                                         break;
                                     }
                                     let (_, batch) = stash.queue.pop_front().expect("front exists");
@@ -358,9 +374,15 @@ fn build_dataflow(worker: &mut timely::worker::Worker, graph: &Arc<Graph>, error
                                 }
                             }
                             let wakeup_due = driver.op.next_wakeup().is_some_and(|t| t < now);
-                            let moved = wms.iter().zip(&driver.seen).any(|(f, s)| f > s);
+                            // A port's watermark never passes a message still waiting in its stash.
+                            let reachable: Vec<Timestamp> = wms
+                                .iter()
+                                .zip(&stashes)
+                                .map(|(f, st)| st.queue.front().map_or(*f, |(t, _)| (*f).min(dec(*t))))
+                                .collect();
+                            let moved = reachable.iter().zip(&driver.seen).any(|(f, s)| f > s);
                             if moved || wakeup_due {
-                                for (s, f) in driver.seen.iter_mut().zip(&wms) {
+                                for (s, f) in driver.seen.iter_mut().zip(&reachable) {
                                     *s = (*s).max(*f);
                                 }
                                 driver.advance(now);
@@ -396,6 +418,12 @@ struct Stash {
 /// Records a port may hold back waiting for its frontier.
 const STASH_LIMIT: usize = 1 << 20;
 
+/// What the instances of one transform on one process share.
+struct StageShare {
+    holds: Vec<AtomicI64>,
+    seen: Vec<AtomicI64>,
+}
+
 /// One operator on one worker, with its output capabilities.
 struct OpDriver {
     op: Box<dyn weir_pipeline::Operator>,
@@ -407,18 +435,61 @@ struct OpDriver {
     outputs: Vec<Output<u64, TBatch>>,
     caps: Vec<Capability<u64>>,
     error: Mutex<Option<PipelineError>>,
+    /// The holds and input watermarks of this transform's instances on this
+    /// process's workers.
+    stage: Arc<StageShare>,
+    /// This worker's slot in `stage_holds`.
+    local: usize,
+    stage_wm: Timestamp,
 }
 
 impl OpDriver {
+    /// The output watermark of the transform over the workers of this
+    /// process: min(this worker's input watermark, every worker's hold),
+    /// never decreasing.
+    fn stage_output_watermark(&mut self) -> Timestamp {
+        if self.stage.holds.len() <= 1 {
+            return Timestamp::MAX;
+        }
+        let input = self.seen.iter().copied().min().unwrap_or(Timestamp::MAX);
+        let holds = self.stage.holds.iter().map(|h| h.load(Ordering::Acquire)).min().unwrap_or(i64::MAX);
+        let stage = input.min(Timestamp::from_millis(holds));
+        self.stage_wm = self.stage_wm.max(stage);
+        self.stage_wm
+    }
+
+    fn publish_hold(&self) {
+        if self.stage.holds.len() > 1 {
+            let input = self.seen.iter().copied().min().unwrap_or(Timestamp::MAX);
+            self.stage.seen[self.local].store(input.millis(), Ordering::Release);
+            self.stage.holds[self.local].store(self.op.hold().millis(), Ordering::Release);
+        }
+    }
+
+    /// Whether every other instance of this stage on this process has
+    /// reached input watermark `t` (always true for operators that do not
+    /// read the stage watermark).
+    fn peers_reached(&self, t: Timestamp) -> bool {
+        !self.op.uses_stage_watermark()
+            || self
+                .stage
+                .seen
+                .iter()
+                .enumerate()
+                .all(|(j, s)| j == self.local || s.load(Ordering::Acquire) >= t.millis())
+    }
+
     /// The input watermarks moved (or a processing-time wakeup is due):
     /// let the operator react, send what it emitted at the current
     /// capabilities, then downgrade them to the new output watermark.
     fn advance(&mut self, now: Timestamp) {
+        let stage = self.stage_output_watermark();
         let mut cx = OpContext {
             name: &self.name,
             out: &mut self.emitter,
             input_watermarks: &self.seen,
             processing_time: now,
+            stage_output_watermark: stage,
             counters: &self.counters,
             error: &self.error,
         };
@@ -428,43 +499,43 @@ impl OpDriver {
 
     /// Process one batch and send its output at the current capabilities.
     fn process(&mut self, port: usize, batch: Batch, now: Timestamp) {
+        let stage = self.stage_output_watermark();
         let mut cx = OpContext {
             name: &self.name,
             out: &mut self.emitter,
             input_watermarks: &self.seen,
             processing_time: now,
+            stage_output_watermark: stage,
             counters: &self.counters,
             error: &self.error,
         };
         self.op.process(port, batch, &mut cx);
-        if !self.caps.is_empty() {
-            send(&mut self.outputs, &self.caps, &mut self.emitter);
-        }
+        self.publish_hold();
+        send(&mut self.outputs, &self.caps, &mut self.emitter);
     }
 
     /// Send pending output, then move the capabilities to the output
     /// watermark `min(input watermarks, hold)`; at +inf, finish and release.
     fn settle(&mut self, now: Timestamp) {
-        if !self.caps.is_empty() {
-            send(&mut self.outputs, &self.caps, &mut self.emitter);
-        }
+        self.publish_hold();
+        send(&mut self.outputs, &self.caps, &mut self.emitter);
         let input_wm = self.seen.iter().copied().min().unwrap_or(Timestamp::MAX);
         let out_wm = input_wm.min(self.op.hold());
         if out_wm == Timestamp::MAX {
             if !self.finished {
                 self.finished = true;
+                let stage = self.stage_output_watermark();
                 let mut cx = OpContext {
                     name: &self.name,
                     out: &mut self.emitter,
                     input_watermarks: &self.seen,
                     processing_time: now,
+                    stage_output_watermark: stage,
                     counters: &self.counters,
                     error: &self.error,
                 };
                 self.op.finish(&mut cx);
-                if !self.caps.is_empty() {
-                    send(&mut self.outputs, &self.caps, &mut self.emitter);
-                }
+                send(&mut self.outputs, &self.caps, &mut self.emitter);
             }
             self.caps.clear();
         } else {
@@ -481,11 +552,27 @@ impl OpDriver {
 impl Runner for TimelyRunner {
     fn run(&self, graph: Arc<Graph>) -> Result<RunResult, PipelineError> {
         let config = self.config()?;
+        let threads = match &self.deployment {
+            Deployment::Threads(n) => *n,
+            Deployment::Cluster { threads, .. } => *threads,
+        };
         let error: SharedError = Arc::new(Mutex::new(None));
+        let stage_shares: Arc<Vec<Arc<StageShare>>> = Arc::new(
+            graph
+                .nodes
+                .iter()
+                .map(|_| {
+                    Arc::new(StageShare {
+                        holds: (0..threads).map(|_| AtomicI64::new(i64::MIN)).collect(),
+                        seen: (0..threads).map(|_| AtomicI64::new(i64::MIN)).collect(),
+                    })
+                })
+                .collect(),
+        );
         let g = graph.clone();
         let e = error.clone();
         let guards = timely::execute(config, move |worker| {
-            build_dataflow(worker, &g, &e);
+            build_dataflow(worker, &g, &e, &stage_shares, threads);
             while worker.step_or_park(Some(StdDuration::from_millis(5))) {}
         })
         .map_err(PipelineError::Runner)?;

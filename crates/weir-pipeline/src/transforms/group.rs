@@ -115,6 +115,7 @@ where
 {
     fn process(&mut self, _port: usize, batch: Batch, cx: &mut OpContext<'_>) {
         let before = self.gbw.counters();
+        self.gbw.set_stage_output_watermark(cx.stage_output_watermark);
         let input = batch.into_vec::<(K, V)>();
         NodeCounters::add(&cx.counters.elements_in, input.len() as u64);
         // One bundle per key per batch (Beam's keyed bundles).
@@ -132,6 +133,7 @@ where
 
     fn advance(&mut self, cx: &mut OpContext<'_>) {
         let before = self.gbw.counters();
+        self.gbw.set_stage_output_watermark(cx.stage_output_watermark);
         self.gbw.advance_processing_time(cx.processing_time, &mut self.scratch);
         self.gbw.advance_input_watermark(cx.input_watermark(), &mut self.scratch);
         self.sync_counters(cx, before);
@@ -139,11 +141,15 @@ where
     }
 
     fn hold(&self) -> Timestamp {
-        self.gbw.output_watermark()
+        self.gbw.min_hold()
     }
 
     fn next_wakeup(&self) -> Option<Timestamp> {
         self.gbw.next_processing_timer()
+    }
+
+    fn uses_stage_watermark(&self) -> bool {
+        true
     }
 }
 

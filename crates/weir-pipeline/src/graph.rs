@@ -13,7 +13,8 @@ use weir_model::WindowingStrategy;
 use crate::batch::Batch;
 use crate::data::{Data, Key, WindowedValue};
 use crate::error::PipelineError;
-use crate::operator::{CounterSnapshot, NodeCounters, Operator, Source, WorkerInfo};
+use crate::operator::{CounterSnapshot, NodeCounters, Operator, Source, SplitState, WorkerInfo};
+use weir_model::Timestamp;
 
 /// Makes an operator instance for a worker.
 pub type OperatorFactory = Arc<dyn Fn(&WorkerInfo) -> Box<dyn Operator> + Send + Sync>;
@@ -130,6 +131,80 @@ impl Metrics {
     pub fn all(&self) -> Vec<(String, CounterSnapshot)> {
         self.nodes.iter().map(|(n, c)| (n.clone(), c.snapshot())).collect()
     }
+
+    /// Every transform's watermarks per worker, in graph order.
+    pub fn watermarks(&self) -> Vec<WatermarkSnapshot> {
+        let mut out = Vec::new();
+        for (name, c) in &self.nodes {
+            for (&worker, &(input, output)) in c.watermarks.lock().unwrap_or_else(|p| p.into_inner()).iter() {
+                out.push(WatermarkSnapshot { transform: name.clone(), worker, input, output });
+            }
+        }
+        out
+    }
+
+    /// Every split of every source, with its watermark and idleness.
+    pub fn splits(&self) -> Vec<(String, String, SplitState)> {
+        let mut out = Vec::new();
+        for (name, c) in &self.nodes {
+            for (split, state) in c.splits.lock().unwrap_or_else(|p| p.into_inner()).iter() {
+                out.push((name.clone(), split.clone(), *state));
+            }
+        }
+        out
+    }
+
+    /// What holds the pipeline's watermark back right now: the non-idle,
+    /// unfinished split with the lowest watermark, or else the transform
+    /// instance whose output watermark is furthest behind its input
+    /// watermark; with how far it is behind the most advanced split or the
+    /// instance's own input. `None` when nothing is behind.
+    pub fn holding_back(&self) -> Option<HoldBack> {
+        let splits = self.splits();
+        let active: Vec<&(String, String, SplitState)> = splits.iter().filter(|s| !s.2.idle && !s.2.done).collect();
+        if active.len() > 1 {
+            let min = active.iter().min_by_key(|s| s.2.watermark).expect("non-empty");
+            let max = active.iter().map(|s| s.2.watermark).max().expect("non-empty");
+            if min.2.watermark < max {
+                return Some(HoldBack {
+                    what: format!("split {} of {}", min.1, min.0),
+                    watermark: min.2.watermark,
+                    behind_by: max.since(min.2.watermark),
+                });
+            }
+        }
+        self.watermarks().into_iter().filter(|w| w.output < w.input).max_by_key(|w| w.input.since(w.output)).map(|w| {
+            HoldBack {
+                what: format!("{} on worker {}", w.transform, w.worker),
+                watermark: w.output,
+                behind_by: w.input.since(w.output),
+            }
+        })
+    }
+}
+
+/// The watermarks of one transform instance.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WatermarkSnapshot {
+    /// The transform.
+    pub transform: String,
+    /// The worker.
+    pub worker: usize,
+    /// Its input watermark.
+    pub input: Timestamp,
+    /// Its output watermark.
+    pub output: Timestamp,
+}
+
+/// What holds a watermark back, and by how much.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HoldBack {
+    /// A split or a transform instance.
+    pub what: String,
+    /// Its watermark.
+    pub watermark: Timestamp,
+    /// How far it is behind.
+    pub behind_by: weir_model::Duration,
 }
 
 /// Executes pipelines.

@@ -19,11 +19,17 @@ pub use batch::Batch;
 pub use data::{Data, Key, WindowedValue};
 pub use error::PipelineError;
 pub use graph::{
-    partition_by, partition_by_key, route_hash, Collected, Graph, Metrics, Node, NodeInput, NodeKind, PCollection,
-    Partitioner, Pipeline, Routing, RunResult, Runner,
+    partition_by, partition_by_key, route_hash, Collected, Graph, HoldBack, Metrics, Node, NodeInput, NodeKind,
+    PCollection, Partitioner, Pipeline, Routing, RunResult, Runner, WatermarkSnapshot,
 };
-pub use operator::{CounterSnapshot, Emitter, NodeCounters, OpContext, Operator, Source, SourceStatus, WorkerInfo};
+pub use operator::{
+    CounterSnapshot, Emitter, NodeCounters, OpContext, Operator, Source, SourceStatus, SplitState, WorkerInfo,
+};
+pub mod unbounded;
 pub use transforms::*;
+pub use unbounded::{
+    BoundedOutOfOrderness, QueueSource, ReadResult, UnboundedSource, WatermarkEstimator, WatermarkPolicy,
+};
 
 /// Everything needed to write pipelines.
 pub mod prelude {

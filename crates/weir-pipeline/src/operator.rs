@@ -4,6 +4,7 @@
 //! ports, and says how far it holds back the output watermark. Runners own
 //! scheduling, routing between workers, watermarks and processing time.
 
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
@@ -35,6 +36,21 @@ pub struct NodeCounters {
     pub dropped_closed: AtomicU64,
     /// Elements that could not be processed and went to a dead-letter output.
     pub dead_letters: AtomicU64,
+    /// Per worker: (input watermark, output watermark), as last published.
+    pub watermarks: Mutex<BTreeMap<usize, (Timestamp, Timestamp)>>,
+    /// Per split of a source: its watermark and whether it is idle.
+    pub splits: Mutex<BTreeMap<String, SplitState>>,
+}
+
+/// The state of one split of a source, for introspection.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub struct SplitState {
+    /// The split's watermark.
+    pub watermark: Timestamp,
+    /// Idle splits do not hold the source's watermark back.
+    pub idle: bool,
+    /// The split has no more data.
+    pub done: bool,
 }
 
 /// A snapshot of [`NodeCounters`].
@@ -62,6 +78,20 @@ impl NodeCounters {
             dropped_expired: r(&self.dropped_expired),
             dropped_closed: r(&self.dropped_closed),
             dead_letters: r(&self.dead_letters),
+        }
+    }
+    /// Publish a worker's input and output watermark.
+    pub fn publish_watermarks(&self, worker: usize, input: Timestamp, output: Timestamp) {
+        self.watermarks.lock().unwrap_or_else(|p| p.into_inner()).insert(worker, (input, output));
+    }
+    /// Publish the state of a source's split.
+    pub fn publish_split(&self, split: &str, state: SplitState) {
+        let mut splits = self.splits.lock().unwrap_or_else(|p| p.into_inner());
+        match splits.get_mut(split) {
+            Some(s) => *s = state,
+            None => {
+                splits.insert(split.to_string(), state);
+            }
         }
     }
     /// Add to a counter.

@@ -141,6 +141,7 @@ impl Runner for ReferenceRunner {
                     if status.watermark > out_wm[i] {
                         out_wm[i] = status.watermark;
                     }
+                    node.counters.publish_watermarks(0, out_wm[i], out_wm[i]);
                     progressed = true;
                     route(&mut emitters[i], &mut queues, &consumers[i]);
                 }
@@ -186,6 +187,7 @@ impl Runner for ReferenceRunner {
                 if new_wm > out_wm[i] {
                     out_wm[i] = new_wm;
                 }
+                node.counters.publish_watermarks(0, input_wm, out_wm[i]);
                 if out_wm[i] == Timestamp::MAX && !finished[i] {
                     finished[i] = true;
                     let mut cx = OpContext {

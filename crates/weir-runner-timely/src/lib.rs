@@ -289,6 +289,7 @@ fn build_dataflow(
                                 return false;
                             }
                             send(&mut outputs, &caps, &mut emitter);
+                            counters.publish_watermarks(info.index, status.watermark, status.watermark);
                             if status.watermark == Timestamp::MAX {
                                 caps.clear();
                                 return false;
@@ -321,6 +322,7 @@ fn build_dataflow(
                         error: Mutex::new(None),
                         stage: stage_shares[node_index].clone(),
                         local: info.index % threads,
+                        worker: info.index,
                         stage_wm: Timestamp::MIN,
                     };
                     let mut stashes: Vec<Stash> = (0..node.inputs.len()).map(|_| Stash::default()).collect();
@@ -438,8 +440,10 @@ struct OpDriver {
     /// The holds and input watermarks of this transform's instances on this
     /// process's workers.
     stage: Arc<StageShare>,
-    /// This worker's slot in `stage_holds`.
+    /// This worker's slot in `stage.holds`.
     local: usize,
+    /// This worker's index.
+    worker: usize,
     stage_wm: Timestamp,
 }
 
@@ -521,6 +525,7 @@ impl OpDriver {
         send(&mut self.outputs, &self.caps, &mut self.emitter);
         let input_wm = self.seen.iter().copied().min().unwrap_or(Timestamp::MAX);
         let out_wm = input_wm.min(self.op.hold());
+        self.counters.publish_watermarks(self.worker, input_wm, out_wm);
         if out_wm == Timestamp::MAX {
             if !self.finished {
                 self.finished = true;

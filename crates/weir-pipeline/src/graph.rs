@@ -286,6 +286,11 @@ impl Pipeline {
         b.nodes[i].name = unique;
     }
 
+    /// Number of nodes added so far.
+    pub fn node_count(&self) -> usize {
+        self.inner.borrow().nodes.len()
+    }
+
     /// The name given to node `i`.
     pub fn node_name(&self, i: usize) -> String {
         self.inner.borrow().nodes[i].name.clone()

@@ -10,4 +10,4 @@ pub use elementwise::{
     apply_fn, DoFn, ElementwiseExt, ErasedTag, KvElementwiseExt, OutputTag, ParDoOutputs, ProcessContext,
 };
 pub use group::{CoGrouped, CombineGloballyExt, GroupExt, Grouped, Keyed, LateReason, Retractable, Union2, WindowExt};
-pub use other::{CollectExt, FlattenExt, PartitionExt, ReshuffleKeyExt, TestEvent, TestStream};
+pub use other::{ApplyExt, CollectExt, FlattenExt, PTransform, PartitionExt, ReshuffleKeyExt, TestEvent, TestStream};

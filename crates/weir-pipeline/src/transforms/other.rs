@@ -377,3 +377,54 @@ impl<T: Clone> Collected<T> {
         v.into_iter().map(|(_, t)| t).collect()
     }
 }
+
+/// A composite transform: a named piece of pipeline that expands into other
+/// transforms, like Beam's `PTransform`. Apply it with
+/// [`ApplyExt::apply`]; the transforms it adds are named `Name/…`.
+///
+/// ```
+/// use weir_pipeline::prelude::*;
+/// /// Counts the words of lines.
+/// struct CountWords;
+/// impl PTransform<String, (String, u64)> for CountWords {
+///     fn name(&self) -> &str { "CountWords" }
+///     fn expand(&self, lines: &PCollection<String>) -> PCollection<(String, u64)> {
+///         lines
+///             .flat_map(|l: String| l.split_whitespace().map(String::from).collect::<Vec<_>>())
+///             .map(|w| (w, ()))
+///             .count_per_key()
+///     }
+/// }
+/// let p = Pipeline::new();
+/// let counts = p.create(vec!["a b a".to_string()]).apply(CountWords).collect();
+/// p.run_with(&weir_runner_reference::ReferenceRunner::default()).unwrap();
+/// let mut got = counts.values();
+/// got.sort();
+/// assert_eq!(got, vec![("a".to_string(), 2), ("b".to_string(), 1)]);
+/// assert!(p.metrics().get("CountWords/CountPerKey").is_some());
+/// ```
+pub trait PTransform<I: Data, O: Data> {
+    /// The name its transforms are grouped under.
+    fn name(&self) -> &str;
+    /// Build the transform's part of the pipeline.
+    fn expand(&self, input: &PCollection<I>) -> PCollection<O>;
+}
+
+/// `apply`: use a composite transform.
+pub trait ApplyExt<I: Data> {
+    /// Expand `t` on this collection, naming its transforms `name/…`.
+    fn apply<O: Data>(&self, t: impl PTransform<I, O>) -> PCollection<O>;
+}
+
+impl<I: Data> ApplyExt<I> for PCollection<I> {
+    fn apply<O: Data>(&self, t: impl PTransform<I, O>) -> PCollection<O> {
+        let p = self.pipeline().clone();
+        let before = p.node_count();
+        let out = t.expand(self);
+        for i in before..p.node_count() {
+            let name = p.node_name(i);
+            p.rename_node(i, &format!("{}/{}", t.name(), name));
+        }
+        out
+    }
+}

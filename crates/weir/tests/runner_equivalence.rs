@@ -350,3 +350,116 @@ fn construction_errors_name_the_transform() {
     let err = p.run_with(&ReferenceRunner::default()).unwrap_err().to_string();
     assert!(err.contains("'GroupByKey'") && err.contains("group_by_key_retracting"), "{err}");
 }
+
+#[derive(Clone)]
+struct Enrich {
+    names: SideInput<(u64, String)>,
+    total: SideInput<u64>,
+}
+
+impl DoFn for Enrich {
+    type In = (u64, u64);
+    type Out = (String, u64, u64);
+    fn process(&mut self, cx: &mut ProcessContext<'_, (u64, u64), (String, u64, u64)>) {
+        let (country, amount) = *cx.element();
+        let names = cx.side_multimap(&self.names);
+        let name = names.get(&country).and_then(|v| v.first()).cloned().unwrap_or_else(|| "?".into());
+        let total = match cx.side_singleton(&self.total) {
+            Ok(t) => *t,
+            Err(e) => panic!("{e}"),
+        };
+        cx.output((name, amount, total));
+    }
+}
+
+#[test]
+fn side_inputs_multimap_and_singleton() {
+    let out = on_all_runners(|p| {
+        let names = p.create([(1u64, "France".to_string()), (2, "Japan".to_string())]).as_side_input();
+        let sales = p.create((0..30u64).map(|i| (1 + i % 3, i)));
+        let total = sales.map(|(_, a)| a).combine_globally(Sum::new()).as_side_input();
+        sales
+            .par_do_with_side_inputs(
+                Enrich { names: names.clone(), total: total.clone() },
+                &[names.erased(), total.erased()],
+                &[],
+            )
+            .main
+            .collect()
+    });
+    assert_eq!(out.len(), 30);
+    for v in &out {
+        let (name, amount, total) = &v.value;
+        assert_eq!(*total, (0..30).sum::<u64>());
+        let expect = match 1 + amount % 3 {
+            1 => "France",
+            2 => "Japan",
+            _ => "?",
+        };
+        assert_eq!(name, expect);
+    }
+}
+
+#[derive(Clone)]
+struct PerWindowShare {
+    totals: SideInput<u64>,
+}
+
+impl DoFn for PerWindowShare {
+    type In = (String, u64);
+    type Out = (String, u64, u64);
+    fn process(&mut self, cx: &mut ProcessContext<'_, (String, u64), (String, u64, u64)>) {
+        let (k, v) = cx.element().clone();
+        let total = cx.side_singleton(&self.totals).copied().unwrap_or(0);
+        cx.output((k, v, total));
+    }
+}
+
+#[test]
+fn windowed_side_input_waits_for_its_window() {
+    let out = on_all_runners(|p| {
+        let fixed10 = || WindowingStrategy::new(FixedWindows::of(Duration::from_millis(10)).unwrap());
+        let events = p.create_timestamped((0..40u64).map(|i| (("k".to_string(), i), ts(i as i64))));
+        let windowed = events.window_into(fixed10());
+        let totals = windowed.map(|(_, v)| v).combine_globally(Sum::new()).as_side_input();
+        windowed
+            .combine_per_key(Count)
+            .par_do_with_side_inputs(PerWindowShare { totals: totals.clone() }, &[totals.erased()], &[])
+            .main
+            .collect()
+    });
+    let got: Vec<(Window, u64, u64)> = out.iter().map(|v| (v.window, v.value.1, v.value.2)).collect();
+    let w = |s: i64| Window::interval(s, s + 10);
+    assert_eq!(
+        got,
+        vec![(w(0), 10, 45), (w(10), 10, 145), (w(20), 10, 245), (w(30), 10, 345)],
+        "each window reads the side input's total of the same window"
+    );
+}
+
+#[test]
+fn singleton_side_input_with_several_values_fails_clearly() {
+    #[derive(Clone)]
+    struct Read(SideInput<u8>);
+    impl DoFn for Read {
+        type In = u8;
+        type Out = u8;
+        fn process(&mut self, cx: &mut ProcessContext<'_, u8, u8>) {
+            match cx.side_singleton(&self.0) {
+                Ok(v) => cx.output(*v),
+                Err(e) => cx.fail(e),
+            }
+        }
+    }
+    for (name, runner) in runners() {
+        let p = Pipeline::new();
+        let side = p.create([1u8, 2]).as_side_input();
+        p.create([0u8])
+            .par_do_with_side_inputs(Read(side.clone()), &[side.erased()], &[])
+            .main
+            .named("ReadSide")
+            .collect();
+        let err = p.run_with(&*runner()).unwrap_err().to_string();
+        assert!(err.contains("'ReadSide'") && err.contains("has 2 values in window GlobalWindow"), "{name}: {err}");
+    }
+}

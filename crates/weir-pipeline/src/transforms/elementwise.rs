@@ -223,6 +223,12 @@ pub struct ErasedTag {
     make: Arc<dyn Fn() -> Box<dyn TaggedBuffer> + Send + Sync>,
 }
 
+impl ErasedTag {
+    pub(crate) fn instantiate(&self) -> (Arc<str>, Box<dyn TaggedBuffer>) {
+        (self.id.clone(), (self.make)())
+    }
+}
+
 impl std::fmt::Debug for ErasedTag {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "ErasedTag({})", self.id)
@@ -235,6 +241,19 @@ pub struct ProcessContext<'a, I, O> {
     main: &'a mut Vec<WindowedValue<O>>,
     tagged: &'a mut [(Arc<str>, Box<dyn TaggedBuffer>)],
     error: &'a mut Option<String>,
+    pub(crate) sides: crate::transforms::side::SideInputs<'a>,
+}
+
+impl<'a, I, O> ProcessContext<'a, I, O> {
+    pub(crate) fn new(
+        element: &'a WindowedValue<I>,
+        main: &'a mut Vec<WindowedValue<O>>,
+        tagged: &'a mut [(Arc<str>, Box<dyn TaggedBuffer>)],
+        error: &'a mut Option<String>,
+        sides: crate::transforms::side::SideInputs<'a>,
+    ) -> Self {
+        ProcessContext { element, main, tagged, error, sides }
+    }
 }
 
 #[doc(hidden)]
@@ -270,6 +289,11 @@ impl<'a, I, O: Data> ProcessContext<'a, I, O> {
     /// Its pane.
     pub fn pane(&self) -> PaneInfo {
         self.element.pane
+    }
+    /// Stop the pipeline with an error naming this transform (for input a
+    /// function cannot handle and that must not be skipped).
+    pub fn fail(&mut self, message: impl Into<String>) {
+        self.error.get_or_insert(message.into());
     }
     /// Emit to the main output with the element's timestamp, window and pane.
     pub fn output(&mut self, value: O) {
@@ -343,6 +367,9 @@ pub struct ParDoOutputs<O> {
 }
 
 impl<O: Data> ParDoOutputs<O> {
+    pub(crate) fn new(main: PCollection<O>, tags: &[ErasedTag]) -> Self {
+        ParDoOutputs { main, tagged: tags.iter().enumerate().map(|(i, t)| (t.id.clone(), i + 1)).collect() }
+    }
     /// The collection of an additional output.
     pub fn get<T: Data>(&self, tag: &OutputTag<T>) -> Option<PCollection<T>> {
         let port = self.tagged.iter().find(|(id, _)| **id == *tag.id)?.1;
@@ -368,7 +395,8 @@ impl<D: DoFn> Operator for ParDoOp<D> {
         let mut error = None;
         self.dofn.start_bundle();
         for v in &input {
-            let mut pcx = ProcessContext { element: v, main: &mut main, tagged: &mut self.tagged, error: &mut error };
+            let sides = crate::transforms::side::SideInputs { entries: &[], window: v.window };
+            let mut pcx = ProcessContext::new(v, &mut main, &mut self.tagged, &mut error, sides);
             self.dofn.process(&mut pcx);
             if let Some(message) = error.take() {
                 cx.fail_with(message);
@@ -405,7 +433,7 @@ fn par_do_impl<D: DoFn>(input: &PCollection<D::In>, dofn: D, tags: &[ErasedTag])
     p.set_factory(
         idx,
         NodeKind::Operator(Arc::new(move |_w: &WorkerInfo| {
-            let tagged = tags.iter().map(|t| (t.id.clone(), (t.make)())).collect();
+            let tagged = tags.iter().map(ErasedTag::instantiate).collect();
             Box::new(ParDoOp { dofn: dofn.clone(), started: false, tagged }) as Box<dyn Operator>
         })),
     );

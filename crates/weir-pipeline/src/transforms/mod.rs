@@ -4,6 +4,7 @@ pub mod combine;
 pub mod elementwise;
 pub mod group;
 pub mod other;
+pub mod side;
 
 pub use combine::{ApproxDistinct, CombineAggregator, CombineFn, Count, HyperLogLog, Max, Mean, Min, Sum, TopN};
 pub use elementwise::{
@@ -11,3 +12,4 @@ pub use elementwise::{
 };
 pub use group::{CoGrouped, CombineGloballyExt, GroupExt, Grouped, Keyed, LateReason, Retractable, Union2, WindowExt};
 pub use other::{ApplyExt, CollectExt, FlattenExt, PTransform, PartitionExt, ReshuffleKeyExt, TestEvent, TestStream};
+pub use side::{ErasedSide, SideInput, SideInputExt, SideInputs, SideParDoExt};

@@ -1,0 +1,295 @@
+//! Side inputs: a collection read, whole, by every element of a `ParDo`.
+//!
+//! A side input is broadcast to every worker. Each main-input element reads
+//! the side input's window that contains the end of its own window (Beam's
+//! default window mapping: the global window for a globally windowed side
+//! input). The element waits — holding the output watermark at its timestamp
+//! — until that side window is ready: the side input's watermark has passed
+//! the window's end, or the side input is complete.
+
+use std::collections::{BTreeMap, HashMap};
+use std::marker::PhantomData;
+use std::sync::Arc;
+
+use weir_model::{Timestamp, Window, WindowFn, WindowingStrategy};
+
+use crate::batch::Batch;
+use crate::data::{Data, Key, WindowedValue};
+use crate::graph::{NodeKind, PCollection, Routing};
+use crate::operator::{NodeCounters, OpContext, Operator, WorkerInfo};
+use crate::transforms::elementwise::{DoFn, ErasedTag, ParDoOutputs, ProcessContext};
+
+/// A handle to a collection used as a side input.
+pub struct SideInput<T> {
+    id: usize,
+    source: (usize, usize),
+    strategy: Arc<WindowingStrategy>,
+    _t: PhantomData<fn() -> T>,
+}
+
+impl<T> Clone for SideInput<T> {
+    fn clone(&self) -> Self {
+        SideInput { id: self.id, source: self.source, strategy: self.strategy.clone(), _t: PhantomData }
+    }
+}
+
+impl<T> std::fmt::Debug for SideInput<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "SideInput#{}", self.id)
+    }
+}
+
+/// `as_side_input`: use a collection as a side input.
+pub trait SideInputExt<T: Data> {
+    /// A view of this collection for `par_do_with_side_inputs`.
+    fn as_side_input(&self) -> SideInput<T>;
+}
+
+impl<T: Data> SideInputExt<T> for PCollection<T> {
+    fn as_side_input(&self) -> SideInput<T> {
+        SideInput {
+            id: self.node * 1024 + self.port,
+            source: (self.node, self.port),
+            strategy: self.windowing().clone(),
+            _t: PhantomData,
+        }
+    }
+}
+
+impl<T: Data> SideInput<T> {
+    /// The view without its type, to declare it on a `ParDo`.
+    pub fn erased(&self) -> ErasedSide {
+        ErasedSide {
+            id: self.id,
+            source: self.source,
+            make: Arc::new(|| Box::new(SideValues::<T>::default())),
+            strategy: self.strategy.clone(),
+        }
+    }
+}
+
+/// A side input view without its type.
+#[derive(Clone)]
+pub struct ErasedSide {
+    id: usize,
+    source: (usize, usize),
+    make: Arc<dyn Fn() -> Box<dyn SideStore> + Send + Sync>,
+    strategy: Arc<WindowingStrategy>,
+}
+
+#[doc(hidden)]
+pub trait SideStore: Send {
+    fn add(&mut self, batch: Batch);
+    fn as_any(&self) -> &dyn std::any::Any;
+}
+
+struct SideValues<T> {
+    by_window: BTreeMap<Window, Vec<T>>,
+}
+
+impl<T> Default for SideValues<T> {
+    fn default() -> Self {
+        SideValues { by_window: BTreeMap::new() }
+    }
+}
+
+impl<T: Data> SideStore for SideValues<T> {
+    fn add(&mut self, batch: Batch) {
+        for v in batch.into_vec::<T>() {
+            self.by_window.entry(v.window).or_default().push(v.value);
+        }
+    }
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
+}
+
+/// The side inputs a `ParDo` element can read.
+pub struct SideInputs<'a> {
+    pub(crate) entries: &'a [SideEntry],
+    pub(crate) window: Window,
+}
+
+pub(crate) struct SideEntry {
+    id: usize,
+    strategy: Arc<WindowingStrategy>,
+    store: Box<dyn SideStore>,
+}
+
+fn side_window(strategy: &WindowingStrategy, main: &Window) -> Option<Window> {
+    let mut ws = Vec::with_capacity(1);
+    strategy.window_fn.assign_windows(main.max_timestamp(), &mut ws);
+    ws.first().copied()
+}
+
+impl SideInputs<'_> {
+    fn values<T: Data>(&self, view: &SideInput<T>) -> &[T] {
+        let Some(e) = self.entries.iter().find(|e| e.id == view.id) else { return &[] };
+        let store = e.store.as_any().downcast_ref::<SideValues<T>>().expect("side input type");
+        side_window(&e.strategy, &self.window).and_then(|w| store.by_window.get(&w)).map_or(&[], Vec::as_slice)
+    }
+}
+
+impl<'a, I, O: Data> ProcessContext<'a, I, O> {
+    /// Every value of the side input in the window this element maps to.
+    pub fn side_iterable<T: Data>(&self, view: &SideInput<T>) -> &[T] {
+        self.sides.values(view)
+    }
+
+    /// The single value of the side input in the window this element maps
+    /// to: `Err` (a message naming the view) if it has none or several.
+    pub fn side_singleton<T: Data>(&self, view: &SideInput<T>) -> Result<&T, String> {
+        match self.sides.values(view) {
+            [one] => Ok(one),
+            vs => Err(format!("singleton side input {view:?} has {} values in window {}", vs.len(), self.sides.window)),
+        }
+    }
+
+    /// The side input as a multimap from keys to their values, in the
+    /// window this element maps to.
+    pub fn side_multimap<K: Key, V: Data>(&self, view: &SideInput<(K, V)>) -> HashMap<K, Vec<V>> {
+        let mut m: HashMap<K, Vec<V>> = HashMap::new();
+        for (k, v) in self.sides.values(view) {
+            m.entry(k.clone()).or_default().push(v.clone());
+        }
+        m
+    }
+}
+
+struct SideParDoOp<D: DoFn> {
+    dofn: D,
+    started: bool,
+    sides: Vec<SideEntry>,
+    tagged: Vec<(Arc<str>, Box<dyn crate::transforms::elementwise::TaggedBuffer>)>,
+    pending: Vec<WindowedValue<D::In>>,
+}
+
+impl<D: DoFn> SideParDoOp<D> {
+    fn ready(&self, w: &Window, watermarks: &[Timestamp]) -> bool {
+        self.sides.iter().enumerate().all(|(i, e)| {
+            let side_wm = watermarks.get(i + 1).copied().unwrap_or(Timestamp::MAX);
+            side_wm == Timestamp::MAX || side_window(&e.strategy, w).is_some_and(|sw| side_wm > sw.max_timestamp())
+        })
+    }
+
+    fn run(&mut self, elements: Vec<WindowedValue<D::In>>, cx: &mut OpContext<'_>) {
+        if !self.started {
+            self.dofn.setup();
+            self.started = true;
+        }
+        let mut main = Vec::with_capacity(elements.len());
+        let mut error = None;
+        self.dofn.start_bundle();
+        for v in &elements {
+            let sides = SideInputs { entries: &self.sides, window: v.window };
+            let mut pcx = ProcessContext::new(v, &mut main, &mut self.tagged, &mut error, sides);
+            self.dofn.process(&mut pcx);
+            if let Some(message) = error.take() {
+                cx.fail_with(message);
+                return;
+            }
+        }
+        self.dofn.finish_bundle();
+        let mut n = main.len() as u64;
+        cx.out.emit(0, main);
+        for (i, (_, buf)) in self.tagged.iter_mut().enumerate() {
+            n += buf.flush(i + 1, cx);
+        }
+        NodeCounters::add(&cx.counters.elements_out, n);
+    }
+
+    fn release_ready(&mut self, cx: &mut OpContext<'_>) {
+        if self.pending.is_empty() {
+            return;
+        }
+        let wms = cx.input_watermarks.to_vec();
+        let (ready, wait): (Vec<_>, Vec<_>) =
+            std::mem::take(&mut self.pending).into_iter().partition(|v| self.ready(&v.window, &wms));
+        self.pending = wait;
+        if !ready.is_empty() {
+            self.run(ready, cx);
+        }
+    }
+}
+
+impl<D: DoFn> Operator for SideParDoOp<D> {
+    fn process(&mut self, port: usize, batch: Batch, cx: &mut OpContext<'_>) {
+        if port == 0 {
+            let input = batch.into_vec::<D::In>();
+            NodeCounters::add(&cx.counters.elements_in, input.len() as u64);
+            self.pending.extend(input);
+        } else {
+            self.sides[port - 1].store.add(batch);
+        }
+        self.release_ready(cx);
+    }
+
+    fn advance(&mut self, cx: &mut OpContext<'_>) {
+        self.release_ready(cx);
+    }
+
+    fn hold(&self) -> Timestamp {
+        self.pending.iter().map(|v| v.timestamp).min().unwrap_or(Timestamp::MAX)
+    }
+
+    fn finish(&mut self, cx: &mut OpContext<'_>) {
+        self.release_ready(cx);
+        if self.started {
+            self.dofn.teardown();
+        }
+    }
+}
+
+/// Sends every batch to every worker.
+fn broadcast() -> Routing {
+    Routing::Partitioned(Arc::new(|batch: Batch, peers: usize| (0..peers).map(|_| batch.clone()).collect()))
+}
+
+/// `par_do_with_side_inputs`.
+pub trait SideParDoExt<T: Data> {
+    /// Apply a [`DoFn`] that reads side inputs (through
+    /// `ProcessContext::side_iterable`, `side_singleton`, `side_multimap`),
+    /// with optional tagged outputs.
+    fn par_do_with_side_inputs<D: DoFn<In = T>>(
+        &self,
+        dofn: D,
+        sides: &[ErasedSide],
+        tags: &[ErasedTag],
+    ) -> ParDoOutputs<D::Out>;
+}
+
+impl<T: Data> SideParDoExt<T> for PCollection<T> {
+    fn par_do_with_side_inputs<D: DoFn<In = T>>(
+        &self,
+        dofn: D,
+        sides: &[ErasedSide],
+        tags: &[ErasedTag],
+    ) -> ParDoOutputs<D::Out> {
+        let p = self.pipeline().clone();
+        let mut inputs = vec![self.as_input(Routing::Forward)];
+        for s in sides {
+            inputs.push(crate::graph::NodeInput { node: s.source.0, port: s.source.1, routing: broadcast() });
+        }
+        let sides: Vec<ErasedSide> = sides.to_vec();
+        let tags: Vec<ErasedTag> = tags.to_vec();
+        let t2 = tags.clone();
+        let idx = p.add_node(
+            "ParDo",
+            inputs,
+            1 + tags.len(),
+            NodeKind::Operator(Arc::new(move |_w: &WorkerInfo| {
+                Box::new(SideParDoOp {
+                    dofn: dofn.clone(),
+                    started: false,
+                    sides: sides
+                        .iter()
+                        .map(|s| SideEntry { id: s.id, strategy: s.strategy.clone(), store: (s.make)() })
+                        .collect(),
+                    tagged: t2.iter().map(|t| t.instantiate()).collect(),
+                    pending: Vec::new(),
+                }) as Box<dyn Operator>
+            })),
+        );
+        ParDoOutputs::new(p.collection(idx, 0, self.windowing().clone()), &tags)
+    }
+}

@@ -96,6 +96,11 @@ impl Batch {
         }
     }
 
+    /// Whether the batch arrived encoded (from another process).
+    pub fn is_encoded(&self) -> bool {
+        matches!(self.0, Payload::Encoded { .. })
+    }
+
     /// Whether the batch is empty.
     pub fn is_empty(&self) -> bool {
         self.len() == 0

@@ -218,6 +218,10 @@ pub trait Runner {
 pub struct RunResult {
     /// The counters of every transform.
     pub metrics: Metrics,
+    /// The most records this process held at once between operators (in
+    /// flight, or parked waiting for progress), for runners that bound it
+    /// (Timely).
+    pub peak_in_flight: Option<u64>,
 }
 
 impl RunResult {

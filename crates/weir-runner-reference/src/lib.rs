@@ -222,6 +222,6 @@ impl Runner for ReferenceRunner {
                 }
             }
         }
-        Ok(RunResult { metrics: graph.metrics() })
+        Ok(RunResult { metrics: graph.metrics(), peak_in_flight: None })
     }
 }

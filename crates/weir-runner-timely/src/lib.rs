@@ -68,6 +68,9 @@ pub enum Deployment {
 pub struct TimelyRunner {
     /// Threads or processes.
     pub deployment: Deployment,
+    /// Records in flight between operators, per process, above which sources
+    /// pause (bounded memory: timely has no flow control of its own).
+    pub max_in_flight: u64,
 }
 
 impl Default for TimelyRunner {
@@ -80,12 +83,21 @@ impl Default for TimelyRunner {
 impl TimelyRunner {
     /// Embedded, `n` worker threads.
     pub fn threads(n: usize) -> Self {
-        TimelyRunner { deployment: Deployment::Threads(n.max(1)) }
+        TimelyRunner { deployment: Deployment::Threads(n.max(1)), max_in_flight: DEFAULT_MAX_IN_FLIGHT }
     }
 
     /// One process of a cluster.
     pub fn cluster(threads: usize, process: usize, addresses: Vec<String>) -> Self {
-        TimelyRunner { deployment: Deployment::Cluster { threads: threads.max(1), process, addresses } }
+        TimelyRunner {
+            deployment: Deployment::Cluster { threads: threads.max(1), process, addresses },
+            max_in_flight: DEFAULT_MAX_IN_FLIGHT,
+        }
+    }
+
+    /// Pause sources while more than `n` records are in flight in a process.
+    pub fn with_max_in_flight(mut self, n: u64) -> Self {
+        self.max_in_flight = n.max(1);
+        self
     }
 
     fn config(&self) -> Result<timely::Config, PipelineError> {
@@ -143,6 +155,11 @@ impl ContainerBytes for TBatch {
 /// Splits each batch with the consumer's partitioner.
 struct WeirDistributor {
     partition: Partitioner,
+    /// This worker's process and the workers per process, to tell which
+    /// parts leave the process.
+    process: usize,
+    threads: usize,
+    in_flight: Arc<InFlight>,
 }
 
 impl Distributor<TBatch> for WeirDistributor {
@@ -155,6 +172,9 @@ impl Distributor<TBatch> for WeirDistributor {
         let batch = std::mem::take(&mut container.0);
         for (i, part) in (self.partition)(batch, pushers.len()).into_iter().enumerate() {
             if !part.is_empty() {
+                if i / self.threads != self.process {
+                    self.in_flight.sub(part.len() as i64);
+                }
                 Message::push_at(&mut TBatch(part), stamp.clone(), &mut pushers[i]);
             }
         }
@@ -193,9 +213,46 @@ impl<P: Pull<Message<u64, TBatch>>> InputPort
 
 type SharedError = Arc<Mutex<Option<PipelineError>>>;
 
+/// Records this process holds in flight between operators: counted once per
+/// consumer when sent, uncounted when received (or when a partitioner sends
+/// them to another process). Sources pause while it is above
+/// the runner's `max_in_flight`: timely has no flow control of its own.
+struct InFlight {
+    now: AtomicI64,
+    /// Records parked in stashes, waiting for progress (bounded by
+    /// `STASH_LIMIT` per input port); not in flight, but in memory.
+    parked: AtomicI64,
+    /// The most records ever in flight plus parked.
+    peak: AtomicI64,
+    limit: i64,
+}
+
+impl InFlight {
+    fn add(&self, n: i64) {
+        let v = self.now.fetch_add(n, Ordering::AcqRel) + n;
+        self.peak.fetch_max(v + self.parked.load(Ordering::Relaxed), Ordering::Relaxed);
+    }
+    fn sub(&self, n: i64) {
+        self.now.fetch_sub(n, Ordering::AcqRel);
+    }
+    fn park(&self, n: i64) {
+        self.now.fetch_sub(n, Ordering::AcqRel);
+        self.parked.fetch_add(n, Ordering::AcqRel);
+    }
+    fn unpark(&self, n: i64) {
+        self.parked.fetch_sub(n, Ordering::AcqRel);
+    }
+    fn over_limit(&self) -> bool {
+        self.now.load(Ordering::Acquire) > self.limit
+    }
+}
+
+/// Default for [`TimelyRunner::max_in_flight`].
+pub const DEFAULT_MAX_IN_FLIGHT: u64 = 1 << 20;
+
 const POLL_BATCH: usize = 8192;
 
-fn send(outputs: &mut [Output<u64, TBatch>], caps: &[Capability<u64>], emitter: &mut Emitter) {
+fn send(outputs: &mut [Output<u64, TBatch>], caps: &[Capability<u64>], emitter: &mut Emitter, flow: &Flow) {
     if caps.is_empty() {
         assert!(emitter.is_empty(), "an operator emitted data after releasing its capabilities: it would be lost");
         return;
@@ -207,9 +264,18 @@ fn send(outputs: &mut [Output<u64, TBatch>], caps: &[Capability<u64>], emitter: 
         }
         let mut session = output.activate();
         for b in batches {
+            flow.in_flight.add(b.len() as i64 * flow.consumers[port] as i64);
             session.give(&caps[port], &mut TBatch(b));
         }
     }
+}
+
+/// What a node needs to account its traffic.
+#[derive(Clone)]
+struct Flow {
+    in_flight: Arc<InFlight>,
+    /// Number of consumers of each output port.
+    consumers: Vec<usize>,
 }
 
 fn failed(error: &SharedError) -> bool {
@@ -222,7 +288,14 @@ fn build_dataflow(
     error: &SharedError,
     stage_shares: &[Arc<StageShare>],
     threads: usize,
+    in_flight: &Arc<InFlight>,
 ) {
+    let mut consumers: Vec<Vec<usize>> = graph.nodes.iter().map(|n| vec![0; n.outputs]).collect();
+    for node in &graph.nodes {
+        for input in &node.inputs {
+            consumers[input.node][input.port] += 1;
+        }
+    }
     let info = WorkerInfo { index: worker.index(), peers: worker.peers() };
     worker.dataflow::<u64, _, _>(|scope| {
         let mut streams: Vec<Vec<Stream<'_, u64, TBatch>>> = Vec::with_capacity(graph.nodes.len());
@@ -235,7 +308,14 @@ fn build_dataflow(
                     Routing::Forward => inputs.push(Box::new(builder.new_input(stream, PipelinePact))),
                     Routing::Partitioned(p) => {
                         let partition = p.clone();
-                        let pact = DistributorPact(move |_peers: usize| WeirDistributor { partition });
+                        let in_flight = in_flight.clone();
+                        let process = info.index / threads;
+                        let pact = DistributorPact(move |_peers: usize| WeirDistributor {
+                            partition,
+                            process,
+                            threads,
+                            in_flight,
+                        });
                         inputs.push(Box::new(builder.new_input(stream, pact)));
                     }
                 }
@@ -253,6 +333,7 @@ fn build_dataflow(
             let counters = node.counters.clone();
             let error = error.clone();
             let mut emitter = Emitter::new(node.outputs);
+            let flow = Flow { in_flight: in_flight.clone(), consumers: consumers[node_index].clone() };
             match &node.kind {
                 NodeKind::Source(factory) => {
                     let mut source = factory(&info);
@@ -265,6 +346,10 @@ fn build_dataflow(
                             if failed(&error) {
                                 caps.clear();
                                 return false;
+                            }
+                            if flow.in_flight.over_limit() {
+                                activator.activate_after(StdDuration::from_millis(1));
+                                return true;
                             }
                             let local_error = Mutex::new(None);
                             let mut cx = OpContext {
@@ -288,7 +373,7 @@ fn build_dataflow(
                                 caps.clear();
                                 return false;
                             }
-                            send(&mut outputs, &caps, &mut emitter);
+                            send(&mut outputs, &caps, &mut emitter, &flow);
                             counters.publish_watermarks(info.index, status.watermark, status.watermark);
                             if status.watermark == Timestamp::MAX {
                                 caps.clear();
@@ -323,6 +408,7 @@ fn build_dataflow(
                         stage: stage_shares[node_index].clone(),
                         local: info.index % threads,
                         worker: info.index,
+                        flow: flow.clone(),
                         stage_wm: Timestamp::MIN,
                     };
                     let mut stashes: Vec<Stash> = (0..node.inputs.len()).map(|_| Stash::default()).collect();
@@ -331,7 +417,11 @@ fn build_dataflow(
                         move |frontiers| {
                             if failed(&error) {
                                 for input in inputs.iter_mut() {
-                                    input.drain(&mut |_, _| {});
+                                    input.drain(&mut |_, batch| {
+                                        if !batch.is_encoded() {
+                                            driver.flow.in_flight.sub(batch.len() as i64);
+                                        }
+                                    });
                                 }
                                 driver.caps.clear();
                                 return;
@@ -353,16 +443,18 @@ fn build_dataflow(
                                 let stash = &mut stashes[port];
                                 input.drain(&mut |time, batch| {
                                     stash.records += batch.len();
-                                    stash.queue.push_back((time, batch));
+                                    // A local batch counts as in flight until processed or parked.
+                                    let counted = if batch.is_encoded() { 0 } else { batch.len() as i64 };
+                                    stash.queue.push_back((time, batch, counted, 0));
                                 });
                                 let frontier = wms[port];
-                                while let Some((time, _)) = stash.queue.front() {
+                                while let Some((time, _, _, _)) = stash.queue.front() {
                                     let t = dec(*time);
                                     let within_limit = stash.records <= STASH_LIMIT;
                                     if within_limit && (t > frontier || !driver.peers_reached(t.min(frontier))) {
                                         break;
                                     }
-                                    let (_, batch) = stash.queue.pop_front().expect("front exists");
+                                    let (_, batch, counted, parked) = stash.queue.pop_front().expect("front exists");
                                     stash.records -= batch.len();
                                     let target = t.min(frontier);
                                     if target > driver.seen[port] {
@@ -370,8 +462,17 @@ fn build_dataflow(
                                         driver.advance(now);
                                     }
                                     driver.process(port, batch, now);
+                                    driver.flow.in_flight.sub(counted);
+                                    driver.flow.in_flight.unpark(parked);
                                 }
                                 if !stash.queue.is_empty() {
+                                    // Parked until progress: not in flight any more (the stash is
+                                    // bounded by STASH_LIMIT), so paused sources can move the frontier.
+                                    for (_, _, counted, parked) in stash.queue.iter_mut() {
+                                        let n = std::mem::take(counted);
+                                        driver.flow.in_flight.park(n);
+                                        *parked += n;
+                                    }
                                     activator.activate();
                                 }
                             }
@@ -380,7 +481,7 @@ fn build_dataflow(
                             let reachable: Vec<Timestamp> = wms
                                 .iter()
                                 .zip(&stashes)
-                                .map(|(f, st)| st.queue.front().map_or(*f, |(t, _)| (*f).min(dec(*t))))
+                                .map(|(f, st)| st.queue.front().map_or(*f, |(t, _, _, _)| (*f).min(dec(*t))))
                                 .collect();
                             let moved = reachable.iter().zip(&driver.seen).any(|(f, s)| f > s);
                             if moved || wakeup_due {
@@ -413,12 +514,13 @@ fn build_dataflow(
 /// Messages of one input port that arrived ahead of its frontier.
 #[derive(Default)]
 struct Stash {
-    queue: std::collections::VecDeque<(u64, Batch)>,
+    /// (time, batch, records counted as in flight, records counted as parked)
+    queue: std::collections::VecDeque<(u64, Batch, i64, i64)>,
     records: usize,
 }
 
 /// Records a port may hold back waiting for its frontier.
-const STASH_LIMIT: usize = 1 << 20;
+const STASH_LIMIT: usize = 1 << 14;
 
 /// What the instances of one transform on one process share.
 struct StageShare {
@@ -444,6 +546,7 @@ struct OpDriver {
     local: usize,
     /// This worker's index.
     worker: usize,
+    flow: Flow,
     stage_wm: Timestamp,
 }
 
@@ -515,14 +618,14 @@ impl OpDriver {
         };
         self.op.process(port, batch, &mut cx);
         self.publish_hold();
-        send(&mut self.outputs, &self.caps, &mut self.emitter);
+        send(&mut self.outputs, &self.caps, &mut self.emitter, &self.flow);
     }
 
     /// Send pending output, then move the capabilities to the output
     /// watermark `min(input watermarks, hold)`; at +inf, finish and release.
     fn settle(&mut self, now: Timestamp) {
         self.publish_hold();
-        send(&mut self.outputs, &self.caps, &mut self.emitter);
+        send(&mut self.outputs, &self.caps, &mut self.emitter, &self.flow);
         let input_wm = self.seen.iter().copied().min().unwrap_or(Timestamp::MAX);
         let out_wm = input_wm.min(self.op.hold());
         self.counters.publish_watermarks(self.worker, input_wm, out_wm);
@@ -540,7 +643,7 @@ impl OpDriver {
                     error: &self.error,
                 };
                 self.op.finish(&mut cx);
-                send(&mut self.outputs, &self.caps, &mut self.emitter);
+                send(&mut self.outputs, &self.caps, &mut self.emitter, &self.flow);
             }
             self.caps.clear();
         } else {
@@ -574,10 +677,17 @@ impl Runner for TimelyRunner {
                 })
                 .collect(),
         );
+        let in_flight = Arc::new(InFlight {
+            now: AtomicI64::new(0),
+            parked: AtomicI64::new(0),
+            peak: AtomicI64::new(0),
+            limit: self.max_in_flight.min(i64::MAX as u64) as i64,
+        });
         let g = graph.clone();
         let e = error.clone();
+        let f = in_flight.clone();
         let guards = timely::execute(config, move |worker| {
-            build_dataflow(worker, &g, &e, &stage_shares, threads);
+            build_dataflow(worker, &g, &e, &stage_shares, threads, &f);
             while worker.step_or_park(Some(StdDuration::from_millis(5))) {}
         })
         .map_err(PipelineError::Runner)?;
@@ -588,6 +698,7 @@ impl Runner for TimelyRunner {
         for r in results {
             r.map_err(|e| PipelineError::Runner(format!("a worker failed: {e}")))?;
         }
-        Ok(RunResult { metrics: graph.metrics() })
+        let peak = in_flight.peak.load(Ordering::Relaxed).max(0) as u64;
+        Ok(RunResult { metrics: graph.metrics(), peak_in_flight: Some(peak) })
     }
 }

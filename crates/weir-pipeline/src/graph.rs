@@ -98,6 +98,9 @@ pub struct Node {
     pub kind: NodeKind,
     /// Shared live counters.
     pub counters: Arc<NodeCounters>,
+    /// A scripted source that moves processing time (a TestStream with
+    /// processing-time steps): runners must simulate processing time.
+    pub simulated_time: bool,
 }
 
 /// The pipeline as runners see it: nodes in topological order (every input
@@ -271,7 +274,14 @@ impl Pipeline {
     pub fn add_node(&self, name: &str, inputs: Vec<NodeInput>, outputs: usize, kind: NodeKind) -> usize {
         let mut b = self.inner.borrow_mut();
         let name = Self::unique_name(&b, name);
-        b.nodes.push(Node { name, inputs, outputs, kind, counters: Arc::new(NodeCounters::default()) });
+        b.nodes.push(Node {
+            name,
+            inputs,
+            outputs,
+            kind,
+            counters: Arc::new(NodeCounters::default()),
+            simulated_time: false,
+        });
         b.nodes.len() - 1
     }
 
@@ -288,6 +298,11 @@ impl Pipeline {
         }
         let unique = Self::unique_name(&b, name);
         b.nodes[i].name = unique;
+    }
+
+    /// Mark node `i` as a source that moves processing time.
+    pub fn mark_simulated_time(&self, i: usize) {
+        self.inner.borrow_mut().nodes[i].simulated_time = true;
     }
 
     /// Number of nodes added so far.

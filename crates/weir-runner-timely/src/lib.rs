@@ -247,6 +247,90 @@ impl InFlight {
     }
 }
 
+/// Processing time for one process: the wall clock, or — for a pipeline
+/// with a TestStream that moves processing time — a simulated clock the
+/// TestStream moves once the dataflow is quiescent.
+struct Clock {
+    simulated: bool,
+    now: AtomicI64,
+    /// Per node, per local worker: the simulated time the operator applied.
+    applied: Vec<Vec<AtomicI64>>,
+    /// Every operator of every local worker, to wake them on a clock step.
+    activators: Mutex<Vec<timely::scheduling::SyncActivator>>,
+}
+
+impl Clock {
+    fn now(&self) -> Timestamp {
+        if self.simulated {
+            Timestamp::from_millis(self.now.load(Ordering::Acquire))
+        } else {
+            wall_clock()
+        }
+    }
+}
+
+/// Whether every operator of this process has processed everything sent to
+/// it and seen the watermarks its upstream operators published; with
+/// `clock`, also applied that simulated time.
+fn quiescent(
+    graph: &Graph,
+    in_flight: &InFlight,
+    clock: &Clock,
+    threads: usize,
+    process: usize,
+    at: Option<i64>,
+) -> bool {
+    if in_flight.now.load(Ordering::Acquire) != 0 || in_flight.parked.load(Ordering::Acquire) != 0 {
+        return false;
+    }
+    let workers: Vec<usize> = (process * threads..(process + 1) * threads).collect();
+    let published: Vec<std::collections::BTreeMap<usize, (Timestamp, Timestamp)>> =
+        graph.nodes.iter().map(|n| n.counters.watermarks.lock().unwrap_or_else(|p| p.into_inner()).clone()).collect();
+    for (i, node) in graph.nodes.iter().enumerate() {
+        if matches!(node.kind, NodeKind::Source(_)) {
+            continue;
+        }
+        for (local, w) in workers.iter().enumerate() {
+            let Some(&(input, _)) = published[i].get(w) else { return false };
+            // Timely tracks progress per operator across workers: whatever the
+            // routing, an input's frontier is the minimum over every instance
+            // of the upstream operator.
+            let expected = node
+                .inputs
+                .iter()
+                .map(|inp| {
+                    workers
+                        .iter()
+                        .map(|v| published[inp.node].get(v).map_or(Timestamp::MIN, |x| x.1))
+                        .min()
+                        .unwrap_or(Timestamp::MIN)
+                })
+                .min()
+                .unwrap_or(Timestamp::MAX);
+            if input != expected {
+                return false;
+            }
+            if let Some(t) = at {
+                if clock.applied[i][local].load(Ordering::Acquire) != t {
+                    return false;
+                }
+            }
+        }
+    }
+    true
+}
+
+/// Where a TestStream's processing-time step stands.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+enum ClockStep {
+    /// Playing the script.
+    Play,
+    /// Waiting for quiescence before moving the clock to this time.
+    Quiesce(i64),
+    /// Clock moved; waiting for every operator to apply it and settle.
+    Apply(i64),
+}
+
 /// Default for [`TimelyRunner::max_in_flight`].
 pub const DEFAULT_MAX_IN_FLIGHT: u64 = 1 << 20;
 
@@ -289,6 +373,7 @@ fn build_dataflow(
     stage_shares: &[Arc<StageShare>],
     threads: usize,
     in_flight: &Arc<InFlight>,
+    clock: &Arc<Clock>,
 ) {
     let mut consumers: Vec<Vec<usize>> = graph.nodes.iter().map(|n| vec![0; n.outputs]).collect();
     for node in &graph.nodes {
@@ -328,7 +413,16 @@ fn build_dataflow(
                 out_streams.push(stream);
             }
             streams.push(out_streams);
-            let activator = scope.activator_for(builder.operator_info().address);
+            let address = builder.operator_info().address;
+            let activator = scope.activator_for(address.clone());
+            if clock.simulated {
+                clock
+                    .activators
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .push(scope.worker().sync_activator_for(address.to_vec()));
+            }
+            let clock = clock.clone();
             let name = node.name.clone();
             let counters = node.counters.clone();
             let error = error.clone();
@@ -337,6 +431,9 @@ fn build_dataflow(
             match &node.kind {
                 NodeKind::Source(factory) => {
                     let mut source = factory(&info);
+                    let graph = graph.clone();
+                    let process = info.index / threads;
+                    let mut step = ClockStep::Play;
                     builder.build_reschedule(move |caps| {
                         let mut caps = caps;
                         move |_frontiers| {
@@ -347,6 +444,30 @@ fn build_dataflow(
                                 caps.clear();
                                 return false;
                             }
+                            // A processing-time step of a TestStream: wait until everything
+                            // before it is done, move the clock, wait until every operator
+                            // applied it and settled, then play on.
+                            match step {
+                                ClockStep::Play => {}
+                                ClockStep::Quiesce(t) => {
+                                    if quiescent(&graph, &flow.in_flight, &clock, threads, process, None) {
+                                        clock.now.store(t, Ordering::Release);
+                                        for a in clock.activators.lock().unwrap_or_else(|p| p.into_inner()).iter() {
+                                            let _ = a.activate();
+                                        }
+                                        step = ClockStep::Apply(t);
+                                    }
+                                    activator.activate();
+                                    return true;
+                                }
+                                ClockStep::Apply(t) => {
+                                    if quiescent(&graph, &flow.in_flight, &clock, threads, process, Some(t)) {
+                                        step = ClockStep::Play;
+                                    }
+                                    activator.activate();
+                                    return true;
+                                }
+                            }
                             if flow.in_flight.over_limit() {
                                 activator.activate_after(StdDuration::from_millis(1));
                                 return true;
@@ -356,17 +477,18 @@ fn build_dataflow(
                                 name: &name,
                                 out: &mut emitter,
                                 input_watermarks: &[],
-                                processing_time: wall_clock(),
+                                processing_time: clock.now(),
                                 stage_output_watermark: Timestamp::MAX,
                                 counters: &counters,
                                 error: &local_error,
                             };
                             let status = source.poll(POLL_BATCH, &mut cx);
-                            if status.processing_time.is_some() {
-                                cx.fail_with(
-                                    "this source moves processing time (a TestStream with processing-time advances), \
-                                     which only the reference runner simulates for now",
-                                );
+                            if let Some(t) = status.processing_time {
+                                if clock.simulated {
+                                    step = ClockStep::Quiesce(t.millis());
+                                } else {
+                                    cx.fail_with("a source moved processing time, but the runner is not simulating it");
+                                }
                             }
                             if let Some(e) = local_error.into_inner().unwrap_or(None) {
                                 *error.lock().unwrap_or_else(|p| p.into_inner()) = Some(e);
@@ -409,6 +531,7 @@ fn build_dataflow(
                         local: info.index % threads,
                         worker: info.index,
                         flow: flow.clone(),
+                        applied: Timestamp::MIN,
                         stage_wm: Timestamp::MIN,
                     };
                     let mut stashes: Vec<Stash> = (0..node.inputs.len()).map(|_| Stash::default()).collect();
@@ -426,7 +549,7 @@ fn build_dataflow(
                                 driver.caps.clear();
                                 return;
                             }
-                            let now = wall_clock();
+                            let now = clock.now();
                             let wms: Vec<Timestamp> = frontiers
                                 .iter()
                                 .map(|f| f.frontier().iter().min().map_or(Timestamp::MAX, |t| dec(*t)))
@@ -492,6 +615,10 @@ fn build_dataflow(
                             } else {
                                 driver.settle(now);
                             }
+                            if clock.simulated && driver.applied != now {
+                                driver.applied = now;
+                                clock.applied[node_index][driver.local].store(now.millis(), Ordering::Release);
+                            }
                             if let Some(e) = driver.error.lock().unwrap_or_else(|p| p.into_inner()).take() {
                                 *error.lock().unwrap_or_else(|p| p.into_inner()) = Some(e);
                                 driver.caps.clear();
@@ -547,6 +674,8 @@ struct OpDriver {
     /// This worker's index.
     worker: usize,
     flow: Flow,
+    /// The simulated processing time last applied.
+    applied: Timestamp,
     stage_wm: Timestamp,
 }
 
@@ -664,6 +793,20 @@ impl Runner for TimelyRunner {
             Deployment::Threads(n) => *n,
             Deployment::Cluster { threads, .. } => *threads,
         };
+        let simulated = graph.nodes.iter().any(|n| n.simulated_time);
+        if simulated && matches!(self.deployment, Deployment::Cluster { .. }) {
+            return Err(PipelineError::Runner(
+                "a TestStream that moves processing time needs a single process (threads), \
+                 not a cluster: the simulated clock is shared in memory"
+                    .into(),
+            ));
+        }
+        let clock = Arc::new(Clock {
+            simulated,
+            now: AtomicI64::new(0),
+            applied: graph.nodes.iter().map(|_| (0..threads).map(|_| AtomicI64::new(i64::MIN)).collect()).collect(),
+            activators: Mutex::new(Vec::new()),
+        });
         let error: SharedError = Arc::new(Mutex::new(None));
         let stage_shares: Arc<Vec<Arc<StageShare>>> = Arc::new(
             graph
@@ -686,8 +829,9 @@ impl Runner for TimelyRunner {
         let g = graph.clone();
         let e = error.clone();
         let f = in_flight.clone();
+        let c = clock.clone();
         let guards = timely::execute(config, move |worker| {
-            build_dataflow(worker, &g, &e, &stage_shares, threads, &f);
+            build_dataflow(worker, &g, &e, &stage_shares, threads, &f, &c);
             while worker.step_or_park(Some(StdDuration::from_millis(5))) {}
         })
         .map_err(PipelineError::Runner)?;

@@ -463,3 +463,55 @@ fn singleton_side_input_with_several_values_fails_clearly() {
         assert!(err.contains("'ReadSide'") && err.contains("has 2 values in window GlobalWindow"), "{name}: {err}");
     }
 }
+
+#[test]
+fn processing_time_early_firings_on_every_runner() {
+    // Streaming 102: early panes every minute of processing time (aligned),
+    // on-time panes, late panes per late score.
+    let m = |mins: i64, secs: i64| ts((mins * 60 + secs) * 1000);
+    let e = |team: &str, score: i64, t: Timestamp| ((team.to_string(), score), t);
+    let stream = TestStream::new()
+        .advance_processing_time(Duration::from_secs(5 * 60 + 19)) // 12:05:19
+        .add_elements([e("blue", 5, m(0, 26))])
+        .advance_processing_time(Duration::from_secs(20)) // 12:05:39
+        .add_elements([e("blue", 7, m(2, 26))])
+        .advance_processing_time(Duration::from_secs(30)) // 12:06:09: first early firing at 12:06
+        .add_elements([e("blue", 3, m(3, 39))])
+        .advance_watermark_to(m(2, 0))
+        .advance_processing_time(Duration::from_secs(60)) // 12:07:09
+        .add_elements([e("blue", 9, m(1, 25))]) // late for [12:00, 12:02)
+        .advance_watermark_to(m(4, 0));
+    let out = on_all_runners(|p| {
+        p.test_stream(stream.clone())
+            .window_into(
+                WindowingStrategy::new(FixedWindows::of(Duration::from_mins(2)).unwrap())
+                    .trigger(
+                        Trigger::after_watermark()
+                            .with_early_firings(
+                                Trigger::after_processing_time()
+                                    .aligned_to(Duration::from_mins(1), Timestamp::from_millis(0)),
+                            )
+                            .with_late_firings(Trigger::after_count(1)),
+                    )
+                    .accumulation(AccumulationMode::Accumulating)
+                    .allowed_lateness(Duration::from_mins(10)),
+            )
+            .combine_per_key(Sum::new())
+            .collect()
+    });
+    let mut got: Vec<(Window, i64, Timing, i64)> =
+        out.iter().map(|v| (v.window, v.pane.index, v.pane.timing, v.value.1)).collect();
+    got.sort();
+    let w = |s: i64| Window::interval(s * 60_000, (s + 2) * 60_000);
+    assert_eq!(
+        got,
+        vec![
+            (w(0), 0, Timing::Early, 5),   // processing time passed 12:06
+            (w(0), 1, Timing::OnTime, 5),  // watermark passed 12:02
+            (w(0), 2, Timing::Late, 14),   // the late 9
+            (w(2), 0, Timing::Early, 7),   // the 7 (arrived 12:05:39) when processing time passed 12:06
+            (w(2), 1, Timing::Early, 10),  // 7 + 3 (arrived 12:06:09) when it passed 12:07
+            (w(2), 2, Timing::OnTime, 10), // watermark passed 12:04
+        ]
+    );
+}

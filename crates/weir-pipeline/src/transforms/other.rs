@@ -61,6 +61,7 @@ impl Pipeline {
 
     /// Play a scripted [`TestStream`].
     pub fn test_stream<T: Data>(&self, stream: TestStream<T>) -> PCollection<T> {
+        let simulated = stream.uses_processing_time();
         let events = Arc::new(stream.events);
         let idx = self.add_node(
             "TestStream",
@@ -76,6 +77,9 @@ impl Pipeline {
                 }) as Box<dyn Source>
             })),
         );
+        if simulated {
+            self.mark_simulated_time(idx);
+        }
         self.collection(idx, 0, Arc::new(WindowingStrategy::default()))
     }
 }

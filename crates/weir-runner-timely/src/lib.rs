@@ -94,6 +94,28 @@ impl TimelyRunner {
         }
     }
 
+    /// One process of a cluster whose addresses are listed in `hostfile`,
+    /// one `host:port` per line in process order (blank lines and `#`
+    /// comments ignored).
+    pub fn cluster_from_hostfile(
+        threads: usize,
+        process: usize,
+        hostfile: &std::path::Path,
+    ) -> Result<Self, PipelineError> {
+        let text = std::fs::read_to_string(hostfile)
+            .map_err(|e| PipelineError::Runner(format!("cannot read host file {}: {e}", hostfile.display())))?;
+        let addresses: Vec<String> = text
+            .lines()
+            .map(|l| l.split('#').next().unwrap_or("").trim())
+            .filter(|l| !l.is_empty())
+            .map(String::from)
+            .collect();
+        if addresses.is_empty() {
+            return Err(PipelineError::Runner(format!("host file {} lists no addresses", hostfile.display())));
+        }
+        Ok(TimelyRunner::cluster(threads, process, addresses))
+    }
+
     /// Pause sources while more than `n` records are in flight in a process.
     pub fn with_max_in_flight(mut self, n: u64) -> Self {
         self.max_in_flight = n.max(1);

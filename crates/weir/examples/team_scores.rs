@@ -1,15 +1,13 @@
 //! The Streaming 102 / Streaming Systems running example as a Weir pipeline
 //! on the default runner (embedded Timely, all cores): team scores summed in
-//! 2-minute event-time windows, with an early pane for every score that
-//! arrives before the watermark passes the window, an on-time pane when it
-//! does, and a late pane for every late score (allowed lateness 10 min), in
-//! the three accumulation modes. The input is a scripted stream
-//! (`TestStream`) with a heuristic watermark, so every run gives the same
-//! panes.
+//! 2-minute event-time windows, with early panes every minute of processing
+//! time, an on-time pane when the watermark passes the window, and a late
+//! pane for every late score (allowed lateness 10 min), in the three
+//! accumulation modes. The input is a scripted stream (`TestStream`): scores
+//! arriving at given processing times and a heuristic watermark. Processing
+//! time is simulated, so every run gives the same panes without sleeping.
 //!
 //! Run: `cargo run --release -p weir --example team_scores`
-//! (`streaming_102` shows the same story with processing-time early firings
-//! on the model core alone.)
 
 use weir::prelude::*;
 
@@ -27,26 +25,66 @@ fn clock(t: Timestamp) -> String {
     }
 }
 
+/// Minutes and seconds after 12:00.
+type Clock = (i64, i64);
+
+/// (team, score, event time, arrival time).
+const SCORES: &[(&str, i64, Clock, Clock)] = &[
+    ("blue", 5, (0, 26), (5, 19)),
+    ("red", 6, (0, 40), (5, 30)),
+    ("blue", 7, (2, 26), (5, 39)),
+    ("blue", 3, (3, 39), (6, 13)),
+    ("red", 2, (3, 5), (6, 25)),
+    ("blue", 4, (4, 19), (6, 39)),
+    ("blue", 3, (6, 39), (7, 6)),
+    ("blue", 8, (3, 6), (7, 19)),
+    ("red", 1, (7, 10), (7, 40)),
+    ("blue", 3, (7, 49), (7, 52)),
+    ("blue", 9, (1, 25), (9, 2)), // the late 9: its window's on-time pane is long gone
+];
+
+/// (arrival time, watermark): a heuristic watermark.
+const WATERMARK: &[(Clock, Clock)] =
+    &[((5, 45), (2, 0)), ((6, 30), (3, 0)), ((7, 0), (4, 0)), ((7, 30), (6, 0)), ((8, 10), (8, 0))];
+
+/// The script: each score and watermark step at its processing time.
 fn stream() -> TestStream<(String, i64)> {
-    let score = |team: &str, points: i64, m: i64, s: i64| ((team.to_string(), points), at(m, s));
-    TestStream::new()
-        .add_elements([score("blue", 5, 0, 26), score("red", 6, 0, 40)])
-        .add_elements([score("blue", 7, 2, 26)])
-        .advance_watermark_to(at(2, 0))
-        .add_elements([score("blue", 3, 3, 39), score("red", 2, 3, 5)])
-        .add_elements([score("blue", 4, 4, 19)])
-        .advance_watermark_to(at(4, 0))
-        .add_elements([score("blue", 3, 6, 39), score("blue", 8, 3, 6)]) // the 8 is late for [12:02, 12:04)
-        .advance_watermark_to(at(6, 0))
-        .add_elements([score("blue", 9, 1, 25)]) // very late, still within the allowed lateness
-        .advance_watermark_to(at(8, 0))
+    let secs = |(m, s): Clock| m * 60 + s;
+    // (arrival, a score, a watermark step)
+    type Event = (i64, Option<(String, i64, Timestamp)>, Option<Timestamp>);
+    let mut events: Vec<Event> = Vec::new();
+    for &(team, score, event, arrival) in SCORES {
+        events.push((secs(arrival), Some((team.to_string(), score, at(event.0, event.1))), None));
+    }
+    for &(arrival, wm) in WATERMARK {
+        events.push((secs(arrival), None, Some(at(wm.0, wm.1))));
+    }
+    events.sort_by_key(|e| e.0);
+    let mut s = TestStream::new();
+    let mut clock = 0;
+    for (arrival, score, wm) in events {
+        if arrival > clock {
+            s = s.advance_processing_time(Duration::from_secs(arrival - clock));
+            clock = arrival;
+        }
+        if let Some((team, points, t)) = score {
+            s = s.add_elements([((team, points), t)]);
+        }
+        if let Some(w) = wm {
+            s = s.advance_watermark_to(w);
+        }
+    }
+    // A last minute of processing time, so pending early firings can happen.
+    s.advance_processing_time(Duration::from_secs(60))
 }
 
 fn strategy(mode: AccumulationMode) -> WindowingStrategy {
     WindowingStrategy::new(FixedWindows::of(Duration::from_mins(2)).expect("valid window size"))
         .trigger(
             Trigger::after_watermark()
-                .with_early_firings(Trigger::after_count(1))
+                .with_early_firings(
+                    Trigger::after_processing_time().aligned_to(Duration::from_mins(1), Timestamp::from_millis(0)),
+                )
                 .with_late_firings(Trigger::after_count(1)),
         )
         .accumulation(mode)
@@ -74,7 +112,8 @@ fn print_panes(mode: AccumulationMode, mut panes: Vec<WindowedValue<(String, Str
 }
 
 fn main() -> Result<(), PipelineError> {
-    println!("Team scores, 2-minute windows: early pane per score, on-time pane, late pane per late score.");
+    println!("Team scores, 2-minute windows: early panes each minute of processing time, an on-time pane,");
+    println!("a late pane per late score.");
     for mode in [AccumulationMode::Discarding, AccumulationMode::Accumulating] {
         let p = Pipeline::new();
         let panes = p

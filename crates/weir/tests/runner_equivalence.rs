@@ -503,6 +503,32 @@ fn processing_time_early_firings_on_every_runner() {
         out.iter().map(|v| (v.window, v.pane.index, v.pane.timing, v.value.1)).collect();
     got.sort();
     let w = |s: i64| Window::interval(s * 60_000, (s + 2) * 60_000);
+    // Pane-aware assertions (Beam's PAssert) on the last run's output.
+    let p = Pipeline::new();
+    let sums = p
+        .test_stream(stream.clone())
+        .window_into(
+            WindowingStrategy::new(FixedWindows::of(Duration::from_mins(2)).unwrap())
+                .trigger(
+                    Trigger::after_watermark()
+                        .with_early_firings(
+                            Trigger::after_processing_time()
+                                .aligned_to(Duration::from_mins(1), Timestamp::from_millis(0)),
+                        )
+                        .with_late_firings(Trigger::after_count(1)),
+                )
+                .accumulation(AccumulationMode::Accumulating)
+                .allowed_lateness(Duration::from_mins(10)),
+        )
+        .combine_per_key(Sum::new())
+        .values()
+        .collect();
+    p.run_with(&TimelyRunner::threads(2)).unwrap();
+    assert_eq!(sums.early_panes(w(0)), vec![5]);
+    assert_eq!(sums.on_time_pane(w(0)), Some(5));
+    assert_eq!(sums.late_panes(w(0)), vec![14]);
+    assert_eq!(sums.early_panes(w(2)), vec![7, 10]);
+    assert_eq!(sums.final_pane(w(2)), None, "with late firings, no pane of a window is final before GC");
     assert_eq!(
         got,
         vec![

@@ -67,10 +67,12 @@ fn free_port() -> u16 {
 fn two_processes_equal_one() {
     if let Ok(index) = std::env::var(CHILD) {
         // A cluster process.
-        let addrs: Vec<String> = std::env::var(ADDRS).unwrap().split(',').map(String::from).collect();
+        // The addresses come as a host file, one per line.
+        let hostfile = std::path::PathBuf::from(format!("{}.hosts", std::env::var(OUT).unwrap()));
+        std::fs::write(&hostfile, std::env::var(ADDRS).unwrap().replace(',', "\n# next process\n")).unwrap();
         let p = Pipeline::new();
         let (sums, grouped) = build(&p);
-        p.run_with(&TimelyRunner::cluster(1, index.parse().unwrap(), addrs)).unwrap();
+        p.run_with(&TimelyRunner::cluster_from_hostfile(1, index.parse().unwrap(), &hostfile).unwrap()).unwrap();
         std::fs::write(std::env::var(OUT).unwrap(), render(&sums, &grouped).join("\n")).unwrap();
         return;
     }

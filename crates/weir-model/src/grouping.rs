@@ -77,6 +77,7 @@ pub enum GroupOutput<K, V, O> {
 
 /// Counters of one grouping operation.
 #[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct GroupCounters {
     /// Elements received: one per element given to `process_bundle`, one per
     /// (element, window) given to `process_windowed_bundle`.
@@ -89,6 +90,58 @@ pub struct GroupCounters {
     pub panes_out: u64,
     /// Retractions emitted.
     pub retractions_out: u64,
+}
+
+/// The complete state of one (key, window) of a grouping, as a snapshot
+/// holds it.
+#[derive(Clone, Debug, PartialEq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+pub struct WindowSnapshot<K, Acc, Out> {
+    /// The key.
+    pub key: K,
+    /// The window.
+    pub window: Window,
+    /// Buffered values or combiner accumulator.
+    pub acc: Option<Acc>,
+    /// Elements arrived since the last pane.
+    pub non_empty: bool,
+    /// The trigger finished: only a marker remains.
+    pub closed: bool,
+    /// The trigger's per-node state.
+    pub trigger: Vec<crate::trigger::NodeState>,
+    /// Element watermark hold.
+    pub element_hold: Option<Timestamp>,
+    /// Garbage-collection hold.
+    pub extra_hold: Option<Timestamp>,
+    /// The previous pane.
+    pub prev_pane: Option<PaneInfo>,
+    /// The last pane emitted (retracting mode).
+    pub last: Option<(Out, Timestamp, PaneInfo)>,
+    /// The end-of-window or GC timer set.
+    pub timer: Option<Timestamp>,
+    /// Processing-time timers set.
+    pub pt_timers: Vec<Timestamp>,
+}
+
+/// A consistent snapshot of a grouping: the state of every (key, window),
+/// its timers and holds, watermarks, processing time and counters. Taken
+/// between calls; restoring it gives an instance that continues exactly as
+/// the original would.
+#[derive(Clone, Debug, PartialEq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+pub struct GroupSnapshot<K, Acc, Out> {
+    /// Every (key, window) state, ordered by key then window.
+    pub windows: Vec<WindowSnapshot<K, Acc, Out>>,
+    /// The input watermark.
+    pub input_watermark: Timestamp,
+    /// The output watermark.
+    pub output_watermark: Timestamp,
+    /// The stage's output watermark as last told.
+    pub stage_output_watermark: Timestamp,
+    /// Processing time.
+    pub processing_time: Timestamp,
+    /// Counters.
+    pub counters: GroupCounters,
 }
 
 /// What the grouping holds for one window, for introspection.
@@ -429,6 +482,95 @@ where
             Some(_) => WindowStatus::Present,
         }
     }
+    /// A consistent snapshot of all state (see [`GroupSnapshot`]).
+    pub fn snapshot(&self) -> GroupSnapshot<K, A::Acc, A::Out>
+    where
+        A::Acc: Clone,
+    {
+        let mut windows: Vec<WindowSnapshot<K, A::Acc, A::Out>> = self
+            .keys
+            .iter()
+            .flat_map(|(k, ws)| {
+                ws.iter().map(move |w| WindowSnapshot {
+                    key: k.clone(),
+                    window: w.window,
+                    acc: w.acc.clone(),
+                    non_empty: w.non_empty,
+                    closed: w.closed,
+                    trigger: w.trig.nodes().to_vec(),
+                    element_hold: w.element_hold,
+                    extra_hold: w.extra_hold,
+                    prev_pane: w.prev_pane,
+                    last: w.last.clone(),
+                    timer: w.timer,
+                    pt_timers: w.pt_timers.to_vec(),
+                })
+            })
+            .collect();
+        windows.sort_by(|a, b| (&a.key, a.window).cmp(&(&b.key, b.window)));
+        GroupSnapshot {
+            windows,
+            input_watermark: self.core.input_wm,
+            output_watermark: self.core.output_wm,
+            stage_output_watermark: self.core.stage_output_wm,
+            processing_time: self.core.processing_time,
+            counters: self.core.counters,
+        }
+    }
+
+    /// A grouping restored from a snapshot taken with the same strategy.
+    /// Timers and holds are rebuilt from the window states.
+    pub fn restore(
+        strategy: WindowingStrategy,
+        agg: A,
+        snapshot: GroupSnapshot<K, A::Acc, A::Out>,
+    ) -> Result<Self, ModelError> {
+        let mut g = GroupAlsoByWindow::new(strategy, agg)?;
+        let nodes = g.cfg.program.len();
+        for w in snapshot.windows {
+            if !w.closed && w.trigger.len() != nodes {
+                return Err(ModelError::InvalidTrigger {
+                    trigger: g.cfg.strategy.trigger.to_string(),
+                    reason: format!(
+                        "the snapshot's trigger state has {} nodes, this trigger {}: not the strategy it was taken with",
+                        w.trigger.len(),
+                        nodes
+                    ),
+                });
+            }
+            let core = &mut g.core;
+            for h in [w.element_hold, w.extra_hold].into_iter().flatten() {
+                core.hold_add(h);
+            }
+            if let Some(t) = w.timer {
+                core.event_timers.insert((t, w.key.clone(), w.window));
+            }
+            for &t in &w.pt_timers {
+                core.pt_timers.insert((t, w.key.clone(), w.window));
+            }
+            let state = WinState {
+                window: w.window,
+                acc: w.acc,
+                non_empty: w.non_empty,
+                closed: w.closed,
+                trig: TriggerState::from_nodes(&w.trigger),
+                element_hold: w.element_hold,
+                extra_hold: w.extra_hold,
+                prev_pane: w.prev_pane,
+                last: w.last,
+                timer: w.timer,
+                pt_timers: w.pt_timers.into_iter().collect(),
+            };
+            g.keys.entry(w.key).or_default().push(state);
+        }
+        g.core.input_wm = snapshot.input_watermark;
+        g.core.output_wm = snapshot.output_watermark;
+        g.core.stage_output_wm = snapshot.stage_output_watermark;
+        g.core.processing_time = snapshot.processing_time;
+        g.core.counters = snapshot.counters;
+        Ok(g)
+    }
+
     /// Number of (key, window) states held, tombstones included.
     pub fn live_windows(&self) -> usize {
         self.keys.values().map(Vec::len).sum()

@@ -351,6 +351,7 @@ enum Node {
 
 /// The state of one trigger node for one window.
 #[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct NodeState {
     /// The node has finished (for the root: the window is closed).
     pub finished: bool,
@@ -373,6 +374,10 @@ impl TriggerState {
     /// The per-node states, in pre-order.
     pub fn nodes(&self) -> &[NodeState] {
         &self.0
+    }
+    /// A state from per-node states (as taken by [`nodes`](Self::nodes)).
+    pub fn from_nodes(nodes: &[NodeState]) -> Self {
+        TriggerState(nodes.iter().copied().collect())
     }
 }
 
@@ -469,6 +474,16 @@ impl TriggerProgram {
         self.nodes[id] = node;
         self.subtree_end[id] = self.nodes.len();
         id
+    }
+
+    /// Number of nodes (the length of a window's [`TriggerState`]).
+    pub fn len(&self) -> usize {
+        self.nodes.len()
+    }
+
+    /// A program always has a root node.
+    pub fn is_empty(&self) -> bool {
+        self.nodes.is_empty()
     }
 
     /// True for the default trigger, which keeps no state and fires exactly

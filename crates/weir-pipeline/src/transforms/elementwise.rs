@@ -377,25 +377,36 @@ impl<O: Data> ParDoOutputs<O> {
     }
 }
 
-struct ParDoOp<D: DoFn> {
+/// Runs a `DoFn` over bundles: its lifecycle, its outputs and counters.
+/// Shared by `ParDo` with and without side inputs.
+pub(crate) struct DoFnRunner<D: DoFn> {
     dofn: D,
     started: bool,
     tagged: Vec<(Arc<str>, Box<dyn TaggedBuffer>)>,
 }
 
-impl<D: DoFn> Operator for ParDoOp<D> {
-    fn process(&mut self, _port: usize, batch: Batch, cx: &mut OpContext<'_>) {
+impl<D: DoFn> DoFnRunner<D> {
+    pub(crate) fn new(dofn: D, tags: &[ErasedTag]) -> Self {
+        DoFnRunner { dofn, started: false, tagged: tags.iter().map(ErasedTag::instantiate).collect() }
+    }
+
+    /// One bundle: `start_bundle`, `process` per element (reading `sides`),
+    /// `finish_bundle`, then emit and count the outputs.
+    pub(crate) fn run_bundle(
+        &mut self,
+        elements: &[WindowedValue<D::In>],
+        sides: &[crate::transforms::side::SideEntry],
+        cx: &mut OpContext<'_>,
+    ) {
         if !self.started {
             self.dofn.setup();
             self.started = true;
         }
-        let input = batch.into_vec::<D::In>();
-        NodeCounters::add(&cx.counters.elements_in, input.len() as u64);
-        let mut main = Vec::with_capacity(input.len());
+        let mut main = Vec::with_capacity(elements.len());
         let mut error = None;
         self.dofn.start_bundle();
-        for v in &input {
-            let sides = crate::transforms::side::SideInputs { entries: &[], window: v.window };
+        for v in elements {
+            let sides = crate::transforms::side::SideInputs { entries: sides, window: v.window };
             let mut pcx = ProcessContext::new(v, &mut main, &mut self.tagged, &mut error, sides);
             self.dofn.process(&mut pcx);
             if let Some(message) = error.take() {
@@ -412,10 +423,26 @@ impl<D: DoFn> Operator for ParDoOp<D> {
         NodeCounters::add(&cx.counters.elements_out, n);
     }
 
-    fn finish(&mut self, _cx: &mut OpContext<'_>) {
+    pub(crate) fn teardown(&mut self) {
         if self.started {
             self.dofn.teardown();
         }
+    }
+}
+
+struct ParDoOp<D: DoFn> {
+    runner: DoFnRunner<D>,
+}
+
+impl<D: DoFn> Operator for ParDoOp<D> {
+    fn process(&mut self, _port: usize, batch: Batch, cx: &mut OpContext<'_>) {
+        let input = batch.into_vec::<D::In>();
+        NodeCounters::add(&cx.counters.elements_in, input.len() as u64);
+        self.runner.run_bundle(&input, &[], cx);
+    }
+
+    fn finish(&mut self, _cx: &mut OpContext<'_>) {
+        self.runner.teardown();
     }
 }
 
@@ -433,8 +460,7 @@ fn par_do_impl<D: DoFn>(input: &PCollection<D::In>, dofn: D, tags: &[ErasedTag])
     p.set_factory(
         idx,
         NodeKind::Operator(Arc::new(move |_w: &WorkerInfo| {
-            let tagged = tags.iter().map(ErasedTag::instantiate).collect();
-            Box::new(ParDoOp { dofn: dofn.clone(), started: false, tagged }) as Box<dyn Operator>
+            Box::new(ParDoOp { runner: DoFnRunner::new(dofn.clone(), &tags) }) as Box<dyn Operator>
         })),
     );
     ParDoOutputs {

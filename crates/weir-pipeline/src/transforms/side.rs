@@ -17,7 +17,7 @@ use crate::batch::Batch;
 use crate::data::{Data, Key, WindowedValue};
 use crate::graph::{NodeKind, PCollection, Routing};
 use crate::operator::{NodeCounters, OpContext, Operator, WorkerInfo};
-use crate::transforms::elementwise::{DoFn, ErasedTag, ParDoOutputs, ProcessContext};
+use crate::transforms::elementwise::{DoFn, DoFnRunner, ErasedTag, ParDoOutputs, ProcessContext};
 
 /// A handle to a collection used as a side input.
 pub struct SideInput<T> {
@@ -157,10 +157,8 @@ impl<'a, I, O: Data> ProcessContext<'a, I, O> {
 }
 
 struct SideParDoOp<D: DoFn> {
-    dofn: D,
-    started: bool,
+    runner: DoFnRunner<D>,
     sides: Vec<SideEntry>,
-    tagged: Vec<(Arc<str>, Box<dyn crate::transforms::elementwise::TaggedBuffer>)>,
     pending: Vec<WindowedValue<D::In>>,
 }
 
@@ -172,32 +170,6 @@ impl<D: DoFn> SideParDoOp<D> {
         })
     }
 
-    fn run(&mut self, elements: Vec<WindowedValue<D::In>>, cx: &mut OpContext<'_>) {
-        if !self.started {
-            self.dofn.setup();
-            self.started = true;
-        }
-        let mut main = Vec::with_capacity(elements.len());
-        let mut error = None;
-        self.dofn.start_bundle();
-        for v in &elements {
-            let sides = SideInputs { entries: &self.sides, window: v.window };
-            let mut pcx = ProcessContext::new(v, &mut main, &mut self.tagged, &mut error, sides);
-            self.dofn.process(&mut pcx);
-            if let Some(message) = error.take() {
-                cx.fail_with(message);
-                return;
-            }
-        }
-        self.dofn.finish_bundle();
-        let mut n = main.len() as u64;
-        cx.out.emit(0, main);
-        for (i, (_, buf)) in self.tagged.iter_mut().enumerate() {
-            n += buf.flush(i + 1, cx);
-        }
-        NodeCounters::add(&cx.counters.elements_out, n);
-    }
-
     fn release_ready(&mut self, cx: &mut OpContext<'_>) {
         if self.pending.is_empty() {
             return;
@@ -207,7 +179,7 @@ impl<D: DoFn> SideParDoOp<D> {
             std::mem::take(&mut self.pending).into_iter().partition(|v| self.ready(&v.window, &wms));
         self.pending = wait;
         if !ready.is_empty() {
-            self.run(ready, cx);
+            self.runner.run_bundle(&ready, &self.sides, cx);
         }
     }
 }
@@ -234,9 +206,7 @@ impl<D: DoFn> Operator for SideParDoOp<D> {
 
     fn finish(&mut self, cx: &mut OpContext<'_>) {
         self.release_ready(cx);
-        if self.started {
-            self.dofn.teardown();
-        }
+        self.runner.teardown();
     }
 }
 
@@ -279,13 +249,11 @@ impl<T: Data> SideParDoExt<T> for PCollection<T> {
             1 + tags.len(),
             NodeKind::Operator(Arc::new(move |_w: &WorkerInfo| {
                 Box::new(SideParDoOp {
-                    dofn: dofn.clone(),
-                    started: false,
+                    runner: DoFnRunner::new(dofn.clone(), &t2),
                     sides: sides
                         .iter()
                         .map(|s| SideEntry { id: s.id, strategy: s.strategy.clone(), store: (s.make)() })
                         .collect(),
-                    tagged: t2.iter().map(|t| t.instantiate()).collect(),
                     pending: Vec::new(),
                 }) as Box<dyn Operator>
             })),

@@ -36,6 +36,9 @@ pub struct NodeCounters {
     pub dropped_closed: AtomicU64,
     /// Elements that could not be processed and went to a dead-letter output.
     pub dead_letters: AtomicU64,
+    /// Live state cells (stateful transforms; summed over workers when one
+    /// worker runs, last value per worker otherwise).
+    pub state_cells: AtomicU64,
     /// Per worker: (input watermark, output watermark), as last published.
     pub watermarks: Mutex<BTreeMap<usize, (Timestamp, Timestamp)>>,
     /// Per split of a source: its watermark and whether it is idle.
@@ -66,6 +69,8 @@ pub struct CounterSnapshot {
     pub dropped_closed: u64,
     /// Sent to a dead-letter output.
     pub dead_letters: u64,
+    /// Live state cells.
+    pub state_cells: u64,
 }
 
 impl NodeCounters {
@@ -78,6 +83,7 @@ impl NodeCounters {
             dropped_expired: r(&self.dropped_expired),
             dropped_closed: r(&self.dropped_closed),
             dead_letters: r(&self.dead_letters),
+            state_cells: r(&self.state_cells),
         }
     }
     /// Publish a worker's input and output watermark.
@@ -93,6 +99,10 @@ impl NodeCounters {
                 splits.insert(split.to_string(), state);
             }
         }
+    }
+    /// Set a gauge.
+    pub fn set_gauge(gauge: &AtomicU64, v: u64) {
+        gauge.store(v, Ordering::Relaxed);
     }
     /// Add to a counter.
     pub fn add(counter: &AtomicU64, n: u64) {

@@ -100,6 +100,10 @@ impl<T> Sum<T> {
     pub fn new() -> Self {
         Sum(PhantomData)
     }
+    /// A sum, usable in constants (e.g. a `CombiningState`).
+    pub const fn new_const() -> Self {
+        Sum(PhantomData)
+    }
 }
 impl<T> Default for Sum<T> {
     fn default() -> Self {

@@ -5,6 +5,7 @@ pub mod elementwise;
 pub mod group;
 pub mod other;
 pub mod side;
+pub mod stateful;
 
 pub use combine::{ApproxDistinct, CombineAggregator, CombineFn, Count, HyperLogLog, Max, Mean, Min, Sum, TopN};
 pub use elementwise::{
@@ -13,3 +14,7 @@ pub use elementwise::{
 pub use group::{CoGrouped, CombineGloballyExt, GroupExt, Grouped, Keyed, LateReason, Retractable, Union2, WindowExt};
 pub use other::{ApplyExt, CollectExt, FlattenExt, PTransform, PartitionExt, ReshuffleKeyExt, TestEvent, TestStream};
 pub use side::{ErasedSide, SideInput, SideInputExt, SideInputs, SideParDoExt};
+pub use stateful::{
+    BagState, CombiningState, MapState, OrderedListState, SetState, StateContext, StatefulDoFn, StatefulExt,
+    TimeDomain, TimerFiring, TimerSpec, ValueState,
+};

@@ -36,9 +36,8 @@ pub struct NodeCounters {
     pub dropped_closed: AtomicU64,
     /// Elements that could not be processed and went to a dead-letter output.
     pub dead_letters: AtomicU64,
-    /// Live state cells (stateful transforms; summed over workers when one
-    /// worker runs, last value per worker otherwise).
-    pub state_cells: AtomicU64,
+    /// Per worker: live state cells and pending timers (stateful transforms).
+    pub state: Mutex<BTreeMap<usize, (u64, u64)>>,
     /// Per worker: (input watermark, output watermark), as last published.
     pub watermarks: Mutex<BTreeMap<usize, (Timestamp, Timestamp)>>,
     /// Per split of a source: its watermark and whether it is idle.
@@ -69,21 +68,28 @@ pub struct CounterSnapshot {
     pub dropped_closed: u64,
     /// Sent to a dead-letter output.
     pub dead_letters: u64,
-    /// Live state cells.
+    /// Live state cells, over all workers of this process.
     pub state_cells: u64,
+    /// Pending timers, over all workers of this process.
+    pub pending_timers: u64,
 }
 
 impl NodeCounters {
     /// Read every counter.
     pub fn snapshot(&self) -> CounterSnapshot {
         let r = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        let (state_cells, pending_timers) = {
+            let state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+            state.values().fold((0, 0), |(c, t), s| (c + s.0, t + s.1))
+        };
         CounterSnapshot {
             elements_in: r(&self.elements_in),
             elements_out: r(&self.elements_out),
             dropped_expired: r(&self.dropped_expired),
             dropped_closed: r(&self.dropped_closed),
             dead_letters: r(&self.dead_letters),
-            state_cells: r(&self.state_cells),
+            state_cells,
+            pending_timers,
         }
     }
     /// Publish a worker's input and output watermark.
@@ -100,9 +106,9 @@ impl NodeCounters {
             }
         }
     }
-    /// Set a gauge.
-    pub fn set_gauge(gauge: &AtomicU64, v: u64) {
-        gauge.store(v, Ordering::Relaxed);
+    /// Publish a worker's live state cells and pending timers.
+    pub fn publish_state(&self, worker: usize, cells: u64, timers: u64) {
+        self.state.lock().unwrap_or_else(|p| p.into_inner()).insert(worker, (cells, timers));
     }
     /// Add to a counter.
     pub fn add(counter: &AtomicU64, n: u64) {

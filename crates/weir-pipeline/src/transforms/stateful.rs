@@ -492,6 +492,7 @@ struct StatefulOp<D: StatefulDoFn> {
     windows: BTreeSet<(Timestamp, D::Key, Window)>,
     input_wm: Timestamp,
     processing_time: Timestamp,
+    worker: usize,
 }
 
 enum Call<'a, V> {
@@ -616,7 +617,12 @@ impl<D: StatefulDoFn> StatefulOp<D> {
                 self.remove_timer(&k);
             }
         }
-        NodeCounters::set_gauge(&cx.counters.state_cells, self.cells.values().map(|c| c.len() as u64).sum());
+        self.publish(cx);
+    }
+
+    fn publish(&self, cx: &OpContext<'_>) {
+        let cells = self.cells.values().map(|c| c.len() as u64).sum();
+        cx.counters.publish_state(self.worker, cells, self.timers.len() as u64);
     }
 }
 
@@ -634,7 +640,7 @@ impl<D: StatefulDoFn> Operator for StatefulOp<D> {
             let (k, value) = v.value;
             self.call(&k, v.window, v.timestamp, v.timestamp, Call::Element(value), cx);
         }
-        NodeCounters::set_gauge(&cx.counters.state_cells, self.cells.values().map(|c| c.len() as u64).sum());
+        self.publish(cx);
     }
 
     fn advance(&mut self, cx: &mut OpContext<'_>) {
@@ -646,6 +652,7 @@ impl<D: StatefulDoFn> Operator for StatefulOp<D> {
             self.fire(TimeDomain::EventTime, cx);
             self.expire(cx);
         }
+        self.publish(cx);
     }
 
     fn hold(&self) -> Timestamp {
@@ -674,7 +681,7 @@ impl<K: Key, V: Data> StatefulExt<K, V> for PCollection<(K, V)> {
             "StatefulParDo",
             vec![self.as_input(partition_by_key::<K, V>())],
             1,
-            NodeKind::Operator(Arc::new(move |_w: &WorkerInfo| {
+            NodeKind::Operator(Arc::new(move |w: &WorkerInfo| {
                 Box::new(StatefulOp {
                     dofn: dofn.clone(),
                     strategy: s2.clone(),
@@ -686,6 +693,7 @@ impl<K: Key, V: Data> StatefulExt<K, V> for PCollection<(K, V)> {
                     windows: BTreeSet::new(),
                     input_wm: Timestamp::MIN,
                     processing_time: Timestamp::MIN,
+                    worker: w.index,
                 }) as Box<dyn Operator>
             })),
         );

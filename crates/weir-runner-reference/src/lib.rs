@@ -56,6 +56,21 @@ enum Instance {
 
 const POLL_BATCH: usize = 1024;
 
+/// The context of node `$i` with input watermarks `$wms`.
+macro_rules! node_cx {
+    ($graph:expr, $emitters:expr, $i:expr, $wms:expr, $clock:expr, $error:expr) => {
+        OpContext {
+            name: &$graph.nodes[$i].name,
+            out: &mut $emitters[$i],
+            input_watermarks: $wms,
+            processing_time: $clock,
+            stage_output_watermark: Timestamp::MAX,
+            counters: &$graph.nodes[$i].counters,
+            error: &$error,
+        }
+    };
+}
+
 fn wall_clock() -> Timestamp {
     let ms = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0);
     Timestamp::from_millis(ms)
@@ -124,15 +139,7 @@ impl Runner for ReferenceRunner {
                         continue;
                     }
                     let node = &graph.nodes[i];
-                    let mut cx = OpContext {
-                        name: &node.name,
-                        out: &mut emitters[i],
-                        input_watermarks: &[],
-                        processing_time: clock,
-                        stage_output_watermark: Timestamp::MAX,
-                        counters: &node.counters,
-                        error: &error,
-                    };
+                    let mut cx = node_cx!(graph, emitters, i, &[], clock, error);
                     let status = src.poll(POLL_BATCH, &mut cx);
                     all_idle &= status.idle;
                     if let Some(t) = status.processing_time {
@@ -153,15 +160,7 @@ impl Runner for ReferenceRunner {
                 let Instance::Operator(op) = &mut instances[i] else { continue };
                 let node = &graph.nodes[i];
                 let in_wms: Vec<Timestamp> = node.inputs.iter().map(|inp| out_wm[inp.node]).collect();
-                let mut cx = OpContext {
-                    name: &node.name,
-                    out: &mut emitters[i],
-                    input_watermarks: &seen_wms[i],
-                    processing_time: clock,
-                    stage_output_watermark: Timestamp::MAX,
-                    counters: &node.counters,
-                    error: &error,
-                };
+                let mut cx = node_cx!(graph, emitters, i, &seen_wms[i], clock, error);
                 while let Some((port, batch)) = queues[i].pop_front() {
                     op.process(port, batch, &mut cx);
                     progressed = true;
@@ -170,15 +169,7 @@ impl Runner for ReferenceRunner {
                 if in_wms != seen_wms[i] || clock != seen_clock[i] || wakeup_due {
                     seen_wms[i] = in_wms.clone();
                     seen_clock[i] = clock;
-                    let mut cx = OpContext {
-                        name: &node.name,
-                        out: &mut emitters[i],
-                        input_watermarks: &seen_wms[i],
-                        processing_time: clock,
-                        stage_output_watermark: Timestamp::MAX,
-                        counters: &node.counters,
-                        error: &error,
-                    };
+                    let mut cx = node_cx!(graph, emitters, i, &seen_wms[i], clock, error);
                     op.advance(&mut cx);
                     progressed = true;
                 }
@@ -190,15 +181,7 @@ impl Runner for ReferenceRunner {
                 node.counters.publish_watermarks(0, input_wm, out_wm[i]);
                 if out_wm[i] == Timestamp::MAX && !finished[i] {
                     finished[i] = true;
-                    let mut cx = OpContext {
-                        name: &node.name,
-                        out: &mut emitters[i],
-                        input_watermarks: &seen_wms[i],
-                        processing_time: clock,
-                        stage_output_watermark: Timestamp::MAX,
-                        counters: &node.counters,
-                        error: &error,
-                    };
+                    let mut cx = node_cx!(graph, emitters, i, &seen_wms[i], clock, error);
                     op.finish(&mut cx);
                 }
                 route(&mut emitters[i], &mut queues, &consumers[i]);

@@ -671,6 +671,22 @@ struct Stash {
 /// Records a port may hold back waiting for its frontier.
 const STASH_LIMIT: usize = 1 << 14;
 
+/// The operator context of a driver, from its fields (a macro so the
+/// borrows of `op` and of the context's fields stay disjoint).
+macro_rules! driver_cx {
+    ($d:expr, $now:expr, $stage:expr) => {
+        OpContext {
+            name: &$d.name,
+            out: &mut $d.emitter,
+            input_watermarks: &$d.seen,
+            processing_time: $now,
+            stage_output_watermark: $stage,
+            counters: &$d.counters,
+            error: &$d.error,
+        }
+    };
+}
+
 /// What the instances of one transform on one process share.
 struct StageShare {
     holds: Vec<AtomicI64>,
@@ -742,15 +758,7 @@ impl OpDriver {
     /// capabilities, then downgrade them to the new output watermark.
     fn advance(&mut self, now: Timestamp) {
         let stage = self.stage_output_watermark();
-        let mut cx = OpContext {
-            name: &self.name,
-            out: &mut self.emitter,
-            input_watermarks: &self.seen,
-            processing_time: now,
-            stage_output_watermark: stage,
-            counters: &self.counters,
-            error: &self.error,
-        };
+        let mut cx = driver_cx!(self, now, stage);
         self.op.advance(&mut cx);
         self.settle(now);
     }
@@ -758,15 +766,7 @@ impl OpDriver {
     /// Process one batch and send its output at the current capabilities.
     fn process(&mut self, port: usize, batch: Batch, now: Timestamp) {
         let stage = self.stage_output_watermark();
-        let mut cx = OpContext {
-            name: &self.name,
-            out: &mut self.emitter,
-            input_watermarks: &self.seen,
-            processing_time: now,
-            stage_output_watermark: stage,
-            counters: &self.counters,
-            error: &self.error,
-        };
+        let mut cx = driver_cx!(self, now, stage);
         self.op.process(port, batch, &mut cx);
         self.publish_hold();
         send(&mut self.outputs, &self.caps, &mut self.emitter, &self.flow);
@@ -784,15 +784,7 @@ impl OpDriver {
             if !self.finished {
                 self.finished = true;
                 let stage = self.stage_output_watermark();
-                let mut cx = OpContext {
-                    name: &self.name,
-                    out: &mut self.emitter,
-                    input_watermarks: &self.seen,
-                    processing_time: now,
-                    stage_output_watermark: stage,
-                    counters: &self.counters,
-                    error: &self.error,
-                };
+                let mut cx = driver_cx!(self, now, stage);
                 self.op.finish(&mut cx);
                 send(&mut self.outputs, &self.caps, &mut self.emitter, &self.flow);
             }

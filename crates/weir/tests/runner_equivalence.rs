@@ -464,6 +464,21 @@ fn singleton_side_input_with_several_values_fails_clearly() {
     }
 }
 
+/// Two-minute windows, early panes each minute of processing time, late
+/// panes per late element, accumulating, 10 minutes of lateness.
+fn streaming_102_strategy() -> WindowingStrategy {
+    WindowingStrategy::new(FixedWindows::of(Duration::from_mins(2)).unwrap())
+        .trigger(
+            Trigger::after_watermark()
+                .with_early_firings(
+                    Trigger::after_processing_time().aligned_to(Duration::from_mins(1), Timestamp::from_millis(0)),
+                )
+                .with_late_firings(Trigger::after_count(1)),
+        )
+        .accumulation(AccumulationMode::Accumulating)
+        .allowed_lateness(Duration::from_mins(10))
+}
+
 #[test]
 fn processing_time_early_firings_on_every_runner() {
     // Streaming 102: early panes every minute of processing time (aligned),

@@ -497,22 +497,7 @@ fn processing_time_early_firings_on_every_runner() {
         .add_elements([e("blue", 9, m(1, 25))]) // late for [12:00, 12:02)
         .advance_watermark_to(m(4, 0));
     let out = on_all_runners(|p| {
-        p.test_stream(stream.clone())
-            .window_into(
-                WindowingStrategy::new(FixedWindows::of(Duration::from_mins(2)).unwrap())
-                    .trigger(
-                        Trigger::after_watermark()
-                            .with_early_firings(
-                                Trigger::after_processing_time()
-                                    .aligned_to(Duration::from_mins(1), Timestamp::from_millis(0)),
-                            )
-                            .with_late_firings(Trigger::after_count(1)),
-                    )
-                    .accumulation(AccumulationMode::Accumulating)
-                    .allowed_lateness(Duration::from_mins(10)),
-            )
-            .combine_per_key(Sum::new())
-            .collect()
+        p.test_stream(stream.clone()).window_into(streaming_102_strategy()).combine_per_key(Sum::new()).collect()
     });
     let mut got: Vec<(Window, i64, Timing, i64)> =
         out.iter().map(|v| (v.window, v.pane.index, v.pane.timing, v.value.1)).collect();
@@ -522,19 +507,7 @@ fn processing_time_early_firings_on_every_runner() {
     let p = Pipeline::new();
     let sums = p
         .test_stream(stream.clone())
-        .window_into(
-            WindowingStrategy::new(FixedWindows::of(Duration::from_mins(2)).unwrap())
-                .trigger(
-                    Trigger::after_watermark()
-                        .with_early_firings(
-                            Trigger::after_processing_time()
-                                .aligned_to(Duration::from_mins(1), Timestamp::from_millis(0)),
-                        )
-                        .with_late_firings(Trigger::after_count(1)),
-                )
-                .accumulation(AccumulationMode::Accumulating)
-                .allowed_lateness(Duration::from_mins(10)),
-        )
+        .window_into(streaming_102_strategy())
         .combine_per_key(Sum::new())
         .values()
         .collect();

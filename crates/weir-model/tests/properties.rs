@@ -122,11 +122,47 @@ struct Emitted {
     output_wm_before: Timestamp,
 }
 
+/// Watermark and processing time of a script so far.
+struct Clocks {
+    wm: i64,
+    now: i64,
+}
+
+impl Default for Clocks {
+    fn default() -> Self {
+        Clocks { wm: -30, now: 0 }
+    }
+}
+
+/// Play one step of a script on a grouping.
+fn apply_step<A: Aggregator<i64>>(
+    g: &mut GroupAlsoByWindow<u8, i64, A>,
+    step: &Step,
+    bundle: usize,
+    clocks: &mut Clocks,
+    out: &mut Vec<GroupOutput<u8, i64, A::Out>>,
+) {
+    match step {
+        Step::Input(k, vs) => {
+            for chunk in vs.chunks(bundle.max(1)) {
+                g.process_bundle(k, chunk.iter().map(|&v| (v, Timestamp::from_millis(v))), out);
+            }
+        }
+        Step::Watermark(d) => {
+            clocks.wm += d;
+            g.advance_input_watermark(Timestamp::from_millis(clocks.wm), out);
+        }
+        Step::Clock(d) => {
+            clocks.now += d;
+            g.advance_processing_time(Timestamp::from_millis(clocks.now), out);
+        }
+    }
+}
+
 fn run(strategy: &WindowingStrategy, steps: &[Step], bundle_size: usize) -> (Vec<Emitted>, Gbw) {
     let mut gbw = Gbw::new(strategy.clone(), Buffer).unwrap();
     let mut emitted = Vec::new();
-    let mut wm = -30i64;
-    let mut now = 0i64;
+    let mut clocks = Clocks::default();
     let mut out = Vec::new();
     let mut last_out_wm = gbw.output_watermark();
     let record = |gbw: &Gbw, out: &mut Vec<Out>, before: Timestamp, emitted: &mut Vec<Emitted>| {
@@ -137,21 +173,7 @@ fn run(strategy: &WindowingStrategy, steps: &[Step], bundle_size: usize) -> (Vec
     for step in steps {
         let before = gbw.output_watermark();
         assert!(before >= last_out_wm);
-        match step {
-            Step::Input(k, vs) => {
-                for chunk in vs.chunks(bundle_size.max(1)) {
-                    gbw.process_bundle(k, chunk.iter().map(|&v| (v, Timestamp::from_millis(v))), &mut out);
-                }
-            }
-            Step::Watermark(d) => {
-                wm += d;
-                gbw.advance_input_watermark(Timestamp::from_millis(wm), &mut out);
-            }
-            Step::Clock(d) => {
-                now += d;
-                gbw.advance_processing_time(Timestamp::from_millis(now), &mut out);
-            }
-        }
+        apply_step(&mut gbw, step, bundle_size, &mut clocks, &mut out);
         record(&gbw, &mut out, before, &mut emitted);
         last_out_wm = gbw.output_watermark();
     }
@@ -399,16 +421,9 @@ proptest! {
         let (gbk, _) = run(&strategy, &steps, bundle);
         let mut combine = GroupAlsoByWindow::new(strategy.clone(), Counts).unwrap();
         let mut out = Vec::new();
-        let mut wm = -30i64;
-        let mut now = 0i64;
+        let mut clocks = Clocks::default();
         for step in &steps {
-            match step {
-                Step::Input(k, vs) => for chunk in vs.chunks(bundle) {
-                    combine.process_bundle(k, chunk.iter().map(|&v| (v, Timestamp::from_millis(v))), &mut out);
-                },
-                Step::Watermark(d) => { wm += d; combine.advance_input_watermark(Timestamp::from_millis(wm), &mut out); }
-                Step::Clock(d) => { now += d; combine.advance_processing_time(Timestamp::from_millis(now), &mut out); }
-            }
+            apply_step(&mut combine, step, bundle, &mut clocks, &mut out);
         }
         combine.advance_input_watermark(Timestamp::MAX, &mut out);
         let norm = |o: &GroupOutput<u8, i64, Vec<i64>>| match o {
@@ -424,28 +439,13 @@ proptest! {
 fn run_with_restore(strategy: &WindowingStrategy, steps: &[Step], bundle: usize, cut: Option<usize>) -> Vec<String> {
     let mut gbw = Gbw::new(strategy.clone(), Buffer).unwrap();
     let mut out = Vec::new();
-    let mut wm = -30i64;
-    let mut now = 0i64;
+    let mut clocks = Clocks::default();
     for (i, step) in steps.iter().enumerate() {
         if cut == Some(i) {
             let snap = gbw.snapshot();
             gbw = Gbw::restore(strategy.clone(), Buffer, snap).unwrap();
         }
-        match step {
-            Step::Input(k, vs) => {
-                for chunk in vs.chunks(bundle) {
-                    gbw.process_bundle(k, chunk.iter().map(|&v| (v, Timestamp::from_millis(v))), &mut out);
-                }
-            }
-            Step::Watermark(d) => {
-                wm += d;
-                gbw.advance_input_watermark(Timestamp::from_millis(wm), &mut out);
-            }
-            Step::Clock(d) => {
-                now += d;
-                gbw.advance_processing_time(Timestamp::from_millis(now), &mut out);
-            }
-        }
+        apply_step(&mut gbw, step, bundle, &mut clocks, &mut out);
     }
     gbw.advance_input_watermark(Timestamp::MAX, &mut out);
     let mut lines: Vec<String> = out.iter().map(|o| format!("{o:?}")).collect();

@@ -12,26 +12,6 @@
 
 use weir::prelude::*;
 
-/// Sums scores: the CombineFn of this pipeline.
-struct Sum;
-
-impl Aggregator<i64> for Sum {
-    type Acc = i64;
-    type Out = i64;
-    fn create(&self) -> i64 {
-        0
-    }
-    fn add(&self, acc: &mut i64, v: i64) {
-        *acc += v
-    }
-    fn merge(&self, acc: &mut i64, other: i64) {
-        *acc += other
-    }
-    fn extract(&self, acc: &i64) -> i64 {
-        *acc
-    }
-}
-
 /// Milliseconds since 12:00:00 for `m` minutes and `s` seconds past noon.
 const fn at(m: i64, s: i64) -> i64 {
     (m * 60 + s) * 1000
@@ -87,7 +67,7 @@ fn run(mode: AccumulationMode) -> Result<(), ModelError> {
         )
         .accumulation(mode)
         .allowed_lateness(Duration::from_mins(10));
-    let mut sums = GroupAlsoByWindow::new(strategy, Sum)?;
+    let mut sums = GroupAlsoByWindow::new(strategy, CombineAggregator::new(Sum::<i64>::new()))?;
 
     println!("\n== {mode} ==");
     println!("{:<9} {:<5} {:<16} {:<22} {:>5}  {:<12}", "proc time", "team", "window", "pane", "sum", "timestamp");

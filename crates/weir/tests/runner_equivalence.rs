@@ -12,15 +12,8 @@
 
 use weir::prelude::*;
 
-type Run = Box<dyn Fn() -> Box<dyn weir::pipeline::Runner>>;
-
-fn runners() -> Vec<(&'static str, Run)> {
-    vec![
-        ("reference", Box::new(|| Box::new(ReferenceRunner::default()))),
-        ("timely x1", Box::new(|| Box::new(TimelyRunner::threads(1)))),
-        ("timely x4", Box::new(|| Box::new(TimelyRunner::threads(4)))),
-    ]
-}
+mod common;
+use common::{runners, ts};
 
 /// Build the pipeline once per runner, run it, and check every runner gave
 /// the same multiset. Returns the (sorted) output.
@@ -38,10 +31,6 @@ fn on_all_runners<T: Data + Ord>(mut build: impl FnMut(&Pipeline) -> Collected<T
         }
     }
     reference.unwrap()
-}
-
-fn ts(ms: i64) -> Timestamp {
-    Timestamp::from_millis(ms)
 }
 
 fn fixed(ms: i64) -> WindowingStrategy {

@@ -4,19 +4,8 @@
 
 use weir::prelude::*;
 
-type Run = Box<dyn Fn() -> Box<dyn weir::pipeline::Runner>>;
-
-fn runners() -> Vec<(&'static str, Run)> {
-    vec![
-        ("reference", Box::new(|| Box::new(ReferenceRunner::default()))),
-        ("timely x1", Box::new(|| Box::new(TimelyRunner::threads(1)))),
-        ("timely x4", Box::new(|| Box::new(TimelyRunner::threads(4)))),
-    ]
-}
-
-fn ts(ms: i64) -> Timestamp {
-    Timestamp::from_millis(ms)
-}
+mod common;
+use common::{runners, ts};
 
 /// Emits a key's value unless the same value was seen for the key within
 /// the last 10 ms of event time (a TTL timer forgets it).

@@ -22,6 +22,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use serde::de::DeserializeOwned;
+
+pub mod stripes;
 use weir_model::{Duration, Timestamp, WindowingStrategy};
 use weir_pipeline::{
     Batch, Data, NodeCounters, NodeKind, OpContext, Operator, PCollection, Pipeline, Routing, Source, SourceStatus,

@@ -1,0 +1,46 @@
+//! `weir`: run NEXMark queries on Weir's runners, check them against the
+//! reference results, and benchmark them.
+//!
+//! ```text
+//! weir nexmark --query q5 --events 10000000            # built-in generator
+//! weir nexmark --query q5 --input data/e1m.jsonl --workers 2 --out results/
+//! weir verify --input data/e1m.jsonl                   # every reference query, 1 and 2 workers, 2 processes
+//! weir bench --input data/e10m.jsonl --report bench.md # events/s, peak memory, ratio to the parse floor
+//! ```
+
+mod bench;
+mod run;
+mod verify;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "weir", version, about = "Weir: Beam-model stream processing in Rust")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run one NEXMark query and write its canonical result.
+    Nexmark(run::NexmarkArgs),
+    /// Run the reference queries and compare rows and sha256 with the
+    /// results of Flink, Beam and Bytewax (shared/nexmark/README.md).
+    Verify(verify::VerifyArgs),
+    /// Benchmark queries: repetitions, 1 and 2 workers, a Markdown table.
+    Bench(bench::BenchArgs),
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Nexmark(a) => run::main(a),
+        Command::Verify(a) => verify::main(a),
+        Command::Bench(a) => bench::main(a),
+    };
+    if let Err(e) = result {
+        eprintln!("weir: error: {e:#}");
+        std::process::exit(1);
+    }
+}

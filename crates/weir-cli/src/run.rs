@@ -1,0 +1,365 @@
+//! `weir nexmark`: one query, one run.
+
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use clap::Args;
+use sha2::{Digest, Sha256};
+use weir::pipeline::{Metrics, Pipeline, Runner};
+use weir::{ReferenceRunner, TimelyRunner};
+use weir_nexmark::{read_events, CsvSinkExt, GeneratorConfig, Input, Query, SOURCE_NAME};
+
+/// Arguments of `weir nexmark`.
+#[derive(Args, Clone, Debug)]
+pub struct NexmarkArgs {
+    /// The query: parse, q0, q1, q2, q3, q4, q5, q7, q8, q9, q11, q12, …, q22.
+    #[arg(long, short)]
+    pub query: Query,
+    /// JSON-lines input: a file, or a folder of shards (one split per file).
+    #[arg(long, conflicts_with = "events")]
+    pub input: Option<String>,
+    /// Use Weir's in-process generator for this many events instead of a file.
+    #[arg(long)]
+    pub events: Option<u64>,
+    /// Event rate of the generator (events per second of event time).
+    #[arg(long, default_value_t = 10_000)]
+    pub rate: u64,
+    /// Seed of the generator.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Worker threads per process (default: all cores).
+    #[arg(long)]
+    pub workers: Option<usize>,
+    /// Number of processes (with --process-index and --hosts).
+    #[arg(long, default_value_t = 1)]
+    pub processes: usize,
+    /// This process's index, 0-based.
+    #[arg(long, default_value_t = 0)]
+    pub process_index: usize,
+    /// A file listing `host:port` of every process, one per line.
+    #[arg(long)]
+    pub hosts: Option<PathBuf>,
+    /// Run on the single-threaded reference runner instead of Timely.
+    #[arg(long)]
+    pub reference_runner: bool,
+    /// Where `<query>.csv` and `<query>.summary.json` go.
+    #[arg(long, default_value = "results")]
+    pub out: PathBuf,
+    /// Do not print the one-line summary.
+    #[arg(long)]
+    pub quiet: bool,
+}
+
+/// What a run measured.
+#[derive(Clone, Debug)]
+pub struct Summary {
+    pub query: Query,
+    pub rows: u64,
+    pub sha256: String,
+    pub events: u64,
+    pub dead_letters: u64,
+    pub seconds: f64,
+    pub finalize_seconds: f64,
+    pub peak_rss_bytes: u64,
+    pub workers: usize,
+    pub processes: usize,
+    pub runner: String,
+    pub input: String,
+}
+
+impl Summary {
+    pub fn events_per_second(&self) -> f64 {
+        if self.seconds > 0.0 {
+            self.events as f64 / self.seconds
+        } else {
+            0.0
+        }
+    }
+
+    fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "query": self.query.name(),
+            "rows": self.rows,
+            "sha256": self.sha256,
+            "events": self.events,
+            "dead_letters": self.dead_letters,
+            "seconds": self.seconds,
+            "events_per_second": self.events_per_second().round(),
+            "finalize_seconds": self.finalize_seconds,
+            "peak_rss_bytes": self.peak_rss_bytes,
+            "workers": self.workers,
+            "processes": self.processes,
+            "runner": self.runner,
+            "input": self.input,
+        })
+    }
+
+    pub fn from_json(v: &serde_json::Value) -> Result<Summary> {
+        let s = |k: &str| v[k].as_str().map(str::to_string).with_context(|| format!("summary field {k}"));
+        let u = |k: &str| v[k].as_u64().with_context(|| format!("summary field {k}"));
+        let f = |k: &str| v[k].as_f64().with_context(|| format!("summary field {k}"));
+        Ok(Summary {
+            query: s("query")?.parse().map_err(anyhow::Error::msg)?,
+            rows: u("rows")?,
+            sha256: s("sha256")?,
+            events: u("events")?,
+            dead_letters: u("dead_letters")?,
+            seconds: f("seconds")?,
+            finalize_seconds: f("finalize_seconds")?,
+            peak_rss_bytes: u("peak_rss_bytes")?,
+            workers: u("workers")? as usize,
+            processes: u("processes")? as usize,
+            runner: s("runner")?,
+            input: s("input")?,
+        })
+    }
+
+    pub fn line(&self) -> String {
+        format!(
+            "{}: {} rows, sha256 {}, {} events in {:.2} s = {:.0} events/s, peak memory {} MiB ({} workers x {} processes, {}{})",
+            self.query,
+            self.rows,
+            self.sha256,
+            self.events,
+            self.seconds,
+            self.events_per_second(),
+            self.peak_rss_bytes >> 20,
+            self.workers,
+            self.processes,
+            self.runner,
+            if self.dead_letters > 0 { format!(", {} dead letters", self.dead_letters) } else { String::new() },
+        )
+    }
+}
+
+/// The most memory this process has held (VmHWM), in bytes.
+pub fn peak_rss_bytes() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1).and_then(|kb| kb.parse::<u64>().ok()))
+        })
+        .map_or(0, |kb| kb * 1024)
+}
+
+fn default_workers() -> usize {
+    std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+}
+
+/// A progress bar on stderr while the pipeline runs, if stderr is a terminal.
+struct Progress {
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Progress {
+    fn start(metrics: Metrics, total: Option<u64>) -> Progress {
+        let stop = Arc::new(AtomicBool::new(false));
+        if !std::io::stderr().is_terminal() {
+            return Progress { stop, thread: None };
+        }
+        let s = stop.clone();
+        let thread = std::thread::spawn(move || {
+            let bar = match total {
+                Some(n) => indicatif::ProgressBar::new(n).with_style(
+                    indicatif::ProgressStyle::with_template(
+                        "{elapsed_precise} [{bar:30}] {human_pos}/{human_len} events, {per_sec}, {msg}",
+                    )
+                    .expect("valid template")
+                    .progress_chars("=> "),
+                ),
+                None => indicatif::ProgressBar::new_spinner().with_style(
+                    indicatif::ProgressStyle::with_template(
+                        "{elapsed_precise} {spinner} {human_pos} events, {per_sec}, {msg}",
+                    )
+                    .expect("valid template"),
+                ),
+            };
+            while !s.load(Ordering::Relaxed) {
+                if let Some(c) = metrics.get(SOURCE_NAME) {
+                    bar.set_position(c.elements_out);
+                }
+                let wm =
+                    metrics.watermarks().into_iter().filter(|w| w.transform == SOURCE_NAME).map(|w| w.output).min();
+                if let Some(wm) = wm {
+                    bar.set_message(format!("watermark {wm}"));
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            bar.finish_and_clear();
+        });
+        Progress { stop, thread: Some(thread) }
+    }
+
+    fn finish(mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let tmp = path.with_extension("inprogress");
+    std::fs::write(&tmp, bytes).with_context(|| format!("writing {}", tmp.display()))?;
+    std::fs::rename(&tmp, path).with_context(|| format!("renaming to {}", path.display()))?;
+    Ok(())
+}
+
+fn validate(a: &NexmarkArgs) -> Result<()> {
+    if a.input.is_none() && a.events.is_none() {
+        bail!("say where the events come from: --input FILE_OR_FOLDER, or --events N for the built-in generator");
+    }
+    if a.workers == Some(0) {
+        bail!("--workers must be at least 1");
+    }
+    if a.processes == 0 {
+        bail!("--processes must be at least 1");
+    }
+    if a.processes > 1 {
+        if a.hosts.is_none() {
+            bail!("--processes {} needs --hosts FILE listing host:port of every process", a.processes);
+        }
+        if a.process_index >= a.processes {
+            bail!("--process-index {} is out of range for --processes {}", a.process_index, a.processes);
+        }
+        if a.reference_runner {
+            bail!("the reference runner is single-threaded and runs in one process: drop --processes or --reference-runner");
+        }
+    } else if a.process_index != 0 {
+        bail!("--process-index needs --processes");
+    }
+    Ok(())
+}
+
+/// Run a query as `a` says; write its outputs and return the summary
+/// (for a cluster, process 0's summary covers every process).
+pub fn run(a: &NexmarkArgs) -> Result<Summary> {
+    validate(a)?;
+    let workers = if a.reference_runner { 1 } else { a.workers.unwrap_or_else(default_workers) };
+    let (input, input_name, total) = match (&a.input, a.events) {
+        (Some(path), _) => (Input::Files(path.clone()), path.clone(), None),
+        (None, Some(n)) => {
+            let config = GeneratorConfig { rate: a.rate, seed: a.seed, ..GeneratorConfig::new(n) };
+            (Input::Generated(config), format!("generator:{n}"), Some(n))
+        }
+        (None, None) => unreachable!("validated"),
+    };
+    let runner: Box<dyn Runner> = if a.reference_runner {
+        Box::new(ReferenceRunner::default())
+    } else if a.processes > 1 {
+        let hosts = a.hosts.as_ref().expect("validated");
+        let r = TimelyRunner::cluster_from_hostfile(workers, a.process_index, hosts)?;
+        if let weir::Deployment::Cluster { addresses, .. } = &r.deployment {
+            if addresses.len() != a.processes {
+                bail!("{} lists {} processes, but --processes is {}", hosts.display(), addresses.len(), a.processes);
+            }
+        }
+        Box::new(r)
+    } else {
+        Box::new(TimelyRunner::threads(workers))
+    };
+    std::fs::create_dir_all(&a.out).with_context(|| format!("creating {}", a.out.display()))?;
+
+    let p = Pipeline::new();
+    let (events, dead) = read_events(&p, &input)?;
+    let rows = a.query.build(&events);
+    let dead_rows = weir::pipeline::ElementwiseExt::map(&dead, |d: weir::io::DeadLetter| {
+        format!("{}: {}: {}", d.file, d.reason, d.line)
+    })
+    .write_csv();
+
+    let progress = Progress::start(p.metrics(), total);
+    let started = Instant::now();
+    let result = p.run_with(&*runner);
+    let seconds = started.elapsed().as_secs_f64();
+    progress.finish();
+    let result = result?;
+    let finalize = Instant::now();
+    let source = result.counters(SOURCE_NAME).unwrap_or_default();
+    let dead_letters = source.dead_letters;
+    if dead_letters > 0 {
+        let d = weir_nexmark::canonical(dead_rows.take_buffers());
+        let path = a.out.join(format!("{}.dead-letters.txt", a.query));
+        write_atomic(&path, &d.bytes)?;
+        eprintln!("weir: {dead_letters} input lines were not NEXMark events; they are listed in {}", path.display());
+    }
+    let runner_name = if a.reference_runner { "reference" } else { "timely" }.to_string();
+    let mut summary = Summary {
+        query: a.query,
+        rows: 0,
+        sha256: String::new(),
+        events: source.elements_out,
+        dead_letters,
+        seconds,
+        finalize_seconds: 0.0,
+        peak_rss_bytes: 0,
+        workers,
+        processes: a.processes,
+        runner: runner_name,
+        input: input_name,
+    };
+    let mut buffers = rows.take_buffers();
+    if a.processes > 1 {
+        // Each process leaves its rows and figures; process 0 gathers them.
+        let part = |i: usize, ext: &str| a.out.join(format!("{}.part-{i}-of-{}.{ext}", a.query, a.processes));
+        if a.process_index != 0 {
+            summary.peak_rss_bytes = peak_rss_bytes();
+            write_atomic(&part(a.process_index, "csv"), &buffers.concat())?;
+            write_atomic(&part(a.process_index, "json"), summary.to_json().to_string().as_bytes())?;
+            if !a.quiet {
+                println!("{}: process {} wrote its part for process 0", a.query, a.process_index);
+            }
+            return Ok(summary);
+        }
+        let deadline = Instant::now() + Duration::from_secs(300);
+        for i in 1..a.processes {
+            let (csv, json) = (part(i, "csv"), part(i, "json"));
+            while !json.exists() {
+                if Instant::now() > deadline {
+                    bail!(
+                        "process {i} left no result in {} within 300 s (all processes must share --out)",
+                        json.display()
+                    );
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let other = Summary::from_json(&serde_json::from_slice(&std::fs::read(&json)?)?)?;
+            buffers.push(std::fs::read(&csv)?);
+            summary.events += other.events;
+            summary.dead_letters += other.dead_letters;
+            summary.seconds = summary.seconds.max(other.seconds);
+            summary.peak_rss_bytes = summary.peak_rss_bytes.max(other.peak_rss_bytes);
+            std::fs::remove_file(&csv)?;
+            std::fs::remove_file(&json)?;
+        }
+    }
+    let canonical = weir_nexmark::canonical(buffers);
+    summary.rows = canonical.rows;
+    summary.sha256 = format!("{:x}", Sha256::digest(&canonical.bytes));
+    if a.query != Query::Parse {
+        write_atomic(&a.out.join(format!("{}.csv", a.query)), &canonical.bytes)?;
+    }
+    drop(canonical);
+    summary.finalize_seconds = finalize.elapsed().as_secs_f64();
+    summary.peak_rss_bytes = summary.peak_rss_bytes.max(peak_rss_bytes());
+    write_atomic(
+        &a.out.join(format!("{}.summary.json", a.query)),
+        serde_json::to_string_pretty(&summary.to_json())?.as_bytes(),
+    )?;
+    Ok(summary)
+}
+
+pub fn main(a: NexmarkArgs) -> Result<()> {
+    let s = run(&a)?;
+    if !a.quiet && (a.processes == 1 || a.process_index == 0) {
+        println!("{}", s.line());
+    }
+    Ok(())
+}

@@ -1,0 +1,243 @@
+//! Reading line-oriented files in parallel, each reader in order.
+//!
+//! A set of files is divided among the workers of a run as *line splits*.
+//! With at least as many files as workers, each file is one split and the
+//! files are dealt round robin. With fewer files than workers, every file is
+//! cut into blocks of [`BLOCK`] bytes and the blocks are dealt round robin:
+//! worker `i` of `n` reads blocks `i, i + n, i + 2n, …` of each file. A line
+//! belongs to the block its first byte is in, so every line is read exactly
+//! once, and each split reads its lines in file order. When the lines of a
+//! file are in event-time order, so are the lines of each split, and all the
+//! splits of a file advance through it together: the watermark (the minimum
+//! over the splits) stays within a few blocks of the data being read.
+//!
+//! ```
+//! # let dir = tempfile::tempdir().unwrap();
+//! # let path = dir.path().join("lines.txt");
+//! let text: String = (0..100_000).map(|i| format!("line {i}\n")).collect();
+//! std::fs::write(&path, &text).unwrap();
+//! let mut seen = Vec::new();
+//! for index in 0..3 {
+//!     let worker = weir_pipeline::WorkerInfo { index, peers: 3 };
+//!     for mut split in weir_io::stripes::plan(&[path.clone()], &worker) {
+//!         while split.read_lines(1000, |line| seen.push(String::from_utf8(line.to_vec()).unwrap())).unwrap() {}
+//!     }
+//! }
+//! seen.sort_by_key(|l| l[5..].parse::<u32>().unwrap());
+//! assert_eq!(seen.len(), 100_000);
+//! assert!(seen.iter().enumerate().all(|(i, l)| *l == format!("line {i}")));
+//! ```
+
+use std::fs::File;
+use std::io::{Read, Seek, SeekFrom};
+use std::path::{Path, PathBuf};
+
+use weir_pipeline::WorkerInfo;
+
+use crate::IoError;
+
+/// Size of the blocks a file is cut into when it is read by several workers.
+pub const BLOCK: u64 = 1 << 20;
+
+/// One worker's share of one file: every block, or every `stride`-th block
+/// starting at `first`.
+#[derive(Debug)]
+pub struct LineSplit {
+    path: PathBuf,
+    file: Option<File>,
+    len: u64,
+    stride: u64,
+    /// The next block to load.
+    next_block: u64,
+    buf: Vec<u8>,
+    /// Position of the next line in `buf`.
+    pos: usize,
+    /// Lines starting at or after this position in `buf` belong to later blocks.
+    limit: usize,
+    done: bool,
+}
+
+/// The line splits worker `worker` reads of `files`.
+pub fn plan(files: &[PathBuf], worker: &WorkerInfo) -> Vec<LineSplit> {
+    let peers = worker.peers.max(1);
+    if files.len() >= peers {
+        files.iter().skip(worker.index).step_by(peers).map(|f| LineSplit::new(f, 1, 0)).collect()
+    } else {
+        files.iter().map(|f| LineSplit::new(f, peers as u64, worker.index as u64)).collect()
+    }
+}
+
+impl LineSplit {
+    fn new(path: &Path, stride: u64, first: u64) -> Self {
+        LineSplit {
+            path: path.to_path_buf(),
+            file: None,
+            len: 0,
+            stride,
+            next_block: first,
+            buf: Vec::new(),
+            pos: 0,
+            limit: 0,
+            done: false,
+        }
+    }
+
+    /// The file this split reads.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// A name for this split: the file, and the stripe if it has one.
+    pub fn name(&self) -> String {
+        if self.stride == 1 {
+            self.path.display().to_string()
+        } else {
+            format!("{}[{}/{}]", self.path.display(), self.next_block % self.stride, self.stride)
+        }
+    }
+
+    fn io_error(&self, e: std::io::Error) -> IoError {
+        IoError::Io { path: self.path.display().to_string(), source: e }
+    }
+
+    /// Load the next block of this split; false when there is none.
+    fn load_block(&mut self) -> Result<bool, IoError> {
+        if self.file.is_none() {
+            let f = File::open(&self.path).map_err(|e| self.io_error(e))?;
+            self.len = f.metadata().map_err(|e| self.io_error(e))?.len();
+            self.file = Some(f);
+        }
+        let start = self.next_block * BLOCK;
+        if start >= self.len {
+            return Ok(false);
+        }
+        self.next_block += self.stride;
+        let end = (start + BLOCK).min(self.len);
+        // Read from the byte before the block: a line starts in the block
+        // iff the byte before it is a newline.
+        let from = start.saturating_sub(1);
+        let mut file = self.file.take().expect("opened above");
+        let result = (|| {
+            file.seek(SeekFrom::Start(from))?;
+            self.buf.clear();
+            (&mut file).take(end - from).read_to_end(&mut self.buf)?;
+            self.limit = (end - from) as usize;
+            self.pos = if start == 0 {
+                0
+            } else {
+                match memchr::memchr(b'\n', &self.buf[..self.limit]) {
+                    Some(i) => i + 1,
+                    None => self.limit, // no line starts in this block
+                }
+            };
+            // Complete the block's last line: read on until a newline at or
+            // after the block's last byte, or the end of the file.
+            let mut scanned = self.limit.saturating_sub(1).max(self.pos);
+            while self.pos < self.limit && memchr::memchr(b'\n', &self.buf[scanned..]).is_none() {
+                scanned = self.buf.len();
+                let n = (&mut file).take(1 << 16).read_to_end(&mut self.buf)?;
+                if n == 0 {
+                    break;
+                }
+            }
+            Ok::<(), std::io::Error>(())
+        })();
+        self.file = Some(file);
+        result.map_err(|e| self.io_error(e))?;
+        Ok(true)
+    }
+
+    /// Call `f` with up to `max` lines (without their line ending), in file
+    /// order. Returns false once the split has no more lines.
+    pub fn read_lines(&mut self, max: usize, mut f: impl FnMut(&[u8])) -> Result<bool, IoError> {
+        let mut n = 0;
+        while n < max {
+            if self.done {
+                return Ok(false);
+            }
+            if self.pos >= self.limit {
+                if !self.load_block()? {
+                    self.done = true;
+                    self.buf = Vec::new();
+                    return Ok(false);
+                }
+                continue;
+            }
+            let rest = &self.buf[self.pos..];
+            let (line, next) = match memchr::memchr(b'\n', rest) {
+                Some(i) => (&rest[..i], self.pos + i + 1),
+                None => (rest, self.buf.len()),
+            };
+            let line = line.strip_suffix(b"\r").unwrap_or(line);
+            self.pos = next;
+            f(line);
+            n += 1;
+        }
+        Ok(true)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn read_all(files: &[PathBuf], peers: usize) -> Vec<Vec<String>> {
+        (0..peers)
+            .map(|index| {
+                let mut lines = Vec::new();
+                for mut s in plan(files, &WorkerInfo { index, peers }) {
+                    while s.read_lines(777, |l| lines.push(String::from_utf8(l.to_vec()).unwrap())).unwrap() {}
+                }
+                lines
+            })
+            .collect()
+    }
+
+    #[test]
+    fn every_line_once_in_order_per_split() {
+        let dir = tempfile::tempdir().unwrap();
+        // Lines of varying length, some longer than a block, crossing block boundaries.
+        let mut text = String::new();
+        let mut expected = Vec::new();
+        for i in 0..60_000u64 {
+            let pad = if i % 10_007 == 0 { (BLOCK as usize) + 3 } else { (i * 7919 % 97) as usize };
+            let line = format!("{i:08}:{}", "x".repeat(pad));
+            text.push_str(&line);
+            text.push('\n');
+            expected.push(line);
+        }
+        text.push_str("last-without-newline");
+        expected.push("last-without-newline".into());
+        let path = dir.path().join("a.txt");
+        std::fs::write(&path, &text).unwrap();
+        for peers in [1, 2, 3, 5] {
+            let per_worker = read_all(std::slice::from_ref(&path), peers);
+            for lines in &per_worker {
+                assert!(lines.windows(2).all(|w| w[0] < w[1]), "a split reads in file order ({peers} workers)");
+            }
+            let mut all: Vec<String> = per_worker.into_iter().flatten().collect();
+            all.sort();
+            assert_eq!(all, expected, "{peers} workers");
+        }
+    }
+
+    #[test]
+    fn files_dealt_round_robin_and_empty_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let paths: Vec<PathBuf> = (0..3).map(|i| dir.path().join(format!("{i}.txt"))).collect();
+        std::fs::write(&paths[0], "a\nb\r\n").unwrap();
+        std::fs::write(&paths[1], "").unwrap();
+        std::fs::write(&paths[2], "c").unwrap();
+        let got = read_all(&paths, 2);
+        assert_eq!(got, vec![vec!["a".to_string(), "b".into(), "c".into()], vec![]]);
+        let got = read_all(&paths[..1], 4);
+        assert_eq!(got.concat(), vec!["a".to_string(), "b".into()]);
+    }
+
+    #[test]
+    fn missing_file_is_an_error() {
+        let mut s = plan(&[PathBuf::from("/nonexistent/weir/x")], &WorkerInfo { index: 0, peers: 1 });
+        let e = s[0].read_lines(1, |_| {}).unwrap_err();
+        assert!(e.to_string().contains("/nonexistent/weir/x"), "{e}");
+    }
+}

@@ -1,0 +1,208 @@
+//! The canonical output format (`../shared/nexmark/README.md`): one row per
+//! line, fields joined by `,` without quoting, integers in decimal,
+//! timestamps as epoch milliseconds; and a sink that gathers a query's rows.
+
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+
+use weir_pipeline::{Batch, Data, NodeCounters, NodeKind, OpContext, Operator, PCollection, Routing, WorkerInfo};
+
+use crate::model::Str;
+
+/// A field of an output row.
+pub trait CsvField {
+    /// Append the field's text.
+    fn write_field(&self, out: &mut Vec<u8>);
+}
+
+macro_rules! display_field {
+    ($($t:ty),*) => {$(
+        impl CsvField for $t {
+            fn write_field(&self, out: &mut Vec<u8>) {
+                write!(out, "{self}").expect("writing to memory");
+            }
+        }
+    )*};
+}
+display_field!(u64, i64, u32, usize);
+
+impl CsvField for Str {
+    fn write_field(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(self.as_bytes());
+    }
+}
+
+impl CsvField for String {
+    fn write_field(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(self.as_bytes());
+    }
+}
+
+/// A decimal with three digits after the point, held as thousandths
+/// (`Milli(908_000)` is `908.000`): prices times 0.908, computed in integers.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
+pub struct Milli(pub u64);
+
+impl CsvField for Milli {
+    fn write_field(&self, out: &mut Vec<u8>) {
+        write!(out, "{}.{:03}", self.0 / 1000, self.0 % 1000).expect("writing to memory");
+    }
+}
+
+/// A row of a query's output: any field (tuples of fields are fields, so
+/// rows nest: `((a, b), c)` is the row `a,b,c`).
+///
+/// ```
+/// use weir_nexmark::CsvRow;
+/// let mut out = Vec::new();
+/// ((1000u64, weir_nexmark::Milli(908_000)), "x".to_string(), [1u64, 2]).write_row(&mut out);
+/// assert_eq!(out, b"1000,908.000,x,1,2\n");
+/// ```
+pub trait CsvRow {
+    /// Append the row and its newline.
+    fn write_row(&self, out: &mut Vec<u8>);
+}
+
+impl<T: CsvField> CsvRow for T {
+    fn write_row(&self, out: &mut Vec<u8>) {
+        self.write_field(out);
+        out.push(b'\n');
+    }
+}
+
+impl<const N: usize> CsvField for [u64; N] {
+    fn write_field(&self, out: &mut Vec<u8>) {
+        for (i, v) in self.iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            v.write_field(out);
+        }
+    }
+}
+
+macro_rules! tuple_field {
+    ($first:ident $(, $rest:ident)*) => {
+        impl<$first: CsvField $(, $rest: CsvField)*> CsvField for ($first, $($rest,)*) {
+            #[allow(non_snake_case)]
+            fn write_field(&self, out: &mut Vec<u8>) {
+                let ($first, $($rest,)*) = self;
+                $first.write_field(out);
+                $(out.push(b','); $rest.write_field(out);)*
+            }
+        }
+    };
+}
+tuple_field!(A, B);
+tuple_field!(A, B, C);
+tuple_field!(A, B, C, D);
+tuple_field!(A, B, C, D, E);
+tuple_field!(A, B, C, D, E, F);
+tuple_field!(A, B, C, D, E, F, G);
+tuple_field!(A, B, C, D, E, F, G, H);
+tuple_field!(A, B, C, D, E, F, G, H, I);
+tuple_field!(A, B, C, D, E, F, G, H, I, J);
+tuple_field!(A, B, C, D, E, F, G, H, I, J, K);
+tuple_field!(A, B, C, D, E, F, G, H, I, J, K, L);
+
+/// The rows a query produced on this process: one buffer of CSV lines per
+/// worker, filled while the pipeline runs.
+#[derive(Clone, Debug, Default)]
+pub struct CsvOutput {
+    buffers: Arc<Mutex<Vec<Vec<u8>>>>,
+}
+
+impl CsvOutput {
+    /// Every row of this process, as CSV lines (unsorted).
+    pub fn take_buffers(&self) -> Vec<Vec<u8>> {
+        std::mem::take(&mut *self.buffers.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+}
+
+struct CsvSinkOp<R> {
+    buf: Vec<u8>,
+    into: Arc<Mutex<Vec<Vec<u8>>>>,
+    _r: std::marker::PhantomData<fn(R)>,
+}
+
+/// Keeps a worker's rows in one buffer until it is handed over.
+const HAND_OVER: usize = 64 << 20;
+
+impl<R> CsvSinkOp<R> {
+    fn hand_over(&mut self) {
+        if !self.buf.is_empty() {
+            let buf = std::mem::take(&mut self.buf);
+            self.into.lock().unwrap_or_else(|p| p.into_inner()).push(buf);
+        }
+    }
+}
+
+impl<R: Data + CsvRow> Operator for CsvSinkOp<R> {
+    fn process(&mut self, _port: usize, batch: Batch, cx: &mut OpContext<'_>) {
+        let rows = batch.into_vec::<R>();
+        NodeCounters::add(&cx.counters.elements_in, rows.len() as u64);
+        for r in &rows {
+            r.value.write_row(&mut self.buf);
+        }
+        if self.buf.len() >= HAND_OVER {
+            self.hand_over();
+        }
+    }
+
+    fn finish(&mut self, _cx: &mut OpContext<'_>) {
+        self.hand_over();
+    }
+}
+
+/// `write_csv`: gather a collection's rows as canonical CSV lines.
+pub trait CsvSinkExt<R: Data + CsvRow> {
+    /// Append every element's row to the returned output (read it after the run).
+    fn write_csv(&self) -> CsvOutput;
+}
+
+impl<R: Data + CsvRow> CsvSinkExt<R> for PCollection<R> {
+    fn write_csv(&self) -> CsvOutput {
+        let out = CsvOutput::default();
+        let into = out.buffers.clone();
+        self.pipeline().add_node(
+            "WriteCsv",
+            vec![self.as_input(Routing::Forward)],
+            0,
+            NodeKind::Operator(Arc::new(move |_: &WorkerInfo| {
+                Box::new(CsvSinkOp::<R> { buf: Vec::new(), into: into.clone(), _r: std::marker::PhantomData })
+                    as Box<dyn Operator>
+            })),
+        );
+        out
+    }
+}
+
+/// Sort CSV lines (byte order) and join them: the canonical file.
+///
+/// ```
+/// let sorted = weir_nexmark::canonical(vec![b"b,2\na,1\n".to_vec(), b"c,3\n".to_vec()]);
+/// assert_eq!(sorted.bytes, b"a,1\nb,2\nc,3\n");
+/// assert_eq!(sorted.rows, 3);
+/// ```
+pub fn canonical(buffers: Vec<Vec<u8>>) -> Canonical {
+    let mut lines: Vec<&[u8]> = Vec::new();
+    for b in &buffers {
+        lines.extend(b.split_inclusive(|&c| c == b'\n'));
+    }
+    lines.sort_unstable();
+    let total = lines.iter().map(|l| l.len()).sum();
+    let mut bytes = Vec::with_capacity(total);
+    for l in &lines {
+        bytes.extend_from_slice(l);
+    }
+    Canonical { rows: lines.len() as u64, bytes }
+}
+
+/// A query's output in canonical form.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Canonical {
+    /// Number of rows.
+    pub rows: u64,
+    /// The sorted lines.
+    pub bytes: Vec<u8>,
+}

@@ -1,0 +1,166 @@
+//! Where events come from: JSON-lines files (a file, a folder of shards or a
+//! glob), or Weir's in-process [`Generator`](crate::Generator).
+//!
+//! Files are read in parallel by every worker (`weir_io::stripes`): one split
+//! per shard, or blocks of a single file dealt to the workers, each split in
+//! file order. A split's watermark is the largest event time it has read
+//! minus [`OUT_OF_ORDERNESS`] (the reference runs' policy); the source's
+//! watermark is the minimum over the splits not yet finished. Lines that are
+//! not events go to the dead-letter output, with a count, and never stop the
+//! job.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use weir_io::stripes::{self, LineSplit};
+use weir_io::DeadLetter;
+use weir_model::{Duration, Timestamp, WindowingStrategy};
+use weir_pipeline::{
+    NodeCounters, NodeKind, OpContext, PCollection, Pipeline, Source, SourceStatus, WindowedValue, WorkerInfo,
+};
+
+use crate::generator::{Generator, GeneratorConfig};
+use crate::model::Event;
+use crate::NexmarkError;
+
+/// How far behind the latest event time a split's watermark is (the
+/// reference runs use 4 s).
+pub const OUT_OF_ORDERNESS: Duration = Duration::from_millis(4_000);
+
+/// Where a run's events come from.
+#[derive(Clone, Debug)]
+pub enum Input {
+    /// JSON-lines files: a file, a folder (one split per file) or a glob.
+    Files(String),
+    /// The in-process generator: no files, no JSON.
+    Generated(GeneratorConfig),
+}
+
+struct SplitProgress {
+    split: LineSplit,
+    max_seen: Timestamp,
+    done: bool,
+}
+
+struct FileSource {
+    splits: Vec<SplitProgress>,
+    next: usize,
+    watermark: Timestamp,
+}
+
+impl Source for FileSource {
+    fn poll(&mut self, max_records: usize, cx: &mut OpContext<'_>) -> SourceStatus {
+        let live: Vec<usize> = (0..self.splits.len()).filter(|&i| !self.splits[i].done).collect();
+        if let Some(&i) = live.get(self.next % live.len().max(1)) {
+            self.next = self.next.wrapping_add(1);
+            let s = &mut self.splits[i];
+            let mut out = Vec::with_capacity(max_records);
+            let mut dead = Vec::new();
+            let max_seen = &mut s.max_seen;
+            let file = s.split.path().display().to_string();
+            let more = s.split.read_lines(max_records, |line| {
+                if line.iter().all(u8::is_ascii_whitespace) {
+                    return;
+                }
+                match Event::from_json(line) {
+                    Ok(e) => {
+                        let ts = Timestamp::from_millis(e.date_time());
+                        *max_seen = (*max_seen).max(ts);
+                        out.push(WindowedValue::in_global(e, ts));
+                    }
+                    Err(e) => dead.push(WindowedValue::in_global(
+                        DeadLetter {
+                            file: file.clone(),
+                            line: String::from_utf8_lossy(line).into_owned(),
+                            reason: e.to_string(),
+                        },
+                        Timestamp::MIN,
+                    )),
+                }
+            });
+            match more {
+                Ok(more) => s.done = !more,
+                Err(e) => {
+                    cx.fail_with(e.to_string());
+                    s.done = true;
+                }
+            }
+            NodeCounters::add(&cx.counters.elements_out, out.len() as u64);
+            NodeCounters::add(&cx.counters.dead_letters, dead.len() as u64);
+            cx.out.emit(0, out);
+            cx.out.emit(1, dead);
+        }
+        let wm = self
+            .splits
+            .iter()
+            .filter(|s| !s.done)
+            .map(|s| if s.max_seen == Timestamp::MIN { Timestamp::MIN } else { s.max_seen - OUT_OF_ORDERNESS })
+            .min()
+            .unwrap_or(Timestamp::MAX);
+        self.watermark = self.watermark.max(wm);
+        SourceStatus { watermark: self.watermark, idle: false, processing_time: None }
+    }
+}
+
+struct GeneratorSource {
+    generator: Generator,
+}
+
+impl Source for GeneratorSource {
+    fn poll(&mut self, max_records: usize, cx: &mut OpContext<'_>) -> SourceStatus {
+        let mut out = Vec::with_capacity(max_records);
+        self.generator.fill(max_records, |e| {
+            let ts = Timestamp::from_millis(e.date_time());
+            out.push(WindowedValue::in_global(e, ts));
+        });
+        NodeCounters::add(&cx.counters.elements_out, out.len() as u64);
+        cx.out.emit(0, out);
+        // The generator's events come in time order per worker: every later
+        // event of this worker is at or after the next one.
+        let watermark = self.generator.next_timestamp().map_or(Timestamp::MAX, Timestamp::from_millis);
+        SourceStatus { watermark, idle: false, processing_time: None }
+    }
+}
+
+/// The name of the source transform (its counters: events read, dead letters).
+pub const SOURCE_NAME: &str = "ReadEvents";
+
+/// Read NEXMark events: the events, and the lines that were not events.
+///
+/// ```
+/// use weir_nexmark::{read_events, GeneratorConfig, Input};
+/// use weir_pipeline::prelude::*;
+/// let p = Pipeline::new();
+/// let (events, _dead) = read_events(&p, &Input::Generated(GeneratorConfig::new(1000))).unwrap();
+/// let n = events.map(|_| ((), 1u64)).combine_per_key(Sum::new()).values().collect();
+/// p.run_with(&weir_runner_reference::ReferenceRunner::default()).unwrap();
+/// assert_eq!(n.values(), vec![1000]);
+/// ```
+pub fn read_events(p: &Pipeline, input: &Input) -> Result<(PCollection<Event>, PCollection<DeadLetter>), NexmarkError> {
+    let factory: Arc<dyn Fn(&WorkerInfo) -> Box<dyn Source> + Send + Sync> = match input {
+        Input::Files(path) => {
+            let files: Arc<Vec<PathBuf>> = Arc::new(weir_io::resolve_inputs(path)?);
+            Arc::new(move |w: &WorkerInfo| {
+                Box::new(FileSource {
+                    splits: stripes::plan(&files, w)
+                        .into_iter()
+                        .map(|split| SplitProgress { split, max_seen: Timestamp::MIN, done: false })
+                        .collect(),
+                    next: 0,
+                    watermark: Timestamp::MIN,
+                }) as Box<dyn Source>
+            })
+        }
+        Input::Generated(config) => {
+            config.validate()?;
+            let config = config.clone();
+            Arc::new(move |w: &WorkerInfo| {
+                Box::new(GeneratorSource { generator: Generator::for_worker(&config, w.index, w.peers) })
+                    as Box<dyn Source>
+            })
+        }
+    };
+    let idx = p.add_node(SOURCE_NAME, vec![], 2, NodeKind::Source(factory));
+    let s = Arc::new(WindowingStrategy::default());
+    Ok((p.collection(idx, 0, s.clone()), p.collection(idx, 1, s)))
+}

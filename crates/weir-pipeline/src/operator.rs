@@ -223,6 +223,17 @@ pub trait Operator: Send {
     fn finish(&mut self, cx: &mut OpContext<'_>) {
         let _ = cx;
     }
+    /// The operator's whole state as bytes, for a checkpoint; `None` if it
+    /// cannot be snapshotted. Taken between calls, never during one.
+    fn snapshot(&self) -> Option<Vec<u8>> {
+        None
+    }
+    /// Replace the operator's state with a [`snapshot`](Operator::snapshot)
+    /// taken from an instance of the same transform.
+    fn restore(&mut self, bytes: &[u8]) -> Result<(), PipelineError> {
+        let _ = bytes;
+        Err(PipelineError::Runner("this operator is not snapshottable".to_string()))
+    }
 }
 
 /// What a source reports after a poll.

@@ -10,22 +10,37 @@
 //! dropped and counted; a processing-time timer of an expired window is
 //! ignored. Pending timers hold the output watermark at their output
 //! timestamps.
+//!
+//! A DoFn that [requires time-sorted input](StatefulDoFn::requires_time_sorted_input)
+//! sees its elements in timestamp order: they are buffered until the input
+//! watermark passes `timestamp + allowed_lateness`, and hold the output
+//! watermark meanwhile.
+//!
+//! The operator's whole state (cells, timers, holds, the expiry index, the
+//! time-sorted buffer and the watermarks) can be snapshotted and restored
+//! through [`Operator::snapshot`] / [`Operator::restore`]. A cell is kept
+//! typed in memory; a restored cell stays encoded (bincode) until the DoFn
+//! first reads it with its declared type, so no type registry is needed.
 
 use std::any::Any;
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::marker::PhantomData;
-use std::sync::Arc;
+use std::ops::Bound;
+use std::sync::{Arc, Mutex};
 
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
 use weir_model::{Duration, Timestamp, Window, WindowFn, WindowingStrategy};
 
 use crate::batch::Batch;
 use crate::data::{Data, Key, WindowedValue};
+use crate::error::PipelineError;
 use crate::graph::{partition_by_key, NodeKind, PCollection};
 use crate::operator::{NodeCounters, OpContext, Operator, WorkerInfo};
 use crate::transforms::combine::CombineFn;
 
 /// Which clock a timer follows.
-#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum TimeDomain {
     /// The input watermark.
     EventTime,
@@ -93,9 +108,65 @@ pub trait StatefulDoFn: Clone + Send + Sync + 'static {
     fn on_window_expiration(&mut self, cx: &mut StateContext<'_, Self::Key, Self::Out>) {
         let _ = cx;
     }
+    /// Java's `@RequiresTimeSortedInput`: when true, elements reach
+    /// [`process`](StatefulDoFn::process) in timestamp order (ties in arrival
+    /// order). Each element is buffered until the input watermark passes its
+    /// timestamp plus the allowed lateness, and holds the output watermark
+    /// meanwhile so that its outputs are not late downstream; an element that
+    /// arrives after that point is dropped and counted (`dropped_expired`).
+    fn requires_time_sorted_input(&self) -> bool {
+        false
+    }
 }
 
-type Cells = HashMap<&'static str, Box<dyn Any + Send>>;
+/// A state cell: typed in memory, or bincode bytes (restored from a snapshot)
+/// until the DoFn first reads it with its declared type.
+enum Cell {
+    Typed(Box<dyn TypedCell>),
+    Encoded(Vec<u8>),
+}
+
+trait TypedCell: Send {
+    fn as_any_mut(&mut self) -> &mut dyn Any;
+    fn encode(&self) -> Vec<u8>;
+}
+
+impl<T: Serialize + Send + 'static> TypedCell for T {
+    fn as_any_mut(&mut self) -> &mut dyn Any {
+        self
+    }
+    fn encode(&self) -> Vec<u8> {
+        bincode::serialize(self).expect("serializing a state cell into memory cannot fail")
+    }
+}
+
+impl Cell {
+    fn typed<T: Serialize + Send + 'static>(v: T) -> Cell {
+        Cell::Typed(Box::new(v))
+    }
+    fn encode(&self) -> Vec<u8> {
+        match self {
+            Cell::Typed(c) => c.encode(),
+            Cell::Encoded(bytes) => bytes.clone(),
+        }
+    }
+}
+
+type Cells = HashMap<&'static str, Cell>;
+
+/// Cell and timer names are `&'static str` (declared constants); a restored
+/// snapshot carries them as strings. Each distinct name is leaked once.
+fn intern(name: &str) -> &'static str {
+    static NAMES: Mutex<Option<HashSet<&'static str>>> = Mutex::new(None);
+    let mut names = NAMES.lock().unwrap_or_else(|p| p.into_inner());
+    let names = names.get_or_insert_with(HashSet::new);
+    if let Some(n) = names.get(name) {
+        return n;
+    }
+    let n: &'static str = Box::leak(name.to_string().into_boxed_str());
+    names.insert(n);
+    n
+}
 
 struct TimerRequest {
     family: &'static str,
@@ -157,9 +228,22 @@ impl<K, O: Data> StateContext<'_, K, O> {
         self.error.get_or_insert(message.into());
     }
 
-    fn cell<T: Send + 'static>(&mut self, name: &'static str) -> Option<&mut T> {
+    fn cell<T: Serialize + DeserializeOwned + Send + 'static>(&mut self, name: &'static str) -> Option<&mut T> {
         let slot = self.cells.get_mut(name)?;
-        match slot.downcast_mut::<T>() {
+        if let Cell::Encoded(bytes) = slot {
+            match bincode::deserialize::<T>(bytes) {
+                Ok(v) => *slot = Cell::typed(v),
+                Err(e) => {
+                    self.error.get_or_insert(format!(
+                        "state '{name}' cannot be restored as {}: {e}",
+                        std::any::type_name::<T>()
+                    ));
+                    return None;
+                }
+            }
+        }
+        let Cell::Typed(typed) = slot else { return None };
+        match typed.as_any_mut().downcast_mut::<T>() {
             Some(v) => Some(v),
             None => {
                 self.error.get_or_insert(format!("state '{name}' is declared with two different types"));
@@ -168,11 +252,23 @@ impl<K, O: Data> StateContext<'_, K, O> {
         }
     }
 
-    fn cell_or_default<T: Default + Send + 'static>(&mut self, name: &'static str) -> Option<&mut T> {
+    fn cell_or_insert<T: Serialize + DeserializeOwned + Send + 'static>(
+        &mut self,
+        name: &'static str,
+        init: impl FnOnce() -> T,
+    ) -> Option<&mut T> {
         if !self.cells.contains_key(name) {
-            self.cells.insert(name, Box::new(T::default()));
+            self.cells.insert(name, Cell::typed(init()));
         }
         self.cell::<T>(name)
+    }
+
+    fn set_cell<T: Serialize + Send + 'static>(&mut self, name: &'static str, v: T) {
+        self.cells.insert(name, Cell::typed(v));
+    }
+
+    fn clear_cell(&mut self, name: &'static str) {
+        self.cells.remove(name);
     }
 }
 
@@ -220,22 +316,23 @@ impl<T: Data> ValueState<T> {
     }
     /// Write the value.
     pub fn write<K, O: Data>(&self, cx: &mut StateContext<'_, K, O>, v: T) {
-        cx.cells.insert(self.name, Box::new(v));
+        cx.set_cell(self.name, v);
     }
     /// Clear it.
     pub fn clear<K, O: Data>(&self, cx: &mut StateContext<'_, K, O>) {
-        cx.cells.remove(self.name);
+        cx.clear_cell(self.name);
     }
 }
 
 impl<T: Data> BagState<T> {
     /// Add a value.
     pub fn add<K, O: Data>(&self, cx: &mut StateContext<'_, K, O>, v: T) {
-        if let Some(bag) = cx.cell_or_default::<Vec<T>>(self.name) {
+        if let Some(bag) = cx.cell_or_insert::<Vec<T>>(self.name, Vec::new) {
             bag.push(v);
         }
     }
-    /// Every value added since the last clear.
+    /// Every value added since the last clear (a snapshot: later writes do
+    /// not change it).
     pub fn read<K, O: Data>(&self, cx: &mut StateContext<'_, K, O>) -> Vec<T> {
         cx.cell::<Vec<T>>(self.name).cloned().unwrap_or_default()
     }
@@ -245,14 +342,14 @@ impl<T: Data> BagState<T> {
     }
     /// Clear it.
     pub fn clear<K, O: Data>(&self, cx: &mut StateContext<'_, K, O>) {
-        cx.cells.remove(self.name);
+        cx.clear_cell(self.name);
     }
 }
 
 impl<T: Key> SetState<T> {
-    /// Add a value; true if it was not there.
+    /// Add a value; true if it was not there (Java's `addIfAbsent`).
     pub fn add<K, O: Data>(&self, cx: &mut StateContext<'_, K, O>, v: T) -> bool {
-        cx.cell_or_default::<BTreeSet<T>>(self.name).is_some_and(|s| s.insert(v))
+        cx.cell_or_insert::<BTreeSet<T>>(self.name, BTreeSet::new).is_some_and(|s| s.insert(v))
     }
     /// Whether it holds `v`.
     pub fn contains<K, O: Data>(&self, cx: &mut StateContext<'_, K, O>, v: &T) -> bool {
@@ -265,68 +362,116 @@ impl<T: Key> SetState<T> {
             s.is_empty()
         });
         if empty == Some(true) {
-            cx.cells.remove(self.name);
+            cx.clear_cell(self.name);
         }
     }
-    /// Every value, in order.
+    /// Every value, in order (a snapshot).
     pub fn read<K, O: Data>(&self, cx: &mut StateContext<'_, K, O>) -> Vec<T> {
         cx.cell::<BTreeSet<T>>(self.name).map(|s| s.iter().cloned().collect()).unwrap_or_default()
     }
+    /// Whether it is empty.
+    pub fn is_empty<K, O: Data>(&self, cx: &mut StateContext<'_, K, O>) -> bool {
+        cx.cell::<BTreeSet<T>>(self.name).is_none_or(|s| s.is_empty())
+    }
     /// Clear it.
     pub fn clear<K, O: Data>(&self, cx: &mut StateContext<'_, K, O>) {
-        cx.cells.remove(self.name);
+        cx.clear_cell(self.name);
     }
 }
 
 impl<MK: Key, V: Data> MapState<MK, V> {
     /// Put `k → v`; returns the previous value.
     pub fn put<K, O: Data>(&self, cx: &mut StateContext<'_, K, O>, k: MK, v: V) -> Option<V> {
-        cx.cell_or_default::<BTreeMap<MK, V>>(self.name).and_then(|m| m.insert(k, v))
+        cx.cell_or_insert::<BTreeMap<MK, V>>(self.name, BTreeMap::new).and_then(|m| m.insert(k, v))
+    }
+    /// Put `k → v` unless `k` is present; returns the value that was
+    /// present (and then leaves it), or `None` if `v` was put.
+    pub fn put_if_absent<K, O: Data>(&self, cx: &mut StateContext<'_, K, O>, k: MK, v: V) -> Option<V> {
+        let m = cx.cell_or_insert::<BTreeMap<MK, V>>(self.name, BTreeMap::new)?;
+        match m.get(&k) {
+            Some(old) => Some(old.clone()),
+            None => {
+                m.insert(k, v);
+                None
+            }
+        }
     }
     /// The value of `k`.
     pub fn get<K, O: Data>(&self, cx: &mut StateContext<'_, K, O>, k: &MK) -> Option<V> {
         cx.cell::<BTreeMap<MK, V>>(self.name).and_then(|m| m.get(k).cloned())
     }
+    /// Whether `k` has a value.
+    pub fn contains_key<K, O: Data>(&self, cx: &mut StateContext<'_, K, O>, k: &MK) -> bool {
+        cx.cell::<BTreeMap<MK, V>>(self.name).is_some_and(|m| m.contains_key(k))
+    }
     /// Remove `k`.
     pub fn remove<K, O: Data>(&self, cx: &mut StateContext<'_, K, O>, k: &MK) -> Option<V> {
-        cx.cell::<BTreeMap<MK, V>>(self.name).and_then(|m| m.remove(k))
+        let (old, empty) = {
+            let m = cx.cell::<BTreeMap<MK, V>>(self.name)?;
+            let old = m.remove(k);
+            (old, m.is_empty())
+        };
+        if empty {
+            cx.clear_cell(self.name);
+        }
+        old
     }
-    /// Every entry, in key order.
+    /// Every key, in order (a snapshot).
+    pub fn keys<K, O: Data>(&self, cx: &mut StateContext<'_, K, O>) -> Vec<MK> {
+        cx.cell::<BTreeMap<MK, V>>(self.name).map(|m| m.keys().cloned().collect()).unwrap_or_default()
+    }
+    /// Every value, in key order (a snapshot).
+    pub fn values<K, O: Data>(&self, cx: &mut StateContext<'_, K, O>) -> Vec<V> {
+        cx.cell::<BTreeMap<MK, V>>(self.name).map(|m| m.values().cloned().collect()).unwrap_or_default()
+    }
+    /// Every entry, in key order (a snapshot).
     pub fn entries<K, O: Data>(&self, cx: &mut StateContext<'_, K, O>) -> Vec<(MK, V)> {
         cx.cell::<BTreeMap<MK, V>>(self.name)
             .map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
             .unwrap_or_default()
     }
+    /// Whether it is empty.
+    pub fn is_empty<K, O: Data>(&self, cx: &mut StateContext<'_, K, O>) -> bool {
+        cx.cell::<BTreeMap<MK, V>>(self.name).is_none_or(|m| m.is_empty())
+    }
     /// Clear it.
     pub fn clear<K, O: Data>(&self, cx: &mut StateContext<'_, K, O>) {
-        cx.cells.remove(self.name);
+        cx.clear_cell(self.name);
     }
 }
 
 impl<T: Data> OrderedListState<T> {
     /// Add a value at a timestamp.
     pub fn add<K, O: Data>(&self, cx: &mut StateContext<'_, K, O>, v: T, t: Timestamp) {
-        if let Some(l) = cx.cell_or_default::<BTreeMap<Timestamp, Vec<T>>>(self.name) {
+        if let Some(l) = cx.cell_or_insert::<BTreeMap<Timestamp, Vec<T>>>(self.name, BTreeMap::new) {
             l.entry(t).or_default().push(v);
         }
     }
-    /// Entries with `min ≤ t < limit`, in timestamp order.
+    /// Entries with `min ≤ t < limit`, in timestamp order (ties in insertion order).
     pub fn read_range<K, O: Data>(
         &self,
         cx: &mut StateContext<'_, K, O>,
         min: Timestamp,
         limit: Timestamp,
     ) -> Vec<(T, Timestamp)> {
+        if min >= limit {
+            return Vec::new();
+        }
         cx.cell::<BTreeMap<Timestamp, Vec<T>>>(self.name)
             .map(|l| l.range(min..limit).flat_map(|(t, vs)| vs.iter().map(move |v| (v.clone(), *t))).collect())
             .unwrap_or_default()
     }
     /// Every entry, in timestamp order.
     pub fn read<K, O: Data>(&self, cx: &mut StateContext<'_, K, O>) -> Vec<(T, Timestamp)> {
-        self.read_range(cx, Timestamp::MIN, Timestamp::MAX)
+        cx.cell::<BTreeMap<Timestamp, Vec<T>>>(self.name)
+            .map(|l| l.iter().flat_map(|(t, vs)| vs.iter().map(move |v| (v.clone(), *t))).collect())
+            .unwrap_or_default()
     }
     /// Remove entries with `min ≤ t < limit`.
     pub fn clear_range<K, O: Data>(&self, cx: &mut StateContext<'_, K, O>, min: Timestamp, limit: Timestamp) {
+        if min >= limit {
+            return;
+        }
         let empty = cx.cell::<BTreeMap<Timestamp, Vec<T>>>(self.name).map(|l| {
             let keep = l.split_off(&limit);
             l.retain(|t, _| *t < min);
@@ -334,33 +479,38 @@ impl<T: Data> OrderedListState<T> {
             l.is_empty()
         });
         if empty == Some(true) {
-            cx.cells.remove(self.name);
+            cx.clear_cell(self.name);
         }
+    }
+    /// Whether it is empty.
+    pub fn is_empty<K, O: Data>(&self, cx: &mut StateContext<'_, K, O>) -> bool {
+        cx.cell::<BTreeMap<Timestamp, Vec<T>>>(self.name).is_none_or(|l| l.is_empty())
     }
     /// Clear it.
     pub fn clear<K, O: Data>(&self, cx: &mut StateContext<'_, K, O>) {
-        cx.cells.remove(self.name);
+        cx.clear_cell(self.name);
     }
 }
 
-/// A value folded with a [`CombineFn`].
+/// A value folded with a [`CombineFn`]. Its accumulator must be
+/// serializable, so that the state can be snapshotted.
 pub struct CombiningState<I, C> {
     name: &'static str,
     combine: C,
     _i: PhantomData<fn(I)>,
 }
 
-impl<I, C: CombineFn<I>> CombiningState<I, C> {
+impl<I, C: CombineFn<I>> CombiningState<I, C>
+where
+    C::Acc: Serialize + DeserializeOwned,
+{
     /// A handle to the combining cell `name`, folding with `combine`.
     pub const fn new(name: &'static str, combine: C) -> Self {
         CombiningState { name, combine, _i: PhantomData }
     }
     /// Add an input.
     pub fn add<K, O: Data>(&self, cx: &mut StateContext<'_, K, O>, v: I) {
-        if !cx.cells.contains_key(self.name) {
-            cx.cells.insert(self.name, Box::new(self.combine.create_accumulator()));
-        }
-        if let Some(acc) = cx.cell::<C::Acc>(self.name) {
+        if let Some(acc) = cx.cell_or_insert::<C::Acc>(self.name, || self.combine.create_accumulator()) {
             self.combine.add_input(acc, v);
         }
     }
@@ -371,9 +521,27 @@ impl<I, C: CombineFn<I>> CombiningState<I, C> {
             None => self.combine.extract_output(&self.combine.create_accumulator()),
         }
     }
+    /// Whether nothing was added since the last clear.
+    pub fn is_empty<K, O: Data>(&self, cx: &mut StateContext<'_, K, O>) -> bool {
+        cx.cell::<C::Acc>(self.name).is_none()
+    }
+    /// A copy of the accumulator (Java's `getAccum`; an empty accumulator if
+    /// nothing was added).
+    pub fn accumulator<K, O: Data>(&self, cx: &mut StateContext<'_, K, O>) -> C::Acc
+    where
+        C::Acc: Clone,
+    {
+        cx.cell::<C::Acc>(self.name).cloned().unwrap_or_else(|| self.combine.create_accumulator())
+    }
+    /// Merge an accumulator into this one (Java's `addAccum`).
+    pub fn add_accumulator<K, O: Data>(&self, cx: &mut StateContext<'_, K, O>, other: C::Acc) {
+        if let Some(acc) = cx.cell_or_insert::<C::Acc>(self.name, || self.combine.create_accumulator()) {
+            self.combine.merge_accumulators(acc, other);
+        }
+    }
     /// Clear it.
     pub fn clear<K, O: Data>(&self, cx: &mut StateContext<'_, K, O>) {
-        cx.cells.remove(self.name);
+        cx.clear_cell(self.name);
     }
 }
 
@@ -393,6 +561,11 @@ impl TimerSpec {
     pub const fn processing_time(family: &'static str) -> Self {
         TimerSpec { family, domain: TimeDomain::ProcessingTime }
     }
+    /// Check and record a request. An explicit output timestamp must not be
+    /// before the element's timestamp (or the firing timer's); every output
+    /// timestamp must be at most the firing time (event time) or the
+    /// window's garbage-collection time (processing time) — Java's
+    /// `SimpleDoFnRunner`.
     fn request<K, O: Data>(
         &self,
         cx: &mut StateContext<'_, K, O>,
@@ -400,25 +573,42 @@ impl TimerSpec {
         target: Timestamp,
         output: Option<Timestamp>,
     ) {
-        let default_output = match self.domain {
+        if let Some(output) = output {
+            if output < cx.hold || Timestamp::element(output.millis()).is_err() {
+                return cx.fail(format!(
+                    "timer '{}': output timestamp {output} must not be before the input timestamp {}",
+                    self.family, cx.hold
+                ));
+            }
+        }
+        let output = output.unwrap_or(match self.domain {
             TimeDomain::EventTime => target,
             TimeDomain::ProcessingTime => cx.hold,
-        };
-        let output = output.unwrap_or(default_output);
-        if self.domain == TimeDomain::EventTime && target > cx.gc {
-            return cx.fail(format!(
-                "timer '{}' set to {target}, after the window's garbage-collection time {}",
-                self.family, cx.gc
-            ));
-        }
-        if output < cx.hold || output > cx.gc || (self.domain == TimeDomain::EventTime && output > target) {
-            return cx.fail(format!(
-                "timer '{}': output timestamp {output} must be between {} and the {} {}",
-                self.family,
-                cx.hold,
-                if self.domain == TimeDomain::EventTime { "firing time" } else { "garbage-collection time" },
-                if self.domain == TimeDomain::EventTime { target } else { cx.gc }
-            ));
+        });
+        match self.domain {
+            TimeDomain::EventTime => {
+                if output > target {
+                    return cx.fail(format!(
+                        "timer '{}': output timestamp {output} is after the timer firing timestamp {target}",
+                        self.family
+                    ));
+                }
+                if target > cx.gc {
+                    return cx.fail(format!(
+                        "timer '{}' set to {target}, after the expiration of its window (garbage-collection time {})",
+                        self.family, cx.gc
+                    ));
+                }
+            }
+            TimeDomain::ProcessingTime => {
+                if output > cx.gc {
+                    return cx.fail(format!(
+                        "timer '{}': output timestamp {output} is after the expiration of its window \
+                         (garbage-collection time {})",
+                        self.family, cx.gc
+                    ));
+                }
+            }
         }
         cx.timers.push(TimerRequest {
             family: self.family,
@@ -434,29 +624,63 @@ impl TimerSpec {
     /// `set` for the timer `tag` of this family.
     pub fn set_tagged<K, O: Data>(&self, cx: &mut StateContext<'_, K, O>, tag: &str, target: Timestamp) {
         if self.domain == TimeDomain::ProcessingTime {
-            return cx.fail(format!("processing-time timer '{}' can only be set relative to now", self.family));
+            return cx.fail(format!(
+                "timer '{}': in processing time only relative timers can be set (set_relative)",
+                self.family
+            ));
         }
         self.request(cx, tag, target, None)
     }
-    /// Fire `offset` after the element's timestamp (event time, clamped to
-    /// the window's GC time) or after now (processing time), rounded up to a
-    /// multiple of `align` if given.
-    pub fn set_relative<K, O: Data>(&self, cx: &mut StateContext<'_, K, O>, offset: Duration, align: Option<Duration>) {
+    /// The target of a relative timer: the base is the element's (or firing
+    /// timer's) timestamp in event time and now in processing time. Without
+    /// alignment it is `base + offset`; with a period it is the first time
+    /// `t ≥ base` with `t + offset` a multiple of the period (Java's
+    /// `Timer.align(period).offset(offset).setRelative()`, whose remainder is
+    /// truncated: before the epoch it lands one period further). Event-time
+    /// targets are clamped to the window's GC time.
+    fn relative_target<K, O: Data>(
+        &self,
+        cx: &StateContext<'_, K, O>,
+        offset: Duration,
+        align: Option<Duration>,
+    ) -> Timestamp {
         let base = match self.domain {
             TimeDomain::EventTime => cx.timestamp,
             TimeDomain::ProcessingTime => cx.processing_time,
         };
-        let mut target = base + offset;
-        if let Some(a) = align.filter(|a| a.millis() > 0) {
-            let r = target.millis().rem_euclid(a.millis());
-            if r != 0 {
-                target = target + Duration::from_millis(a.millis() - r);
+        let target = match align.filter(|a| a.millis() > 0) {
+            None => base + offset,
+            Some(period) => {
+                let since_start = (base + offset).millis() % period.millis();
+                if since_start == 0 {
+                    base
+                } else {
+                    base + period - Duration::from_millis(since_start)
+                }
             }
+        };
+        match self.domain {
+            TimeDomain::EventTime => target.min(cx.gc),
+            TimeDomain::ProcessingTime => target,
         }
-        if self.domain == TimeDomain::EventTime {
-            target = target.min(cx.gc);
-        }
+    }
+    /// Fire `offset` after the element's timestamp (event time, clamped to
+    /// the window's GC time) or after now (processing time), aligned to
+    /// `align` if given (see Java's `Timer.align`).
+    pub fn set_relative<K, O: Data>(&self, cx: &mut StateContext<'_, K, O>, offset: Duration, align: Option<Duration>) {
+        let target = self.relative_target(cx, offset, align);
         self.request(cx, "", target, None)
+    }
+    /// `set_relative` for the timer `tag` of this family.
+    pub fn set_relative_tagged<K, O: Data>(
+        &self,
+        cx: &mut StateContext<'_, K, O>,
+        tag: &str,
+        offset: Duration,
+        align: Option<Duration>,
+    ) {
+        let target = self.relative_target(cx, offset, align);
+        self.request(cx, tag, target, None)
     }
     /// `set` with an explicit output timestamp (checked against the model's rules).
     pub fn set_with_output_timestamp<K, O: Data>(
@@ -465,6 +689,21 @@ impl TimerSpec {
         target: Timestamp,
         output: Timestamp,
     ) {
+        if self.domain == TimeDomain::ProcessingTime {
+            return self.set_tagged(cx, "", target);
+        }
+        self.request(cx, "", target, Some(output))
+    }
+    /// `set_relative` with an explicit output timestamp (checked against the
+    /// model's rules).
+    pub fn set_relative_with_output_timestamp<K, O: Data>(
+        &self,
+        cx: &mut StateContext<'_, K, O>,
+        offset: Duration,
+        align: Option<Duration>,
+        output: Timestamp,
+    ) {
+        let target = self.relative_target(cx, offset, align);
         self.request(cx, "", target, Some(output))
     }
     /// Cancel the pending firing.
@@ -477,22 +716,56 @@ impl TimerSpec {
     }
 }
 
+/// (key, window, family, tag): a timer's identity.
 type TimerKey<K> = (K, Window, &'static str, String);
+
+/// A pending timer: (domain, firing time, output timestamp).
+type TimerState = (TimeDomain, Timestamp, Timestamp);
+
+/// An element waiting for the watermark (time-sorted input).
+type Buffered<K, V> = (K, Window, V);
 
 struct StatefulOp<D: StatefulDoFn> {
     dofn: D,
     strategy: Arc<WindowingStrategy>,
+    sorted_input: bool,
     cells: HashMap<(D::Key, Window), Cells>,
-    /// (key, window, family, tag) → (domain, target, output)
-    timers: HashMap<TimerKey<D::Key>, (TimeDomain, Timestamp, Timestamp)>,
+    /// Cells over all (key, window)s, for the live counters.
+    live_cells: u64,
+    /// Pending timers, ordered by identity so a window's timers are a range.
+    timers: BTreeMap<TimerKey<D::Key>, TimerState>,
     event_queue: BTreeSet<(Timestamp, TimerKey<D::Key>)>,
     pt_queue: BTreeSet<(Timestamp, TimerKey<D::Key>)>,
+    /// Output timestamps of pending timers (with multiplicity).
     holds: BTreeMap<Timestamp, usize>,
     /// Windows with state or timers, by expiration time (GC + 1 ms).
     windows: BTreeSet<(Timestamp, D::Key, Window)>,
+    /// Time-sorted input: elements by (timestamp, arrival sequence).
+    buffer: BTreeMap<(Timestamp, u64), Buffered<D::Key, D::Value>>,
+    next_seq: u64,
     input_wm: Timestamp,
     processing_time: Timestamp,
+    /// Outputs of the current call to the operator, emitted as one batch.
+    out: Vec<WindowedValue<D::Out>>,
     worker: usize,
+}
+
+/// A (key, window)'s cells as (name, bincode bytes).
+type EncodedCells = Vec<(String, Vec<u8>)>;
+
+/// A pending timer: key, window, family, tag, domain, firing time, output timestamp.
+type EncodedTimer<K> = (K, Window, String, String, TimeDomain, Timestamp, Timestamp);
+
+/// The serialized form of a [`StatefulOp`]'s state.
+#[derive(Serialize, Deserialize)]
+struct OpSnapshot<K, V> {
+    cells: Vec<(K, Window, EncodedCells)>,
+    timers: Vec<EncodedTimer<K>>,
+    windows: Vec<(Timestamp, K, Window)>,
+    buffer: Vec<(Timestamp, u64, K, Window, V)>,
+    next_seq: u64,
+    input_wm: Timestamp,
+    processing_time: Timestamp,
 }
 
 enum Call<'a, V> {
@@ -502,6 +775,27 @@ enum Call<'a, V> {
 }
 
 impl<D: StatefulDoFn> StatefulOp<D> {
+    fn new(dofn: D, strategy: Arc<WindowingStrategy>, worker: usize) -> Self {
+        StatefulOp {
+            sorted_input: dofn.requires_time_sorted_input(),
+            dofn,
+            strategy,
+            cells: HashMap::new(),
+            live_cells: 0,
+            timers: BTreeMap::new(),
+            event_queue: BTreeSet::new(),
+            pt_queue: BTreeSet::new(),
+            holds: BTreeMap::new(),
+            windows: BTreeSet::new(),
+            buffer: BTreeMap::new(),
+            next_seq: 0,
+            input_wm: Timestamp::MIN,
+            processing_time: Timestamp::MIN,
+            out: Vec::new(),
+            worker,
+        }
+    }
+
     fn gc(&self, w: &Window) -> Timestamp {
         w.gc_time(self.strategy.allowed_lateness)
     }
@@ -516,12 +810,17 @@ impl<D: StatefulDoFn> StatefulOp<D> {
         cx: &mut OpContext<'_>,
     ) {
         let gc = self.gc(&window);
-        self.windows.insert((gc.next(), key.clone(), window));
+        let ck = (key.clone(), window);
+        if !self.cells.contains_key(&ck) {
+            // A window with state is always in `windows`; one without may
+            // not be yet.
+            self.windows.insert((gc.next(), key.clone(), window));
+        }
         let mut requests = Vec::new();
-        let mut out = Vec::new();
         let mut error = None;
+        let cells = self.cells.entry(ck).or_default();
+        let before = cells.len() as u64;
         {
-            let cells = self.cells.entry((key.clone(), window)).or_default();
             let mut scx = StateContext {
                 key,
                 window,
@@ -531,7 +830,7 @@ impl<D: StatefulDoFn> StatefulOp<D> {
                 gc,
                 cells,
                 timers: &mut requests,
-                out: &mut out,
+                out: &mut self.out,
                 error: &mut error,
             };
             match what {
@@ -540,7 +839,9 @@ impl<D: StatefulDoFn> StatefulOp<D> {
                 Call::Expire => self.dofn.on_window_expiration(&mut scx),
             }
         }
-        if self.cells.get(&(key.clone(), window)).is_some_and(|c| c.is_empty()) {
+        let after = cells.len() as u64;
+        self.live_cells = self.live_cells + after - before;
+        if after == 0 {
             self.cells.remove(&(key.clone(), window));
         }
         if let Some(e) = error {
@@ -549,57 +850,89 @@ impl<D: StatefulDoFn> StatefulOp<D> {
         for r in requests {
             self.apply(key, window, r);
         }
-        NodeCounters::add(&cx.counters.elements_out, out.len() as u64);
-        cx.out.emit(0, out);
     }
 
     fn remove_timer(&mut self, k: &TimerKey<D::Key>) {
         if let Some((domain, target, output)) = self.timers.remove(k) {
-            match domain {
-                TimeDomain::EventTime => self.event_queue.remove(&(target, k.clone())),
-                TimeDomain::ProcessingTime => self.pt_queue.remove(&(target, k.clone())),
-            };
-            match self.holds.get_mut(&output) {
-                Some(n) if *n > 1 => *n -= 1,
-                _ => {
-                    self.holds.remove(&output);
-                }
+            self.unindex_timer(k, domain, target, output);
+        }
+    }
+
+    fn unindex_timer(&mut self, k: &TimerKey<D::Key>, domain: TimeDomain, target: Timestamp, output: Timestamp) {
+        match domain {
+            TimeDomain::EventTime => self.event_queue.remove(&(target, k.clone())),
+            TimeDomain::ProcessingTime => self.pt_queue.remove(&(target, k.clone())),
+        };
+        match self.holds.get_mut(&output) {
+            Some(n) if *n > 1 => *n -= 1,
+            _ => {
+                self.holds.remove(&output);
             }
         }
+    }
+
+    fn insert_timer(&mut self, k: TimerKey<D::Key>, (domain, target, output): TimerState) {
+        match domain {
+            TimeDomain::EventTime => self.event_queue.insert((target, k.clone())),
+            TimeDomain::ProcessingTime => self.pt_queue.insert((target, k.clone())),
+        };
+        *self.holds.entry(output).or_insert(0) += 1;
+        self.timers.insert(k, (domain, target, output));
     }
 
     fn apply(&mut self, key: &D::Key, window: Window, r: TimerRequest) {
         let k: TimerKey<D::Key> = (key.clone(), window, r.family, r.tag);
         self.remove_timer(&k);
         if let Some((target, output)) = r.set {
-            self.timers.insert(k.clone(), (r.domain, target, output));
-            match r.domain {
-                TimeDomain::EventTime => self.event_queue.insert((target, k)),
-                TimeDomain::ProcessingTime => self.pt_queue.insert((target, k)),
-            };
-            *self.holds.entry(output).or_insert(0) += 1;
+            self.windows.insert((self.gc(&window).next(), key.clone(), window));
+            self.insert_timer(k, (r.domain, target, output));
         }
     }
 
-    fn fire(&mut self, domain: TimeDomain, cx: &mut OpContext<'_>) {
+    /// The next buffered element that the watermark has released.
+    fn next_released(&self) -> Option<Timestamp> {
+        let (&(t, _), _) = self.buffer.first_key_value()?;
+        (t + self.strategy.allowed_lateness < self.input_wm).then_some(t)
+    }
+
+    /// Release buffered elements and fire event-time timers before the input
+    /// watermark, in timestamp order (an element before a timer at the same
+    /// time).
+    fn fire_event_time(&mut self, cx: &mut OpContext<'_>) {
         loop {
-            let (queue, now) = match domain {
-                TimeDomain::EventTime => (&self.event_queue, self.input_wm),
-                TimeDomain::ProcessingTime => (&self.pt_queue, self.processing_time),
-            };
-            let Some((target, k)) = queue.first().cloned() else { break };
-            if target >= now {
-                break;
+            let element = self.next_released();
+            let timer = self.event_queue.first().map(|(t, _)| *t).filter(|t| *t < self.input_wm);
+            match (element, timer) {
+                (Some(e), t) if t.is_none_or(|t| e <= t) => {
+                    let ((ts, _), (key, window, value)) = self.buffer.pop_first().expect("a released element");
+                    self.call(&key, window, ts, ts, Call::Element(value), cx);
+                }
+                (_, Some(_)) => self.fire_first(TimeDomain::EventTime, cx),
+                _ => break,
             }
-            let (_, _, output) = self.timers[&k];
-            self.remove_timer(&k);
-            let (key, window, family, tag) = k;
-            if domain == TimeDomain::ProcessingTime && self.gc(&window) < self.input_wm {
-                continue; // a processing-time timer of an expired window is ignored
-            }
-            let firing = TimerFiring { family, tag, domain, firing_timestamp: target, output_timestamp: output };
-            self.call(&key, window, output, output, Call::Timer(&firing), cx);
         }
+    }
+
+    fn fire_processing_time(&mut self, cx: &mut OpContext<'_>) {
+        while self.pt_queue.first().is_some_and(|(t, _)| *t < self.processing_time) {
+            self.fire_first(TimeDomain::ProcessingTime, cx);
+        }
+    }
+
+    fn fire_first(&mut self, domain: TimeDomain, cx: &mut OpContext<'_>) {
+        let queue = match domain {
+            TimeDomain::EventTime => &self.event_queue,
+            TimeDomain::ProcessingTime => &self.pt_queue,
+        };
+        let Some((target, k)) = queue.first().cloned() else { return };
+        let (_, _, output) = self.timers[&k];
+        self.remove_timer(&k);
+        let (key, window, family, tag) = k;
+        if domain == TimeDomain::ProcessingTime && self.gc(&window) < self.input_wm {
+            return; // a processing-time timer of an expired window is ignored
+        }
+        let firing = TimerFiring { family, tag, domain, firing_timestamp: target, output_timestamp: output };
+        self.call(&key, window, output, output, Call::Timer(&firing), cx);
     }
 
     fn expire(&mut self, cx: &mut OpContext<'_>) {
@@ -607,22 +940,31 @@ impl<D: StatefulDoFn> StatefulOp<D> {
             if at >= self.input_wm {
                 break;
             }
-            self.windows.pop_first();
             self.call(&key, window, window.max_timestamp(), window.max_timestamp(), Call::Expire, cx);
             self.windows.remove(&(at, key.clone(), window));
-            self.cells.remove(&(key.clone(), window));
-            let stale: Vec<TimerKey<D::Key>> =
-                self.timers.keys().filter(|k| k.0 == key && k.1 == window).cloned().collect();
+            if let Some(cells) = self.cells.remove(&(key.clone(), window)) {
+                self.live_cells -= cells.len() as u64;
+            }
+            let lower = (key.clone(), window, "", String::new());
+            let stale: Vec<TimerKey<D::Key>> = self
+                .timers
+                .range((Bound::Included(lower), Bound::Unbounded))
+                .map(|(k, _)| k)
+                .take_while(|k| k.0 == key && k.1 == window)
+                .cloned()
+                .collect();
             for k in stale {
                 self.remove_timer(&k);
             }
         }
-        self.publish(cx);
     }
 
-    fn publish(&self, cx: &OpContext<'_>) {
-        let cells = self.cells.values().map(|c| c.len() as u64).sum();
-        cx.counters.publish_state(self.worker, cells, self.timers.len() as u64);
+    fn flush(&mut self, cx: &mut OpContext<'_>) {
+        NodeCounters::add(&cx.counters.elements_out, self.out.len() as u64);
+        if !self.out.is_empty() {
+            cx.out.emit(0, std::mem::take(&mut self.out));
+        }
+        cx.counters.publish_state(self.worker, self.live_cells, self.timers.len() as u64);
     }
 }
 
@@ -632,35 +974,95 @@ impl<D: StatefulDoFn> Operator for StatefulOp<D> {
         NodeCounters::add(&cx.counters.elements_in, input.len() as u64);
         // Processing time is an input of every call; relative timers use it.
         self.processing_time = self.processing_time.max(cx.processing_time);
+        let lateness = self.strategy.allowed_lateness;
         for v in input {
             if self.gc(&v.window) < self.input_wm {
                 NodeCounters::add(&cx.counters.dropped_expired, 1);
                 continue;
             }
             let (k, value) = v.value;
-            self.call(&k, v.window, v.timestamp, v.timestamp, Call::Element(value), cx);
+            if self.sorted_input {
+                if v.timestamp + lateness < self.input_wm {
+                    // Its place in the sorted order has already passed.
+                    NodeCounters::add(&cx.counters.dropped_expired, 1);
+                    continue;
+                }
+                self.buffer.insert((v.timestamp, self.next_seq), (k, v.window, value));
+                self.next_seq += 1;
+            } else {
+                self.call(&k, v.window, v.timestamp, v.timestamp, Call::Element(value), cx);
+            }
         }
-        self.publish(cx);
+        self.flush(cx);
     }
 
     fn advance(&mut self, cx: &mut OpContext<'_>) {
         self.processing_time = self.processing_time.max(cx.processing_time);
-        self.fire(TimeDomain::ProcessingTime, cx);
+        self.fire_processing_time(cx);
         let wm = cx.input_watermark();
         if wm > self.input_wm {
             self.input_wm = wm;
-            self.fire(TimeDomain::EventTime, cx);
+            self.fire_event_time(cx);
             self.expire(cx);
         }
-        self.publish(cx);
+        self.flush(cx);
     }
 
     fn hold(&self) -> Timestamp {
-        self.holds.first_key_value().map_or(Timestamp::MAX, |(t, _)| *t)
+        let timers = self.holds.first_key_value().map_or(Timestamp::MAX, |(t, _)| *t);
+        let buffered = self.buffer.first_key_value().map_or(Timestamp::MAX, |((t, _), _)| *t);
+        timers.min(buffered)
     }
 
     fn next_wakeup(&self) -> Option<Timestamp> {
         self.pt_queue.first().map(|(t, _)| *t)
+    }
+
+    fn snapshot(&self) -> Option<Vec<u8>> {
+        let snap = OpSnapshot::<D::Key, D::Value> {
+            cells: self
+                .cells
+                .iter()
+                .map(|((k, w), cells)| {
+                    let mut named: Vec<(String, Vec<u8>)> =
+                        cells.iter().map(|(n, c)| (n.to_string(), c.encode())).collect();
+                    named.sort_by(|a, b| a.0.cmp(&b.0));
+                    (k.clone(), *w, named)
+                })
+                .collect(),
+            timers: self
+                .timers
+                .iter()
+                .map(|((k, w, f, tag), (d, t, o))| (k.clone(), *w, f.to_string(), tag.clone(), *d, *t, *o))
+                .collect(),
+            windows: self.windows.iter().cloned().collect(),
+            buffer: self.buffer.iter().map(|((t, s), (k, w, v))| (*t, *s, k.clone(), *w, v.clone())).collect(),
+            next_seq: self.next_seq,
+            input_wm: self.input_wm,
+            processing_time: self.processing_time,
+        };
+        Some(bincode::serialize(&snap).expect("serializing a snapshot into memory cannot fail"))
+    }
+
+    fn restore(&mut self, bytes: &[u8]) -> Result<(), PipelineError> {
+        let snap: OpSnapshot<D::Key, D::Value> = bincode::deserialize(bytes)
+            .map_err(|e| PipelineError::Runner(format!("stateful operator: cannot restore a snapshot: {e}")))?;
+        let mut op = StatefulOp::new(self.dofn.clone(), self.strategy.clone(), self.worker);
+        for (k, w, named) in snap.cells {
+            op.live_cells += named.len() as u64;
+            let cells = named.into_iter().map(|(n, bytes)| (intern(&n), Cell::Encoded(bytes))).collect();
+            op.cells.insert((k, w), cells);
+        }
+        for (k, w, f, tag, d, t, o) in snap.timers {
+            op.insert_timer((k, w, intern(&f), tag), (d, t, o));
+        }
+        op.windows = snap.windows.into_iter().collect();
+        op.buffer = snap.buffer.into_iter().map(|(t, s, k, w, v)| ((t, s), (k, w, v))).collect();
+        op.next_seq = snap.next_seq;
+        op.input_wm = snap.input_wm;
+        op.processing_time = snap.processing_time;
+        *self = op;
+        Ok(())
     }
 }
 
@@ -682,19 +1084,7 @@ impl<K: Key, V: Data> StatefulExt<K, V> for PCollection<(K, V)> {
             vec![self.as_input(partition_by_key::<K, V>())],
             1,
             NodeKind::Operator(Arc::new(move |w: &WorkerInfo| {
-                Box::new(StatefulOp {
-                    dofn: dofn.clone(),
-                    strategy: s2.clone(),
-                    cells: HashMap::new(),
-                    timers: HashMap::new(),
-                    event_queue: BTreeSet::new(),
-                    pt_queue: BTreeSet::new(),
-                    holds: BTreeMap::new(),
-                    windows: BTreeSet::new(),
-                    input_wm: Timestamp::MIN,
-                    processing_time: Timestamp::MIN,
-                    worker: w.index,
-                }) as Box<dyn Operator>
+                Box::new(StatefulOp::new(dofn.clone(), s2.clone(), w.index)) as Box<dyn Operator>
             })),
         );
         if strategy.window_fn.is_merging() {

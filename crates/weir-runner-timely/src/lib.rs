@@ -587,20 +587,22 @@ fn build_dataflow(
                             for (port, input) in inputs.iter_mut().enumerate() {
                                 let stash = &mut stashes[port];
                                 input.drain(&mut |time, batch| {
-                                    stash.records += batch.len();
                                     // A local batch counts as in flight until processed or parked.
                                     let counted = if batch.is_encoded() { 0 } else { batch.len() as i64 };
-                                    stash.queue.push_back((time, batch, counted, 0));
+                                    stash.push(time, batch, counted);
                                 });
                                 let frontier = wms[port];
-                                while let Some((time, _, _, _)) = stash.queue.front() {
-                                    let t = dec(*time);
+                                // In time order: once drained, a message no longer holds the
+                                // frontier back, so the port's watermark must never pass a
+                                // message still in the stash (senders on other processes are
+                                // not kept in step, and their messages interleave).
+                                while let Some(t) = stash.min_time() {
+                                    let t = dec(t);
                                     let within_limit = stash.records <= STASH_LIMIT;
                                     if within_limit && (t > frontier || !driver.peers_reached(t.min(frontier))) {
                                         break;
                                     }
-                                    let (_, batch, counted, parked) = stash.queue.pop_front().expect("front exists");
-                                    stash.records -= batch.len();
+                                    let (batch, counted, parked) = stash.pop().expect("a message exists");
                                     let target = t.min(frontier);
                                     if target > driver.seen[port] {
                                         driver.seen[port] = target;
@@ -613,7 +615,7 @@ fn build_dataflow(
                                 if !stash.queue.is_empty() {
                                     // Parked until progress: not in flight any more (the stash is
                                     // bounded by STASH_LIMIT), so paused sources can move the frontier.
-                                    for (_, _, counted, parked) in stash.queue.iter_mut() {
+                                    for (_, counted, parked) in stash.queue.values_mut() {
                                         let n = std::mem::take(counted);
                                         driver.flow.in_flight.park(n);
                                         *parked += n;
@@ -626,7 +628,7 @@ fn build_dataflow(
                             let reachable: Vec<Timestamp> = wms
                                 .iter()
                                 .zip(&stashes)
-                                .map(|(f, st)| st.queue.front().map_or(*f, |(t, _, _, _)| (*f).min(dec(*t))))
+                                .map(|(f, st)| st.min_time().map_or(*f, |t| (*f).min(dec(t))))
                                 .collect();
                             let moved = reachable.iter().zip(&driver.seen).any(|(f, s)| f > s);
                             if moved || wakeup_due {
@@ -660,12 +662,31 @@ fn build_dataflow(
     });
 }
 
-/// Messages of one input port that arrived ahead of its frontier.
+/// Messages of one input port that arrived ahead of its frontier, in
+/// (time, arrival) order.
 #[derive(Default)]
 struct Stash {
-    /// (time, batch, records counted as in flight, records counted as parked)
-    queue: std::collections::VecDeque<(u64, Batch, i64, i64)>,
+    /// (time, arrival number) → (batch, records counted as in flight,
+    /// records counted as parked)
+    queue: std::collections::BTreeMap<(u64, u64), (Batch, i64, i64)>,
+    arrivals: u64,
     records: usize,
+}
+
+impl Stash {
+    fn push(&mut self, time: u64, batch: Batch, counted: i64) {
+        self.records += batch.len();
+        self.arrivals += 1;
+        self.queue.insert((time, self.arrivals), (batch, counted, 0));
+    }
+    fn min_time(&self) -> Option<u64> {
+        self.queue.first_key_value().map(|(k, _)| k.0)
+    }
+    fn pop(&mut self) -> Option<(Batch, i64, i64)> {
+        let (_, v) = self.queue.pop_first()?;
+        self.records -= v.0.len();
+        Some(v)
+    }
 }
 
 /// Records a port may hold back waiting for its frontier.

@@ -52,6 +52,9 @@ pub struct NexmarkArgs {
     /// Do not print the one-line summary.
     #[arg(long)]
     pub quiet: bool,
+    /// Print every transform's counters (in, out, dropped, dead letters) to stderr at the end.
+    #[arg(long)]
+    pub metrics: bool,
 }
 
 /// What a run measured.
@@ -62,6 +65,8 @@ pub struct Summary {
     pub sha256: String,
     pub events: u64,
     pub dead_letters: u64,
+    /// Elements dropped by the model as too late (expired or closed windows).
+    pub dropped_late: u64,
     pub seconds: f64,
     pub finalize_seconds: f64,
     pub peak_rss_bytes: u64,
@@ -87,6 +92,7 @@ impl Summary {
             "sha256": self.sha256,
             "events": self.events,
             "dead_letters": self.dead_letters,
+            "dropped_late": self.dropped_late,
             "seconds": self.seconds,
             "events_per_second": self.events_per_second().round(),
             "finalize_seconds": self.finalize_seconds,
@@ -108,6 +114,7 @@ impl Summary {
             sha256: s("sha256")?,
             events: u("events")?,
             dead_letters: u("dead_letters")?,
+            dropped_late: u("dropped_late")?,
             seconds: f("seconds")?,
             finalize_seconds: f("finalize_seconds")?,
             peak_rss_bytes: u("peak_rss_bytes")?,
@@ -120,7 +127,7 @@ impl Summary {
 
     pub fn line(&self) -> String {
         format!(
-            "{}: {} rows, sha256 {}, {} events in {:.2} s = {:.0} events/s, peak memory {} MiB ({} workers x {} processes, {}{})",
+            "{}: {} rows, sha256 {}, {} events in {:.2} s = {:.0} events/s, peak memory {} MiB ({} workers x {} processes, {}{}{})",
             self.query,
             self.rows,
             self.sha256,
@@ -132,6 +139,7 @@ impl Summary {
             self.processes,
             self.runner,
             if self.dead_letters > 0 { format!(", {} dead letters", self.dead_letters) } else { String::new() },
+            if self.dropped_late > 0 { format!(", {} dropped as late", self.dropped_late) } else { String::new() },
         )
     }
 }
@@ -282,6 +290,14 @@ pub fn run(a: &NexmarkArgs) -> Result<Summary> {
     progress.finish();
     let result = result?;
     let finalize = Instant::now();
+    if a.metrics {
+        for (name, c) in result.metrics.all() {
+            eprintln!(
+                "{name}: in {}, out {}, dropped expired {}, dropped closed {}, dead letters {}",
+                c.elements_in, c.elements_out, c.dropped_expired, c.dropped_closed, c.dead_letters
+            );
+        }
+    }
     let source = result.counters(SOURCE_NAME).unwrap_or_default();
     let dead_letters = source.dead_letters;
     if dead_letters > 0 {
@@ -297,6 +313,7 @@ pub fn run(a: &NexmarkArgs) -> Result<Summary> {
         sha256: String::new(),
         events: source.elements_out,
         dead_letters,
+        dropped_late: result.metrics.all().iter().map(|(_, c)| c.dropped_expired + c.dropped_closed).sum(),
         seconds,
         finalize_seconds: 0.0,
         peak_rss_bytes: 0,
@@ -334,6 +351,7 @@ pub fn run(a: &NexmarkArgs) -> Result<Summary> {
             buffers.push(std::fs::read(&csv)?);
             summary.events += other.events;
             summary.dead_letters += other.dead_letters;
+            summary.dropped_late += other.dropped_late;
             summary.seconds = summary.seconds.max(other.seconds);
             summary.peak_rss_bytes = summary.peak_rss_bytes.max(other.peak_rss_bytes);
             std::fs::remove_file(&csv)?;

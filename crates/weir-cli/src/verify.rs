@@ -28,7 +28,8 @@ pub struct VerifyArgs {
     /// Queries to check (default: every query with a reference result).
     #[arg(long, value_delimiter = ',')]
     pub queries: Option<Vec<Query>>,
-    /// The shared folder holding nexmark/README.md (default: $WEIR_SHARED, else ../shared).
+    /// The shared folder holding nexmark/README.md (default: $WEIR_SHARED,
+    /// else the nearest `shared/` in this folder or above).
     #[arg(long)]
     pub shared: Option<PathBuf>,
     /// Where the runs write their results.
@@ -58,11 +59,16 @@ pub fn reference_table(shared: &Path) -> Result<BTreeMap<String, (u64, String)>>
     Ok(table)
 }
 
-/// The shared folder: `--shared`, `$WEIR_SHARED`, or `../shared`.
+/// The shared folder: `--shared`, `$WEIR_SHARED`, or the first `shared/`
+/// holding `nexmark/` in the current folder or one of its ancestors.
 pub fn shared_dir(given: Option<&Path>) -> PathBuf {
-    given
-        .map(Path::to_path_buf)
-        .or_else(|| std::env::var_os("WEIR_SHARED").map(PathBuf::from))
+    if let Some(dir) = given.map(Path::to_path_buf).or_else(|| std::env::var_os("WEIR_SHARED").map(PathBuf::from)) {
+        return dir;
+    }
+    let here = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
+    here.ancestors()
+        .map(|d| d.join("shared"))
+        .find(|d| d.join("nexmark").is_dir())
         .unwrap_or_else(|| PathBuf::from("../shared"))
 }
 

@@ -2,6 +2,8 @@
 //! 127.0.0.1) gives the same results as on one process. The test re-runs
 //! its own binary as the two cluster processes; each writes what it
 //! collected, and the parent compares their union with a single-process run.
+//! Stateful DoFns are included: their state and timers are partitioned over
+//! the processes, and none may be left at the end on either process.
 
 use std::net::TcpListener;
 use std::process::{Command, Stdio};
@@ -13,17 +15,50 @@ const CHILD: &str = "WEIR_TEST_CLUSTER_PROCESS";
 const ADDRS: &str = "WEIR_TEST_CLUSTER_ADDRS";
 const OUT: &str = "WEIR_TEST_CLUSTER_OUT";
 
-/// Exercises cross-process exchange: a keyed combine over data created on
-/// both processes, and a TestStream (played by process 0) grouped by key with
-/// early, on-time and late panes.
-type Outputs = (Collected<(u64, u64)>, Collected<(String, Vec<i64>)>);
+#[path = "../examples/dedup.rs"]
+mod dedup;
 
+/// What the pipeline collects.
+struct Outputs {
+    sums: Collected<(u64, u64)>,
+    grouped: Collected<(String, Vec<i64>)>,
+    deduped: Collected<String>,
+    counts: Collected<(u64, u64)>,
+}
+
+/// Counts per key and window with a value cell, emitted at window expiration.
+#[derive(Clone)]
+struct CountAtExpiry;
+const N: ValueState<u64> = ValueState::new("n");
+
+impl StatefulDoFn for CountAtExpiry {
+    type Key = u64;
+    type Value = u64;
+    type Out = (u64, u64);
+    fn process(&mut self, cx: &mut StateContext<'_, u64, (u64, u64)>, _v: u64) {
+        let n = N.read(cx).unwrap_or(0);
+        N.write(cx, n + 1);
+    }
+    fn on_window_expiration(&mut self, cx: &mut StateContext<'_, u64, (u64, u64)>) {
+        let (k, n) = (*cx.key(), N.read(cx).unwrap_or(0));
+        cx.output((k, n));
+    }
+}
+
+/// The two stateful transforms.
+const STATEFUL: [&str; 2] = ["StatefulParDo", "StatefulParDo#2"];
+
+/// Exercises cross-process exchange: a keyed combine and a stateful count
+/// over data created on both processes, a TestStream (played by process 0)
+/// grouped by key with early, on-time and late panes, and the `dedup`
+/// example (state and an event-time TTL timer).
 fn build(p: &Pipeline) -> Outputs {
-    let sums = p
+    let created = p
         .create_timestamped((0..5000u64).map(|i| ((i % 13, i), Timestamp::from_millis(i as i64))))
-        .window_into(WindowingStrategy::new(FixedWindows::of(Duration::from_millis(1000)).unwrap()))
-        .combine_per_key(Sum::new())
-        .collect();
+        .window_into(WindowingStrategy::new(FixedWindows::of(Duration::from_millis(1000)).unwrap()));
+    let sums = created.combine_per_key(Sum::new()).collect();
+    let counts = created.par_do_stateful(CountAtExpiry).collect();
+    let deduped = dedup::build(p).collect();
     let e = |k: &str, v: i64| ((k.to_string(), v), Timestamp::from_millis(v));
     let stream = TestStream::new()
         .add_elements([e("a", 1), e("b", 2), e("c", 3)])
@@ -49,14 +84,24 @@ fn build(p: &Pipeline) -> Outputs {
             (k, v)
         })
         .collect();
-    (sums, grouped)
+    Outputs { sums, grouped, deduped, counts }
 }
 
-fn render(sums: &Collected<(u64, u64)>, grouped: &Collected<(String, Vec<i64>)>) -> Vec<String> {
-    let mut lines: Vec<String> = sums.windowed().iter().map(|v| format!("{v:?}")).collect();
-    lines.extend(grouped.windowed().iter().map(|v| format!("{v:?}")));
+fn render(o: &Outputs) -> Vec<String> {
+    let mut lines: Vec<String> = o.sums.windowed().iter().map(|v| format!("{v:?}")).collect();
+    lines.extend(o.grouped.windowed().iter().map(|v| format!("{v:?}")));
+    lines.extend(o.deduped.windowed().iter().map(|v| format!("{v:?}")));
+    lines.extend(o.counts.windowed().iter().map(|v| format!("counted {v:?}")));
     lines.sort();
     lines
+}
+
+/// No state cell or timer is left on this process at the end.
+fn assert_no_state_left(result: &RunResult, process: &str) {
+    for name in STATEFUL {
+        let c = result.counters(name).unwrap();
+        assert_eq!((c.state_cells, c.pending_timers), (0, 0), "{process}: {name} left state or timers");
+    }
 }
 
 fn free_port() -> u16 {
@@ -71,9 +116,11 @@ fn two_processes_equal_one() {
         let hostfile = std::path::PathBuf::from(format!("{}.hosts", std::env::var(OUT).unwrap()));
         std::fs::write(&hostfile, std::env::var(ADDRS).unwrap().replace(',', "\n# next process\n")).unwrap();
         let p = Pipeline::new();
-        let (sums, grouped) = build(&p);
-        p.run_with(&TimelyRunner::cluster_from_hostfile(1, index.parse().unwrap(), &hostfile).unwrap()).unwrap();
-        std::fs::write(std::env::var(OUT).unwrap(), render(&sums, &grouped).join("\n")).unwrap();
+        let outputs = build(&p);
+        let result =
+            p.run_with(&TimelyRunner::cluster_from_hostfile(1, index.parse().unwrap(), &hostfile).unwrap()).unwrap();
+        assert_no_state_left(&result, &format!("process {index}"));
+        std::fs::write(std::env::var(OUT).unwrap(), render(&outputs).join("\n")).unwrap();
         return;
     }
 
@@ -115,10 +162,13 @@ fn two_processes_equal_one() {
     union.sort();
 
     let p = Pipeline::new();
-    let (sums, grouped) = build(&p);
-    p.run_with(&ReferenceRunner::default()).unwrap();
-    let single = render(&sums, &grouped);
-    // 5 windows x 13 keys; a: early {1,5}, on time, late {1,5,7}; b and c on time in [0,10); b on time in [10,20).
-    assert_eq!(single.len(), 65 + 6);
+    let outputs = build(&p);
+    let result = p.run_with(&ReferenceRunner::default()).unwrap();
+    assert_no_state_left(&result, "one process");
+    let single = render(&outputs);
+    // Sums: 5 windows x 13 keys; grouped: a: early {1,5}, on time, late
+    // {1,5,7}; b and c on time in [0,10); b on time in [10,20); dedup keeps
+    // 4 of 6 events; counts: 5 windows x 13 keys.
+    assert_eq!(single.len(), 65 + 6 + 4 + 65);
     assert_eq!(union, single);
 }

@@ -43,6 +43,10 @@ pub struct NexmarkArgs {
     /// A file listing `host:port` of every process, one per line.
     #[arg(long)]
     pub hosts: Option<PathBuf>,
+    /// Records in flight between operators (per process) above which
+    /// sources pause: bounds memory (default: the Timely runner's).
+    #[arg(long)]
+    pub max_in_flight: Option<u64>,
     /// Run on the single-threaded reference runner instead of Timely.
     #[arg(long)]
     pub reference_runner: bool,
@@ -220,6 +224,25 @@ fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     Ok(())
 }
 
+/// Write lines to `path` (atomically: under a temporary name, then
+/// renamed) and return their sha256.
+fn write_lines(path: &Path, lines: &[&[u8]]) -> Result<String> {
+    use std::io::Write;
+    let tmp = path.with_extension("inprogress");
+    let mut hasher = Sha256::new();
+    let mut w = std::io::BufWriter::with_capacity(
+        1 << 20,
+        std::fs::File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?,
+    );
+    for l in lines {
+        hasher.update(l);
+        w.write_all(l).with_context(|| format!("writing {}", tmp.display()))?;
+    }
+    w.into_inner().map_err(|e| e.into_error()).with_context(|| format!("writing {}", tmp.display()))?;
+    std::fs::rename(&tmp, path).with_context(|| format!("renaming to {}", path.display()))?;
+    Ok(format!("{:x}", hasher.finalize()))
+}
+
 fn validate(a: &NexmarkArgs) -> Result<()> {
     if a.input.is_none() && a.events.is_none() {
         bail!("say where the events come from: --input FILE_OR_FOLDER, or --events N for the built-in generator");
@@ -269,9 +292,10 @@ pub fn run(a: &NexmarkArgs) -> Result<Summary> {
                 bail!("{} lists {} processes, but --processes is {}", hosts.display(), addresses.len(), a.processes);
             }
         }
-        Box::new(r)
+        Box::new(a.max_in_flight.map_or(r.clone(), |n| r.with_max_in_flight(n)))
     } else {
-        Box::new(TimelyRunner::threads(workers))
+        let r = TimelyRunner::threads(workers);
+        Box::new(a.max_in_flight.map_or(r.clone(), |n| r.with_max_in_flight(n)))
     };
     std::fs::create_dir_all(&a.out).with_context(|| format!("creating {}", a.out.display()))?;
 
@@ -301,9 +325,8 @@ pub fn run(a: &NexmarkArgs) -> Result<Summary> {
     let source = result.counters(SOURCE_NAME).unwrap_or_default();
     let dead_letters = source.dead_letters;
     if dead_letters > 0 {
-        let d = weir_nexmark::canonical(dead_rows.take_buffers());
         let path = a.out.join(format!("{}.dead-letters.txt", a.query));
-        write_atomic(&path, &d.bytes)?;
+        write_lines(&path, &weir_nexmark::sorted_lines(&dead_rows.take_buffers()))?;
         eprintln!("weir: {dead_letters} input lines were not NEXMark events; they are listed in {}", path.display());
     }
     let runner_name = if a.reference_runner { "reference" } else { "timely" }.to_string();
@@ -358,13 +381,15 @@ pub fn run(a: &NexmarkArgs) -> Result<Summary> {
             std::fs::remove_file(&json)?;
         }
     }
-    let canonical = weir_nexmark::canonical(buffers);
-    summary.rows = canonical.rows;
-    summary.sha256 = format!("{:x}", Sha256::digest(&canonical.bytes));
-    if a.query != Query::Parse {
-        write_atomic(&a.out.join(format!("{}.csv", a.query)), &canonical.bytes)?;
-    }
-    drop(canonical);
+    let lines = weir_nexmark::sorted_lines(&buffers);
+    summary.rows = lines.len() as u64;
+    summary.sha256 = if a.query == Query::Parse {
+        format!("{:x}", Sha256::digest([]))
+    } else {
+        write_lines(&a.out.join(format!("{}.csv", a.query)), &lines)?
+    };
+    drop(lines);
+    drop(buffers);
     summary.finalize_seconds = finalize.elapsed().as_secs_f64();
     summary.peak_rss_bytes = summary.peak_rss_bytes.max(peak_rss_bytes());
     write_atomic(

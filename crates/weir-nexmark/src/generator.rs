@@ -96,13 +96,6 @@ impl Rng {
     fn below(&mut self, n: u64) -> u64 {
         ((self.next() as u128 * n as u128) >> 64) as u64
     }
-    /// Uniform in `[0, 1)`.
-    fn unit(&mut self) -> f64 {
-        (self.next() >> 11) as f64 / (1u64 << 53) as f64
-    }
-    fn price(&mut self) -> u64 {
-        (10f64.powf(self.unit() * 6.0) * 100.0 + 0.5).floor() as u64
-    }
     fn letters(&mut self, len: usize, blank: u8) -> String {
         (0..len)
             .map(|_| if self.below(13) == 0 { blank as char } else { (b'a' + self.below(26) as u8) as char })
@@ -114,8 +107,13 @@ impl Rng {
     }
 }
 
-/// Strings shared by the events of one generator.
+/// Prices `round(10^(6u) * 100)` cents at `PRICES` evenly spaced `u`: a
+/// table lookup instead of a `powf` per event.
+const PRICES: usize = 1 << 16;
+
+/// Strings (and prices) shared by the events of one generator.
 struct Pools {
+    prices: Vec<u64>,
     names: Vec<Str>,
     emails: Vec<Str>,
     cards: Vec<Str>,
@@ -150,6 +148,9 @@ impl Pools {
             channels.push((Str::from(format!("channel-{i}")), Str::from(url)));
         }
         Pools {
+            prices: (0..PRICES)
+                .map(|i| (10f64.powf(i as f64 / PRICES as f64 * 6.0) * 100.0 + 0.5).floor() as u64)
+                .collect(),
             names: FIRST_NAMES
                 .iter()
                 .flat_map(|f| LAST_NAMES.iter().map(move |l| Str::from(format!("{f} {l}"))))
@@ -168,6 +169,12 @@ impl Pools {
             }),
             channels,
         }
+    }
+}
+
+impl Pools {
+    fn price(&self, r: &mut Rng) -> u64 {
+        self.prices[r.below(PRICES as u64) as usize]
     }
 }
 
@@ -233,14 +240,14 @@ impl Generator {
             let last_auction = epoch * AUCTIONS + offset - PERSONS;
             let seller =
                 if r.below(4) > 0 { (last_person / HOT_BATCH) * HOT_BATCH + FIRST_ID } else { random_person(&mut r) };
-            let initial_bid = r.price();
+            let initial_bid = p.price(&mut r);
             let horizon = self.timestamp(n + IN_FLIGHT_AUCTIONS * PROPORTION / AUCTIONS) - t;
             Event::Auction(Auction {
                 id: last_auction + FIRST_ID,
                 item_name: pick(&p.items, &mut r),
                 description: pick(&p.descriptions, &mut r),
                 initial_bid,
-                reserve: initial_bid + r.price(),
+                reserve: initial_bid + p.price(&mut r),
                 date_time: t,
                 expires: t + 1 + r.below((horizon * 2).max(1) as u64) as i64,
                 seller,
@@ -260,7 +267,7 @@ impl Generator {
             } else {
                 random_person(&mut r)
             };
-            let price = r.price();
+            let price = p.price(&mut r);
             let (channel, url) = if r.below(2) > 0 {
                 pick(&p.channels[..HOT_CHANNELS.len()], &mut r)
             } else {

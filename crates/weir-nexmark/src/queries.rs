@@ -338,7 +338,8 @@ impl<T: Data> CombineFn<T> for AllMaxBy<T> {
 pub fn q5(events: &PCollection<Event>) -> PCollection<(u64, u64, i64)> {
     let window = SlidingWindows::new(Duration::from_secs(10), Duration::from_secs(2), Duration::from_millis(0))
         .expect("valid sliding windows");
-    let counts = bids(events).window_into(strategy(window)).map(|b| (b.auction, ())).count_per_key();
+    // Project before windowing: each bid is copied into five windows.
+    let counts = bids(events).map(|b| (b.auction, ())).window_into(strategy(window)).count_per_key();
     let hottest = counts.combine_globally(AllMaxBy { key: |c: &(u64, u64)| c.1 });
     with_window(&hottest, |hot, w, out| {
         for &(auction, n) in hot {
@@ -370,8 +371,8 @@ pub fn q7(events: &PCollection<Event>) -> PCollection<BidRow> {
 /// `co_group_by_key`.
 pub fn q8(events: &PCollection<Event>) -> PCollection<(u64, Str, i64)> {
     let window = || strategy(FixedWindows::of(Duration::from_secs(10)).expect("valid fixed windows"));
-    let persons = people(events).window_into(window()).map(|p| (p.id, p.name));
-    let sellers = auctions(events).window_into(window()).map(|a| (a.seller, ()));
+    let persons = people(events).map(|p| (p.id, p.name)).window_into(window());
+    let sellers = auctions(events).map(|a| (a.seller, ())).window_into(window());
     let joined = persons.co_group_by_key(&sellers);
     with_window(&joined, |(id, (names, sold)), w, out| {
         if !sold.is_empty() {
@@ -629,7 +630,7 @@ impl CombineFn<u64> for PriceStats {
 /// min, max, mean (truncated) and sum of prices. Exercises daily windows
 /// and `combine_per_key`.
 pub fn q17(events: &PCollection<Event>) -> PCollection<(u64, String, [u64; 8])> {
-    let stats = bids(events).window_into(one_day()).map(|b| (b.auction, b.price)).combine_per_key(PriceStats);
+    let stats = bids(events).map(|b| (b.auction, b.price)).window_into(one_day()).combine_per_key(PriceStats);
     with_window(&stats, |(auction, s), w, out| out((*auction, day(w.start().millis()), *s))).named("Q17")
 }
 
@@ -643,27 +644,26 @@ fn full_row(b: Bid) -> FullBidRow {
     (b.auction, b.bidder, b.price, b.channel, b.url, b.date_time, b.extra)
 }
 
-/// Keeps the `n` greatest inputs by a total order given as a key function.
-pub struct TopBy<T, K> {
+/// Keeps the `n` greatest inputs by a total order (`cmp`; greater first).
+pub struct TopBy<T> {
     n: usize,
-    key: fn(&T) -> K,
+    cmp: fn(&T, &T) -> std::cmp::Ordering,
 }
 
-impl<T, K> Clone for TopBy<T, K> {
+impl<T> Clone for TopBy<T> {
     fn clone(&self) -> Self {
-        TopBy { n: self.n, key: self.key }
+        TopBy { n: self.n, cmp: self.cmp }
     }
 }
 
-impl<T: Data, K: Ord + 'static> CombineFn<T> for TopBy<T, K> {
+impl<T: Data> CombineFn<T> for TopBy<T> {
     type Acc = Vec<T>;
     type Out = Vec<T>;
     fn create_accumulator(&self) -> Vec<T> {
         Vec::new()
     }
     fn add_input(&self, acc: &mut Vec<T>, v: T) {
-        let k = (self.key)(&v);
-        let at = acc.partition_point(|x| (self.key)(x) >= k);
+        let at = acc.partition_point(|x| (self.cmp)(x, &v).is_ge());
         if at < self.n {
             acc.insert(at, v);
             acc.truncate(self.n);
@@ -680,31 +680,29 @@ impl<T: Data, K: Ord + 'static> CombineFn<T> for TopBy<T, K> {
 }
 
 /// q18, last bid per bidder and auction, after all input (latest first,
-/// then highest price on ties). Exercises a `combine_per_key` on a compound
+/// then highest price, then smallest `extra` on ties). Exercises a `combine_per_key` on a compound
 /// key in the global window.
 pub fn q18(events: &PCollection<Event>) -> PCollection<FullBidRow> {
     bids(events)
         .map(|b| ((b.bidder, b.auction), b))
-        .combine_per_key(TopBy { n: 1, key: |b: &Bid| (b.date_time, b.price, std::cmp::Reverse(b.extra.clone())) })
+        .combine_per_key(TopBy {
+            n: 1,
+            cmp: |a: &Bid, b: &Bid| (a.date_time, a.price, &b.extra).cmp(&(b.date_time, b.price, &a.extra)),
+        })
         .flat_map(|(_, top)| top.into_iter().map(full_row))
         .named("Q18")
 }
 
 /// q19, the 10 highest bids of each auction, with their rank (1 = highest;
 /// ties broken by time, then bidder). Exercises a top-N `combine_per_key`.
-pub fn q19(events: &PCollection<Event>) -> PCollection<(u64, u64, u64, Str, Str, i64, Str, u64)> {
+pub fn q19(events: &PCollection<Event>) -> PCollection<(FullBidRow, u64)> {
     bids(events)
         .map(|b| (b.auction, b))
         .combine_per_key(TopBy {
             n: 10,
-            key: |b: &Bid| (b.price, std::cmp::Reverse(b.date_time), std::cmp::Reverse(b.bidder)),
+            cmp: |a: &Bid, b: &Bid| (a.price, b.date_time, b.bidder).cmp(&(b.price, a.date_time, a.bidder)),
         })
-        .flat_map(|(_, top)| {
-            top.into_iter().enumerate().map(|(i, b)| {
-                let (a, bidder, p, c, u, t, x) = full_row(b);
-                (a, bidder, p, c, u, t, x, i as u64 + 1)
-            })
-        })
+        .flat_map(|(_, top)| top.into_iter().enumerate().map(|(i, b)| (full_row(b), i as u64 + 1)))
         .named("Q19")
 }
 
@@ -1014,7 +1012,7 @@ mod tests {
 
     #[test]
     fn top_by_and_all_max() {
-        let t = TopBy { n: 2, key: |x: &u64| *x };
+        let t = TopBy { n: 2, cmp: |a: &u64, b: &u64| a.cmp(b) };
         let mut acc = t.create_accumulator();
         for v in [3, 9, 1, 7, 9] {
             t.add_input(&mut acc, v);

@@ -15,6 +15,7 @@ use std::sync::Arc;
 use weir_io::stripes::{self, LineSplit};
 use weir_io::DeadLetter;
 use weir_model::{Duration, Timestamp, WindowingStrategy};
+use weir_pipeline::graph::SourceFactory;
 use weir_pipeline::{
     NodeCounters, NodeKind, OpContext, PCollection, Pipeline, Source, SourceStatus, WindowedValue, WorkerInfo,
 };
@@ -137,7 +138,7 @@ pub const SOURCE_NAME: &str = "ReadEvents";
 /// assert_eq!(n.values(), vec![1000]);
 /// ```
 pub fn read_events(p: &Pipeline, input: &Input) -> Result<(PCollection<Event>, PCollection<DeadLetter>), NexmarkError> {
-    let factory: Arc<dyn Fn(&WorkerInfo) -> Box<dyn Source> + Send + Sync> = match input {
+    let factory: SourceFactory = match input {
         Input::Files(path) => {
             let files: Arc<Vec<PathBuf>> = Arc::new(weir_io::resolve_inputs(path)?);
             Arc::new(move |w: &WorkerInfo| {

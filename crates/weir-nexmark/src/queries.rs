@@ -511,7 +511,7 @@ fn rank(price: u64) -> usize {
 pub struct BidStats;
 
 /// The accumulator of [`BidStats`].
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct BidStatsAcc {
     bids: [u64; 3],
     bidders: [HashSet<u64>; 3],

@@ -12,7 +12,10 @@ use crate::data::Data;
 use crate::graph::route_hash;
 
 /// Beam's `CombineFn`: create an accumulator, add inputs, merge
-/// accumulators, extract the output.
+/// accumulators, extract the output. Accumulators are data: a keyed combine
+/// folds each worker's inputs into partial accumulators before they are
+/// sent to the key's worker (combiner lifting), and state holding them can
+/// be snapshotted.
 ///
 /// ```
 /// use weir_pipeline::CombineFn;
@@ -29,7 +32,7 @@ use crate::graph::route_hash;
 /// ```
 pub trait CombineFn<I>: Clone + Send + Sync + 'static {
     /// The accumulator.
-    type Acc: Send + 'static;
+    type Acc: Data;
     /// The result.
     type Out: Data;
     /// An empty accumulator.
@@ -61,6 +64,50 @@ impl<I, C: CombineFn<I>> Aggregator<I> for CombineAggregator<C, I> {
     }
     fn add(&self, acc: &mut C::Acc, v: I) {
         self.0.add_input(acc, v)
+    }
+    fn merge(&self, acc: &mut C::Acc, other: C::Acc) {
+        self.0.merge_accumulators(acc, other)
+    }
+    fn extract(&self, acc: &C::Acc) -> C::Out {
+        self.0.extract_output(acc)
+    }
+}
+
+/// A partial accumulator made before a shuffle (combiner lifting), with the
+/// number of inputs folded into it.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Partial<A> {
+    /// The accumulator.
+    pub acc: A,
+    /// How many inputs it holds.
+    pub inputs: u64,
+}
+
+/// Adapts a `CombineFn` to the model's `Aggregator` over partial
+/// accumulators: adding a partial merges it.
+pub struct PartialAggregator<C, I>(pub C, PhantomData<fn(I)>);
+
+impl<C: Clone, I> Clone for PartialAggregator<C, I> {
+    fn clone(&self) -> Self {
+        PartialAggregator(self.0.clone(), PhantomData)
+    }
+}
+
+impl<C, I> PartialAggregator<C, I> {
+    /// Wrap a combine fn.
+    pub fn new(c: C) -> Self {
+        PartialAggregator(c, PhantomData)
+    }
+}
+
+impl<I, C: CombineFn<I>> Aggregator<Partial<C::Acc>> for PartialAggregator<C, I> {
+    type Acc = C::Acc;
+    type Out = C::Out;
+    fn create(&self) -> C::Acc {
+        self.0.create_accumulator()
+    }
+    fn add(&self, acc: &mut C::Acc, p: Partial<C::Acc>) {
+        self.0.merge_accumulators(acc, p.acc)
     }
     fn merge(&self, acc: &mut C::Acc, other: C::Acc) {
         self.0.merge_accumulators(acc, other)

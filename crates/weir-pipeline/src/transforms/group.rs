@@ -7,15 +7,15 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use weir_model::{
-    AccumulationMode, Aggregator, Buffer, DropReason, GroupAlsoByWindow, GroupOutput, PaneInfo, Timestamp, Window,
-    WindowFn, WindowingStrategy,
+    AccumulationMode, Aggregator, Buffer, DropReason, GroupAlsoByWindow, GroupOutput, PaneInfo, Timestamp,
+    TimestampCombiner, Trigger, Window, WindowFn, WindowingStrategy,
 };
 
 use crate::batch::Batch;
 use crate::data::{Data, Key, WindowedValue};
 use crate::graph::{partition_by_key, NodeKind, PCollection, Routing};
 use crate::operator::{NodeCounters, OpContext, Operator, WorkerInfo};
-use crate::transforms::combine::{CombineAggregator, CombineFn, Count};
+use crate::transforms::combine::{CombineAggregator, CombineFn, Count, Partial, PartialAggregator};
 use crate::transforms::elementwise::{apply_fn, ElementwiseExt, KvElementwiseExt};
 use crate::transforms::other::FlattenExt;
 
@@ -70,6 +70,10 @@ struct GroupOp<K, V, A: Aggregator<V>, O> {
     by_key: HashMap<K, Vec<(V, Timestamp, Window)>>,
     scratch: Vec<GroupOutput<K, V, A::Out>>,
     wrap: fn(A::Out, bool) -> O,
+    /// For inputs that stand for several elements (partial accumulators):
+    /// how many each is, so drops are counted in elements. The grouping
+    /// then reports drops as outputs, which are counted, not emitted.
+    weigh: Option<fn(&V) -> u64>,
 }
 
 impl<K: Key, V: Data, A: Aggregator<V> + Send, O: Data> GroupOp<K, V, A, O>
@@ -91,9 +95,18 @@ where
                     p.window,
                     p.pane,
                 )),
-                GroupOutput::Dropped(d) => {
-                    dropped.push(WindowedValue::new((d.key, d.value), d.timestamp, d.window, PaneInfo::NO_FIRING))
-                }
+                GroupOutput::Dropped(d) => match self.weigh {
+                    Some(weigh) => {
+                        let counter = match d.reason {
+                            DropReason::ExpiredWindow => &cx.counters.dropped_expired,
+                            DropReason::ClosedWindow => &cx.counters.dropped_closed,
+                        };
+                        NodeCounters::add(counter, weigh(&d.value));
+                    }
+                    None => {
+                        dropped.push(WindowedValue::new((d.key, d.value), d.timestamp, d.window, PaneInfo::NO_FIRING))
+                    }
+                },
             }
         }
         NodeCounters::add(&cx.counters.elements_out, panes.len() as u64);
@@ -102,6 +115,9 @@ where
     }
 
     fn sync_counters(&mut self, cx: &OpContext<'_>, before: weir_model::GroupCounters) {
+        if self.weigh.is_some() {
+            return; // counted by weight in `flush`
+        }
         let after = self.gbw.counters();
         NodeCounters::add(&cx.counters.dropped_expired, after.dropped_expired - before.dropped_expired);
         NodeCounters::add(&cx.counters.dropped_closed, after.dropped_closed - before.dropped_closed);
@@ -158,6 +174,7 @@ fn group_node<K, V, A, O>(
     name: &str,
     agg: A,
     wrap: fn(A::Out, bool) -> O,
+    weigh: Option<fn(&V) -> u64>,
 ) -> (PCollection<(K, O)>, Keyed<K, V>)
 where
     K: Key,
@@ -175,9 +192,12 @@ where
         vec![input.as_input(partition_by_key::<K, V>())],
         2,
         NodeKind::Operator(Arc::new(move |_w: &WorkerInfo| {
-            let gbw =
-                GroupAlsoByWindow::<K, V, A>::new((*s2).clone(), agg.clone()).expect("strategy validated when built");
-            Box::new(GroupOp { gbw, by_key: HashMap::new(), scratch: Vec::new(), wrap }) as Box<dyn Operator>
+            let mut s = (*s2).clone();
+            if weigh.is_some() {
+                s.late_data_output = true;
+            }
+            let gbw = GroupAlsoByWindow::<K, V, A>::new(s, agg.clone()).expect("strategy validated when built");
+            Box::new(GroupOp { gbw, by_key: HashMap::new(), scratch: Vec::new(), wrap, weigh }) as Box<dyn Operator>
         })),
     );
     if let Err(e) = strategy.validate() {
@@ -185,6 +205,66 @@ where
     }
     let out_strategy = Arc::new(strategy.continuation());
     (p.collection(idx, 0, out_strategy), p.collection(idx, 1, strategy))
+}
+
+/// Whether a keyed combine may fold inputs into partial accumulators
+/// before the shuffle without changing any pane: windows must not merge
+/// (partials are per window), no trigger may count elements (a partial
+/// arrives as one), and the pane timestamp must not be the latest input's
+/// (a partial carries its earliest input's timestamp). Inputs are folded
+/// only within one batch, which the grouping would take as one bundle, so
+/// lateness and holds are unchanged.
+fn liftable(s: &WindowingStrategy) -> bool {
+    fn counts_elements(t: &Trigger) -> bool {
+        match t {
+            Trigger::AfterCount(_) => true,
+            Trigger::AfterWatermark { early, late } => {
+                early.as_deref().is_some_and(counts_elements) || late.as_deref().is_some_and(counts_elements)
+            }
+            Trigger::Repeatedly(t) => counts_elements(t),
+            Trigger::AfterAny(ts) | Trigger::AfterAll(ts) | Trigger::AfterEach(ts) => ts.iter().any(counts_elements),
+            Trigger::OrFinally(a, b) => counts_elements(a) || counts_elements(b),
+            _ => false,
+        }
+    }
+    !s.window_fn.is_merging()
+        && !counts_elements(&s.trigger)
+        && matches!(s.timestamp_combiner, TimestampCombiner::EndOfWindow | TimestampCombiner::Earliest)
+}
+
+/// Per (key, window): the partial accumulator and its earliest input's timestamp.
+type Partials<K, A> = HashMap<(K, Window), (Partial<A>, Timestamp)>;
+
+/// Folds each batch into one partial accumulator per (key, window),
+/// stamped with its earliest input's timestamp.
+struct PartialCombineOp<K, V, C: CombineFn<V>> {
+    c: C,
+    partials: Partials<K, C::Acc>,
+    _v: std::marker::PhantomData<fn(V)>,
+}
+
+impl<K: Key, V: Data, C: CombineFn<V>> Operator for PartialCombineOp<K, V, C> {
+    fn process(&mut self, _port: usize, batch: Batch, cx: &mut OpContext<'_>) {
+        let input = batch.into_vec::<(K, V)>();
+        NodeCounters::add(&cx.counters.elements_in, input.len() as u64);
+        for v in input {
+            let (k, value) = v.value;
+            let (partial, ts) = self
+                .partials
+                .entry((k, v.window))
+                .or_insert_with(|| (Partial { acc: self.c.create_accumulator(), inputs: 0 }, v.timestamp));
+            self.c.add_input(&mut partial.acc, value);
+            partial.inputs += 1;
+            *ts = (*ts).min(v.timestamp);
+        }
+        let out: Vec<WindowedValue<(K, Partial<C::Acc>)>> = self
+            .partials
+            .drain()
+            .map(|((k, w), (partial, ts))| WindowedValue::new((k, partial), ts, w, PaneInfo::NO_FIRING))
+            .collect();
+        NodeCounters::add(&cx.counters.elements_out, out.len() as u64);
+        cx.out.emit(0, out);
+    }
 }
 
 fn no_retractions<T: Data>(name: &str, input: &PCollection<T>, f: impl FnOnce() -> String) {
@@ -242,25 +322,46 @@ fn signed<T>(v: T, retraction: bool) -> Retractable<T> {
 impl<K: Key, V: Data> GroupExt<K, V> for PCollection<(K, V)> {
     fn group_by_key(&self) -> PCollection<(K, Vec<V>)> {
         no_retractions("GroupByKey", self, || "group_by_key_retracting".into());
-        group_node(self, "GroupByKey", Buffer, plain::<Vec<V>>).0
+        group_node(self, "GroupByKey", Buffer, plain::<Vec<V>>, None).0
     }
 
     fn group_by_key_with_late(&self) -> (Grouped<K, V>, Keyed<K, V>) {
         no_retractions("GroupByKey", self, || "group_by_key_retracting".into());
-        group_node(self, "GroupByKey", Buffer, plain::<Vec<V>>)
+        group_node(self, "GroupByKey", Buffer, plain::<Vec<V>>, None)
     }
 
     fn group_by_key_retracting(&self) -> PCollection<(K, Retractable<Vec<V>>)> {
-        group_node(self, "GroupByKey", Buffer, signed::<Vec<V>>).0
+        group_node(self, "GroupByKey", Buffer, signed::<Vec<V>>, None).0
     }
 
     fn combine_per_key<C: CombineFn<V>>(&self, c: C) -> PCollection<(K, C::Out)> {
         no_retractions("CombinePerKey", self, || "combine_per_key_retracting".into());
-        group_node(self, "CombinePerKey", CombineAggregator::new(c), plain::<C::Out>).0
+        if !liftable(self.windowing()) {
+            return group_node(self, "CombinePerKey", CombineAggregator::new(c), plain::<C::Out>, None).0;
+        }
+        // Combiner lifting: fold each batch into one partial per (key,
+        // window) on the producing worker, then merge partials per key.
+        let p = self.pipeline().clone();
+        let c2 = c.clone();
+        let idx = p.add_node(
+            "CombinePerKey/Partial",
+            vec![self.as_input(Routing::Forward)],
+            1,
+            NodeKind::Operator(Arc::new(move |_w: &WorkerInfo| {
+                Box::new(PartialCombineOp::<K, V, C> {
+                    c: c2.clone(),
+                    partials: HashMap::new(),
+                    _v: std::marker::PhantomData,
+                }) as Box<dyn Operator>
+            })),
+        );
+        let partials: PCollection<(K, Partial<C::Acc>)> = p.collection(idx, 0, self.windowing().clone());
+        let weigh: fn(&Partial<C::Acc>) -> u64 = |p| p.inputs;
+        group_node(&partials, "CombinePerKey", PartialAggregator::new(c), plain::<C::Out>, Some(weigh)).0
     }
 
     fn combine_per_key_retracting<C: CombineFn<V>>(&self, c: C) -> PCollection<(K, Retractable<C::Out>)> {
-        group_node(self, "CombinePerKey", CombineAggregator::new(c), signed::<C::Out>).0
+        group_node(self, "CombinePerKey", CombineAggregator::new(c), signed::<C::Out>, None).0
     }
 
     fn count_per_key(&self) -> PCollection<(K, u64)> {

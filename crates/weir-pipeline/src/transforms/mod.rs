@@ -7,7 +7,10 @@ pub mod other;
 pub mod side;
 pub mod stateful;
 
-pub use combine::{ApproxDistinct, CombineAggregator, CombineFn, Count, HyperLogLog, Max, Mean, Min, Sum, TopN};
+pub use combine::{
+    ApproxDistinct, CombineAggregator, CombineFn, Count, HyperLogLog, Max, Mean, Min, Partial, PartialAggregator, Sum,
+    TopN,
+};
 pub use elementwise::{
     apply_fn, DoFn, ElementwiseExt, ErasedTag, KvElementwiseExt, OutputTag, ParDoOutputs, ProcessContext,
 };

@@ -6,7 +6,9 @@
 //! read from a clock — and emits panes ([`GroupOutput::Pane`]) and, when the
 //! strategy asks for it, dropped elements ([`GroupOutput::Dropped`]).
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
+
+use foldhash::HashMap;
 use std::hash::Hash;
 
 use smallvec::SmallVec;
@@ -265,7 +267,7 @@ where
                 counters: GroupCounters::default(),
                 scratch_pt: Vec::new(),
             },
-            keys: HashMap::new(),
+            keys: HashMap::default(),
             scratch_windows: Vec::new(),
             scratch_elements: Vec::new(),
         })

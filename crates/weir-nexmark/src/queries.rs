@@ -159,23 +159,26 @@ pub enum AuctionOrBid {
 #[derive(Clone)]
 pub struct WinningBidFn;
 const WB_AUCTION: ValueState<Auction> = ValueState::new("auction");
+/// The auction's open interval `[dateTime, expires]`, read for every bid.
+const WB_OPEN: ValueState<(i64, i64)> = ValueState::new("open");
 const WB_BEST: ValueState<Bid> = ValueState::new("best_bid");
+/// The best bid's rank: (price, -dateTime, -bidder), compared for every bid.
+const WB_BEST_RANK: ValueState<(u64, i64, i64)> = ValueState::new("best_rank");
 const WB_EARLY: BagState<Bid> = BagState::new("early_bids");
+const WB_EARLY_LATEST: ValueState<i64> = ValueState::new("early_latest");
 const WB_CLOSE_NAME: &str = "close";
 const WB_CLOSE: TimerSpec = TimerSpec::event_time(WB_CLOSE_NAME);
 const WB_FORGET: TimerSpec = TimerSpec::event_time("forget_early_bids");
 
-fn better(b: &Bid, than: &Bid) -> bool {
-    (b.price, std::cmp::Reverse(b.date_time), std::cmp::Reverse(b.bidder))
-        > (than.price, std::cmp::Reverse(than.date_time), std::cmp::Reverse(than.bidder))
+/// Higher price first, then earlier, then lower bidder id.
+fn bid_rank(b: &Bid) -> (u64, i64, i64) {
+    (b.price, -b.date_time, -(b.bidder as i64))
 }
 
 impl WinningBidFn {
-    fn offer(cx: &mut StateContext<'_, u64, (Auction, Bid)>, a: &Auction, b: Bid) {
-        if b.date_time >= a.date_time
-            && b.date_time <= a.expires
-            && WB_BEST.read(cx).is_none_or(|best| better(&b, &best))
-        {
+    fn offer(cx: &mut StateContext<'_, u64, (Auction, Bid)>, (opens, expires): (i64, i64), b: Bid) {
+        if b.date_time >= opens && b.date_time <= expires && WB_BEST_RANK.read(cx).is_none_or(|best| bid_rank(&b) > best) {
+            WB_BEST_RANK.write(cx, bid_rank(&b));
             WB_BEST.write(cx, b);
         }
     }
@@ -188,21 +191,24 @@ impl StatefulDoFn for WinningBidFn {
     fn process(&mut self, cx: &mut StateContext<'_, u64, (Auction, Bid)>, v: AuctionOrBid) {
         match v {
             AuctionOrBid::Auction(a) => {
+                let open = (a.date_time, a.expires);
                 for b in WB_EARLY.read(cx) {
-                    Self::offer(cx, &a, b);
+                    Self::offer(cx, open, b);
                 }
                 WB_EARLY.clear(cx);
+                WB_EARLY_LATEST.clear(cx);
                 WB_FORGET.clear(cx);
                 WB_CLOSE.set(cx, Timestamp::from_millis(a.expires));
+                WB_OPEN.write(cx, open);
                 WB_AUCTION.write(cx, a);
             }
-            AuctionOrBid::Bid(b) => match WB_AUCTION.read(cx) {
-                Some(a) => Self::offer(cx, &a, b),
+            AuctionOrBid::Bid(b) => match WB_OPEN.read(cx) {
+                Some(open) => Self::offer(cx, open, b),
                 None => {
-                    let t = Timestamp::from_millis(b.date_time);
-                    let latest = WB_EARLY.read(cx).iter().map(|e| e.date_time).max().unwrap_or(b.date_time);
+                    let latest = WB_EARLY_LATEST.read(cx).map_or(b.date_time, |l| l.max(b.date_time));
+                    WB_EARLY_LATEST.write(cx, latest);
                     WB_EARLY.add(cx, b);
-                    WB_FORGET.set(cx, t.max(Timestamp::from_millis(latest)));
+                    WB_FORGET.set(cx, Timestamp::from_millis(latest));
                 }
             },
         }
@@ -214,11 +220,14 @@ impl StatefulDoFn for WinningBidFn {
                 cx.output((a, b));
             }
             WB_AUCTION.clear(cx);
+            WB_OPEN.clear(cx);
             WB_BEST.clear(cx);
+            WB_BEST_RANK.clear(cx);
         }
         // Early bids whose auction has not come by now never will (or came
         // and closed before them): either way they cannot win.
         WB_EARLY.clear(cx);
+        WB_EARLY_LATEST.clear(cx);
     }
 }
 
@@ -713,6 +722,8 @@ pub fn q19(events: &PCollection<Event>) -> PCollection<(FullBidRow, u64)> {
 #[derive(Clone)]
 pub struct Q20Join;
 const Q20_AUCTION: ValueState<Auction> = ValueState::new("auction");
+/// Whether the auction is known and of category 10, read for every bid.
+const Q20_MATCHES: ValueState<bool> = ValueState::new("matches");
 const Q20_WAITING: BagState<Bid> = BagState::new("waiting_bids");
 
 /// Row of q20: the bid's fields, then the auction's item name, description,
@@ -743,23 +754,23 @@ impl StatefulDoFn for Q20Join {
     fn process(&mut self, cx: &mut StateContext<'_, u64, Q20Row>, v: AuctionOrBid) {
         match v {
             AuctionOrBid::Auction(a) => {
-                if a.category == 10 {
+                let matches = a.category == 10;
+                if matches {
                     for b in Q20_WAITING.read(cx) {
                         cx.output(q20_row(b, &a));
                     }
                     Q20_AUCTION.write(cx, a);
-                } else {
-                    // Remember only that it is not of category 10.
-                    Q20_AUCTION.write(
-                        cx,
-                        Auction { item_name: Str::from(""), description: Str::from(""), extra: Str::from(""), ..a },
-                    );
                 }
+                Q20_MATCHES.write(cx, matches);
                 Q20_WAITING.clear(cx);
             }
-            AuctionOrBid::Bid(b) => match Q20_AUCTION.read(cx) {
-                Some(a) if a.category == 10 => cx.output(q20_row(b, &a)),
-                Some(_) => {}
+            AuctionOrBid::Bid(b) => match Q20_MATCHES.read(cx) {
+                Some(true) => {
+                    if let Some(a) = Q20_AUCTION.read(cx) {
+                        cx.output(q20_row(b, &a));
+                    }
+                }
+                Some(false) => {}
                 None => Q20_WAITING.add(cx, b),
             },
         }

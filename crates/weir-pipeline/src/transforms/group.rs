@@ -2,7 +2,7 @@
 //! `combine_globally`, `count_per_key` and `co_group_by_key`, all running the
 //! model's grouping state machine (`weir_model::GroupAlsoByWindow`).
 
-use std::collections::HashMap;
+use foldhash::HashMap;
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
@@ -197,7 +197,7 @@ where
                 s.late_data_output = true;
             }
             let gbw = GroupAlsoByWindow::<K, V, A>::new(s, agg.clone()).expect("strategy validated when built");
-            Box::new(GroupOp { gbw, by_key: HashMap::new(), scratch: Vec::new(), wrap, weigh }) as Box<dyn Operator>
+            Box::new(GroupOp { gbw, by_key: HashMap::default(), scratch: Vec::new(), wrap, weigh }) as Box<dyn Operator>
         })),
     );
     if let Err(e) = strategy.validate() {
@@ -350,7 +350,7 @@ impl<K: Key, V: Data> GroupExt<K, V> for PCollection<(K, V)> {
             NodeKind::Operator(Arc::new(move |_w: &WorkerInfo| {
                 Box::new(PartialCombineOp::<K, V, C> {
                     c: c2.clone(),
-                    partials: HashMap::new(),
+                    partials: HashMap::default(),
                     _v: std::marker::PhantomData,
                 }) as Box<dyn Operator>
             })),

@@ -729,7 +729,7 @@ struct StatefulOp<D: StatefulDoFn> {
     dofn: D,
     strategy: Arc<WindowingStrategy>,
     sorted_input: bool,
-    cells: HashMap<(D::Key, Window), Cells>,
+    cells: foldhash::HashMap<(D::Key, Window), Cells>,
     /// Cells over all (key, window)s, for the live counters.
     live_cells: u64,
     /// Pending timers, ordered by identity so a window's timers are a range.
@@ -780,7 +780,7 @@ impl<D: StatefulDoFn> StatefulOp<D> {
             sorted_input: dofn.requires_time_sorted_input(),
             dofn,
             strategy,
-            cells: HashMap::new(),
+            cells: foldhash::HashMap::default(),
             live_cells: 0,
             timers: BTreeMap::new(),
             event_queue: BTreeSet::new(),

@@ -177,7 +177,10 @@ fn bid_rank(b: &Bid) -> (u64, i64, i64) {
 
 impl WinningBidFn {
     fn offer(cx: &mut StateContext<'_, u64, (Auction, Bid)>, (opens, expires): (i64, i64), b: Bid) {
-        if b.date_time >= opens && b.date_time <= expires && WB_BEST_RANK.read(cx).is_none_or(|best| bid_rank(&b) > best) {
+        if b.date_time >= opens
+            && b.date_time <= expires
+            && WB_BEST_RANK.read(cx).is_none_or(|best| bid_rank(&b) > best)
+        {
             WB_BEST_RANK.write(cx, bid_rank(&b));
             WB_BEST.write(cx, b);
         }

@@ -85,20 +85,22 @@ pub fn main(a: BenchArgs) -> Result<()> {
     )?;
     writeln!(
         report,
-        "| query | workers | median events/s | min events/s | peak RSS (MiB) | ratio to parse (median) | rows |"
+        "| query | workers | median events/s | min events/s | peak RSS running (MiB) | peak RSS with sorted result (MiB) | ratio to parse (median) | rows |"
     )?;
-    writeln!(report, "|---|---:|---:|---:|---:|---:|---:|")?;
+    writeln!(report, "|---|---:|---:|---:|---:|---:|---:|---:|")?;
     for &w in &a.workers {
         let mut parse_median = 0.0;
         for &q in &queries {
             let mut rates = Vec::new();
             let mut rss = 0;
+            let mut run_rss = 0;
             let mut rows = 0;
             for rep in 0..a.reps {
                 let s: Summary = run_child(q, &input_args, w, 1, &a.out.join(format!("w{w}")))?;
                 eprintln!("bench: {} (rep {}/{})", s.line(), rep + 1, a.reps);
                 rates.push(s.events_per_second());
                 rss = rss.max(s.peak_rss_bytes);
+                run_rss = run_rss.max(s.run_peak_rss_bytes);
                 rows = s.rows;
             }
             let min = rates.iter().copied().fold(f64::INFINITY, f64::min);
@@ -109,9 +111,10 @@ pub fn main(a: BenchArgs) -> Result<()> {
             let ratio = if parse_median > 0.0 { med / parse_median } else { 0.0 };
             writeln!(
                 report,
-                "| {q} | {w} | {} | {} | {} | {:.2} | {rows} |",
+                "| {q} | {w} | {} | {} | {} | {} | {:.2} | {rows} |",
                 thousands(med),
                 thousands(min),
+                run_rss >> 20,
                 rss >> 20,
                 ratio
             )?;

@@ -47,6 +47,11 @@ pub struct NexmarkArgs {
     /// sources pause: bounds memory (default: the Timely runner's).
     #[arg(long)]
     pub max_in_flight: Option<u64>,
+    /// Watermark alignment: a source instance pauses while its watermark is
+    /// more than this many milliseconds of event time ahead of the slowest
+    /// one on its process (0: no alignment).
+    #[arg(long, default_value_t = 10_000)]
+    pub max_drift_ms: i64,
     /// Run on the single-threaded reference runner instead of Timely.
     #[arg(long)]
     pub reference_runner: bool,
@@ -73,6 +78,10 @@ pub struct Summary {
     pub dropped_late: u64,
     pub seconds: f64,
     pub finalize_seconds: f64,
+    /// The most memory the process held while the pipeline ran (rows spill
+    /// to disk, so this is the engine's memory).
+    pub run_peak_rss_bytes: u64,
+    /// The most memory the process held, including sorting the result.
     pub peak_rss_bytes: u64,
     pub workers: usize,
     pub processes: usize,
@@ -100,6 +109,7 @@ impl Summary {
             "seconds": self.seconds,
             "events_per_second": self.events_per_second().round(),
             "finalize_seconds": self.finalize_seconds,
+            "run_peak_rss_bytes": self.run_peak_rss_bytes,
             "peak_rss_bytes": self.peak_rss_bytes,
             "workers": self.workers,
             "processes": self.processes,
@@ -121,6 +131,7 @@ impl Summary {
             dropped_late: u("dropped_late")?,
             seconds: f("seconds")?,
             finalize_seconds: f("finalize_seconds")?,
+            run_peak_rss_bytes: u("run_peak_rss_bytes")?,
             peak_rss_bytes: u("peak_rss_bytes")?,
             workers: u("workers")? as usize,
             processes: u("processes")? as usize,
@@ -131,13 +142,14 @@ impl Summary {
 
     pub fn line(&self) -> String {
         format!(
-            "{}: {} rows, sha256 {}, {} events in {:.2} s = {:.0} events/s, peak memory {} MiB ({} workers x {} processes, {}{}{})",
+            "{}: {} rows, sha256 {}, {} events in {:.2} s = {:.0} events/s, peak memory {} MiB running, {} MiB with the sorted result ({} workers x {} processes, {}{}{})",
             self.query,
             self.rows,
             self.sha256,
             self.events,
             self.seconds,
             self.events_per_second(),
+            self.run_peak_rss_bytes >> 20,
             self.peak_rss_bytes >> 20,
             self.workers,
             self.processes,
@@ -243,12 +255,25 @@ fn write_lines(path: &Path, lines: &[&[u8]]) -> Result<String> {
     Ok(format!("{:x}", hasher.finalize()))
 }
 
+fn flow_control(mut r: TimelyRunner, a: &NexmarkArgs) -> TimelyRunner {
+    if let Some(n) = a.max_in_flight {
+        r = r.with_max_in_flight(n);
+    }
+    if a.max_drift_ms > 0 {
+        r = r.with_max_watermark_drift(weir::model::Duration::from_millis(a.max_drift_ms));
+    }
+    r
+}
+
 fn validate(a: &NexmarkArgs) -> Result<()> {
     if a.input.is_none() && a.events.is_none() {
         bail!("say where the events come from: --input FILE_OR_FOLDER, or --events N for the built-in generator");
     }
     if a.workers == Some(0) {
         bail!("--workers must be at least 1");
+    }
+    if a.max_drift_ms < 0 {
+        bail!("--max-drift-ms must be 0 (no alignment) or more");
     }
     if a.processes == 0 {
         bail!("--processes must be at least 1");
@@ -292,16 +317,21 @@ pub fn run(a: &NexmarkArgs) -> Result<Summary> {
                 bail!("{} lists {} processes, but --processes is {}", hosts.display(), addresses.len(), a.processes);
             }
         }
-        Box::new(a.max_in_flight.map_or(r.clone(), |n| r.with_max_in_flight(n)))
+        Box::new(flow_control(r, a))
     } else {
-        let r = TimelyRunner::threads(workers);
-        Box::new(a.max_in_flight.map_or(r.clone(), |n| r.with_max_in_flight(n)))
+        Box::new(flow_control(TimelyRunner::threads(workers), a))
     };
     std::fs::create_dir_all(&a.out).with_context(|| format!("creating {}", a.out.display()))?;
 
     let p = Pipeline::new();
     let (events, dead) = read_events(&p, &input)?;
-    let rows = a.query.build(&events);
+    // Rows spill to disk as they come, so the run's memory is the engine's.
+    let parts = a.out.join(format!(".{}.rows-{}", a.query, a.process_index));
+    if parts.exists() {
+        std::fs::remove_dir_all(&parts).with_context(|| format!("removing {}", parts.display()))?;
+    }
+    let rows = weir_nexmark::CsvOutput::spilling_to(&parts);
+    a.query.build_into(&events, &rows);
     let dead_rows = weir::pipeline::ElementwiseExt::map(&dead, |d: weir::io::DeadLetter| {
         format!("{}: {}: {}", d.file, d.reason, d.line)
     })
@@ -313,6 +343,7 @@ pub fn run(a: &NexmarkArgs) -> Result<Summary> {
     let seconds = started.elapsed().as_secs_f64();
     progress.finish();
     let result = result?;
+    let run_peak_rss_bytes = peak_rss_bytes();
     let finalize = Instant::now();
     if a.metrics {
         for (name, c) in result.metrics.all() {
@@ -326,7 +357,7 @@ pub fn run(a: &NexmarkArgs) -> Result<Summary> {
     let dead_letters = source.dead_letters;
     if dead_letters > 0 {
         let path = a.out.join(format!("{}.dead-letters.txt", a.query));
-        write_lines(&path, &weir_nexmark::sorted_lines(&dead_rows.take_buffers()))?;
+        write_lines(&path, &weir_nexmark::sorted_lines(&dead_rows.take_buffers()?))?;
         eprintln!("weir: {dead_letters} input lines were not NEXMark events; they are listed in {}", path.display());
     }
     let runner_name = if a.reference_runner { "reference" } else { "timely" }.to_string();
@@ -339,13 +370,14 @@ pub fn run(a: &NexmarkArgs) -> Result<Summary> {
         dropped_late: result.metrics.all().iter().map(|(_, c)| c.dropped_expired + c.dropped_closed).sum(),
         seconds,
         finalize_seconds: 0.0,
+        run_peak_rss_bytes,
         peak_rss_bytes: 0,
         workers,
         processes: a.processes,
         runner: runner_name,
         input: input_name,
     };
-    let mut buffers = rows.take_buffers();
+    let mut buffers = rows.take_buffers().with_context(|| format!("reading the rows back from {}", parts.display()))?;
     if a.processes > 1 {
         // Each process leaves its rows and figures; process 0 gathers them.
         let part = |i: usize, ext: &str| a.out.join(format!("{}.part-{i}-of-{}.{ext}", a.query, a.processes));
@@ -377,6 +409,7 @@ pub fn run(a: &NexmarkArgs) -> Result<Summary> {
             summary.dropped_late += other.dropped_late;
             summary.seconds = summary.seconds.max(other.seconds);
             summary.peak_rss_bytes = summary.peak_rss_bytes.max(other.peak_rss_bytes);
+            summary.run_peak_rss_bytes = summary.run_peak_rss_bytes.max(other.run_peak_rss_bytes);
             std::fs::remove_file(&csv)?;
             std::fs::remove_file(&json)?;
         }

@@ -2,7 +2,9 @@
 //! line, fields joined by `,` without quoting, integers in decimal,
 //! timestamps as epoch milliseconds; and a sink that gathers a query's rows.
 
+use std::fs::File;
 use std::io::Write;
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use weir_pipeline::{Batch, Data, NodeCounters, NodeKind, OpContext, Operator, PCollection, Routing, WorkerInfo};
@@ -105,34 +107,79 @@ tuple_field!(A, B, C, D, E, F, G, H, I, J);
 tuple_field!(A, B, C, D, E, F, G, H, I, J, K);
 tuple_field!(A, B, C, D, E, F, G, H, I, J, K, L);
 
-/// The rows a query produced on this process: one buffer of CSV lines per
-/// worker, filled while the pipeline runs.
+/// The rows a query produced on this process: CSV lines gathered per
+/// worker while the pipeline runs, in memory or (to keep a long run's
+/// memory independent of its output) spilled to one file per worker.
 #[derive(Clone, Debug, Default)]
 pub struct CsvOutput {
     buffers: Arc<Mutex<Vec<Vec<u8>>>>,
+    spill: Option<PathBuf>,
 }
 
 impl CsvOutput {
+    /// Rows kept in memory.
+    pub fn in_memory() -> Self {
+        CsvOutput::default()
+    }
+
+    /// Rows written to `dir/part-<worker>.csv` as they come (the folder is
+    /// created; `take_buffers` reads the files back and removes them).
+    pub fn spilling_to(dir: impl Into<PathBuf>) -> Self {
+        CsvOutput { buffers: Arc::default(), spill: Some(dir.into()) }
+    }
+
     /// Every row of this process, as CSV lines (unsorted).
-    pub fn take_buffers(&self) -> Vec<Vec<u8>> {
-        std::mem::take(&mut *self.buffers.lock().unwrap_or_else(|p| p.into_inner()))
+    pub fn take_buffers(&self) -> std::io::Result<Vec<Vec<u8>>> {
+        let mut out = std::mem::take(&mut *self.buffers.lock().unwrap_or_else(|p| p.into_inner()));
+        if let Some(dir) = &self.spill {
+            if dir.exists() {
+                for entry in std::fs::read_dir(dir)? {
+                    let path = entry?.path();
+                    out.push(std::fs::read(&path)?);
+                    std::fs::remove_file(&path)?;
+                }
+                std::fs::remove_dir(dir)?;
+            }
+        }
+        Ok(out)
     }
 }
 
 struct CsvSinkOp<R> {
     buf: Vec<u8>,
     into: Arc<Mutex<Vec<Vec<u8>>>>,
+    /// The worker's spill file: its path, and the writer once opened.
+    spill: Option<(PathBuf, Option<File>)>,
     _r: std::marker::PhantomData<fn(R)>,
 }
 
-/// Keeps a worker's rows in one buffer until it is handed over.
-const HAND_OVER: usize = 64 << 20;
+/// Rows a worker keeps before handing them over (to memory or its file).
+const HAND_OVER: usize = 1 << 20;
 
 impl<R> CsvSinkOp<R> {
-    fn hand_over(&mut self) {
-        if !self.buf.is_empty() {
-            let buf = std::mem::take(&mut self.buf);
-            self.into.lock().unwrap_or_else(|p| p.into_inner()).push(buf);
+    fn hand_over(&mut self, cx: &OpContext<'_>) {
+        if self.buf.is_empty() {
+            return;
+        }
+        match &mut self.spill {
+            None => {
+                let buf = std::mem::take(&mut self.buf);
+                self.into.lock().unwrap_or_else(|p| p.into_inner()).push(buf);
+            }
+            Some((path, file)) => {
+                if file.is_none() {
+                    let opened =
+                        path.parent().map_or(Ok(()), std::fs::create_dir_all).and_then(|_| File::create(&*path));
+                    match opened {
+                        Ok(f) => *file = Some(f),
+                        Err(e) => return cx.fail_with(format!("{}: {e}", path.display())),
+                    }
+                }
+                if let Err(e) = file.as_mut().expect("opened above").write_all(&self.buf) {
+                    return cx.fail_with(format!("{}: {e}", path.display()));
+                }
+                self.buf.clear();
+            }
         }
     }
 }
@@ -145,35 +192,41 @@ impl<R: Data + CsvRow> Operator for CsvSinkOp<R> {
             r.value.write_row(&mut self.buf);
         }
         if self.buf.len() >= HAND_OVER {
-            self.hand_over();
+            self.hand_over(cx);
         }
     }
 
-    fn finish(&mut self, _cx: &mut OpContext<'_>) {
-        self.hand_over();
+    fn finish(&mut self, cx: &mut OpContext<'_>) {
+        self.hand_over(cx);
     }
 }
 
 /// `write_csv`: gather a collection's rows as canonical CSV lines.
 pub trait CsvSinkExt<R: Data + CsvRow> {
-    /// Append every element's row to the returned output (read it after the run).
-    fn write_csv(&self) -> CsvOutput;
+    /// Append every element's row to a new in-memory output (read it after the run).
+    fn write_csv(&self) -> CsvOutput {
+        let out = CsvOutput::in_memory();
+        self.write_csv_into(&out);
+        out
+    }
+    /// Append every element's row to `out`.
+    fn write_csv_into(&self, out: &CsvOutput);
 }
 
 impl<R: Data + CsvRow> CsvSinkExt<R> for PCollection<R> {
-    fn write_csv(&self) -> CsvOutput {
-        let out = CsvOutput::default();
+    fn write_csv_into(&self, out: &CsvOutput) {
         let into = out.buffers.clone();
+        let dir = out.spill.clone();
         self.pipeline().add_node(
             "WriteCsv",
             vec![self.as_input(Routing::Forward)],
             0,
-            NodeKind::Operator(Arc::new(move |_: &WorkerInfo| {
-                Box::new(CsvSinkOp::<R> { buf: Vec::new(), into: into.clone(), _r: std::marker::PhantomData })
+            NodeKind::Operator(Arc::new(move |w: &WorkerInfo| {
+                let spill = dir.as_ref().map(|d| (d.join(format!("part-{:05}.csv", w.index)), None));
+                Box::new(CsvSinkOp::<R> { buf: Vec::new(), into: into.clone(), spill, _r: std::marker::PhantomData })
                     as Box<dyn Operator>
             })),
         );
-        out
     }
 }
 

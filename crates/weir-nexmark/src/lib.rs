@@ -14,7 +14,7 @@
 //! let (events, _dead) = read_events(&p, &Input::Generated(GeneratorConfig::new(20_000))).unwrap();
 //! let rows = Query::Q5.build(&events);
 //! p.run_with(&weir_runner_reference::ReferenceRunner::default()).unwrap();
-//! let buffers = rows.take_buffers();
+//! let buffers = rows.take_buffers().unwrap();
 //! assert!(!weir_nexmark::sorted_lines(&buffers).is_empty());
 //! ```
 

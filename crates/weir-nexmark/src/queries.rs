@@ -952,35 +952,42 @@ impl Query {
         self != Query::Q12
     }
 
-    /// Add the query to the pipeline over `events`; its rows go to the
-    /// returned output (`parse` writes none).
+    /// Add the query to the pipeline over `events`; its rows go to a new
+    /// in-memory output (`parse` writes none).
     pub fn build(self, events: &PCollection<Event>) -> CsvOutput {
+        let out = CsvOutput::in_memory();
+        self.build_into(events, &out);
+        out
+    }
+
+    /// Add the query to the pipeline over `events`, its rows going to `out`.
+    pub fn build_into(self, events: &PCollection<Event>, out: &CsvOutput) {
         match self {
             Query::Parse => {
                 // Count the events so the source's output is consumed.
-                events.filter(|_| false).map(|_| (0u64, 0u64)).write_csv()
+                events.filter(|_| false).map(|_| (0u64, 0u64)).write_csv_into(out)
             }
-            Query::Q0 => q0(events).write_csv(),
-            Query::Q1 => q1(events).write_csv(),
-            Query::Q2 => q2(events).write_csv(),
-            Query::Q3 => q3(events).write_csv(),
-            Query::Q4 => q4(events).write_csv(),
-            Query::Q5 => q5(events).write_csv(),
-            Query::Q7 => q7(events).write_csv(),
-            Query::Q8 => q8(events).write_csv(),
-            Query::Q9 => q9(events).write_csv(),
-            Query::Q11 => q11(events).write_csv(),
-            Query::Q12 => q12(events).write_csv(),
-            Query::Q13 => q13(events).write_csv(),
-            Query::Q14 => q14(events).write_csv(),
-            Query::Q15 => q15(events).write_csv(),
-            Query::Q16 => q16(events).write_csv(),
-            Query::Q17 => q17(events).write_csv(),
-            Query::Q18 => q18(events).write_csv(),
-            Query::Q19 => q19(events).write_csv(),
-            Query::Q20 => q20(events).write_csv(),
-            Query::Q21 => q21(events).write_csv(),
-            Query::Q22 => q22(events).write_csv(),
+            Query::Q0 => q0(events).write_csv_into(out),
+            Query::Q1 => q1(events).write_csv_into(out),
+            Query::Q2 => q2(events).write_csv_into(out),
+            Query::Q3 => q3(events).write_csv_into(out),
+            Query::Q4 => q4(events).write_csv_into(out),
+            Query::Q5 => q5(events).write_csv_into(out),
+            Query::Q7 => q7(events).write_csv_into(out),
+            Query::Q8 => q8(events).write_csv_into(out),
+            Query::Q9 => q9(events).write_csv_into(out),
+            Query::Q11 => q11(events).write_csv_into(out),
+            Query::Q12 => q12(events).write_csv_into(out),
+            Query::Q13 => q13(events).write_csv_into(out),
+            Query::Q14 => q14(events).write_csv_into(out),
+            Query::Q15 => q15(events).write_csv_into(out),
+            Query::Q16 => q16(events).write_csv_into(out),
+            Query::Q17 => q17(events).write_csv_into(out),
+            Query::Q18 => q18(events).write_csv_into(out),
+            Query::Q19 => q19(events).write_csv_into(out),
+            Query::Q20 => q20(events).write_csv_into(out),
+            Query::Q21 => q21(events).write_csv_into(out),
+            Query::Q22 => q22(events).write_csv_into(out),
         }
     }
 }

@@ -71,6 +71,11 @@ pub struct TimelyRunner {
     /// Records in flight between operators, per process, above which sources
     /// pause (bounded memory: timely has no flow control of its own).
     pub max_in_flight: u64,
+    /// Watermark alignment: an instance of a source pauses while its
+    /// watermark is more than this ahead of the slowest instance of the
+    /// same source on this process, so one fast split cannot fill the
+    /// windows of every operator downstream (`None`: no alignment).
+    pub max_watermark_drift: Option<weir_model::Duration>,
 }
 
 impl Default for TimelyRunner {
@@ -83,7 +88,11 @@ impl Default for TimelyRunner {
 impl TimelyRunner {
     /// Embedded, `n` worker threads.
     pub fn threads(n: usize) -> Self {
-        TimelyRunner { deployment: Deployment::Threads(n.max(1)), max_in_flight: DEFAULT_MAX_IN_FLIGHT }
+        TimelyRunner {
+            deployment: Deployment::Threads(n.max(1)),
+            max_in_flight: DEFAULT_MAX_IN_FLIGHT,
+            max_watermark_drift: None,
+        }
     }
 
     /// One process of a cluster.
@@ -91,6 +100,7 @@ impl TimelyRunner {
         TimelyRunner {
             deployment: Deployment::Cluster { threads: threads.max(1), process, addresses },
             max_in_flight: DEFAULT_MAX_IN_FLIGHT,
+            max_watermark_drift: None,
         }
     }
 
@@ -119,6 +129,15 @@ impl TimelyRunner {
     /// Pause sources while more than `n` records are in flight in a process.
     pub fn with_max_in_flight(mut self, n: u64) -> Self {
         self.max_in_flight = n.max(1);
+        self
+    }
+
+    /// Align the instances of each source on a process: one pauses while
+    /// its watermark is more than `drift` ahead of the slowest (Flink's
+    /// watermark alignment). Bounds the state of windowed operators when
+    /// splits are read at different speeds.
+    pub fn with_max_watermark_drift(mut self, drift: weir_model::Duration) -> Self {
+        self.max_watermark_drift = Some(drift);
         self
     }
 
@@ -247,6 +266,8 @@ struct InFlight {
     /// The most records ever in flight plus parked.
     peak: AtomicI64,
     limit: i64,
+    /// Watermark alignment of source instances (see `max_watermark_drift`).
+    max_drift: Option<weir_model::Duration>,
 }
 
 impl InFlight {
@@ -340,6 +361,24 @@ fn quiescent(
         }
     }
     true
+}
+
+/// Whether a source instance whose watermark is `mine` should pause: it
+/// is more than the allowed drift ahead of the slowest instance of the same
+/// source on this process (`local` workers) that has a finite watermark.
+fn too_far_ahead(
+    counters: &weir_pipeline::NodeCounters,
+    flow: &InFlight,
+    mine: Timestamp,
+    local: &std::ops::Range<usize>,
+) -> bool {
+    let Some(drift) = flow.max_drift else { return false };
+    if mine == Timestamp::MIN || mine == Timestamp::MAX {
+        return false;
+    }
+    let watermarks = counters.watermarks.lock().unwrap_or_else(|p| p.into_inner());
+    let slowest = watermarks.range(local.clone()).map(|(_, (wm, _))| *wm).min();
+    slowest.is_some_and(|s| s < Timestamp::MAX && mine > s + drift)
 }
 
 /// Where a TestStream's processing-time step stands.
@@ -456,6 +495,8 @@ fn build_dataflow(
                     let graph = graph.clone();
                     let process = info.index / threads;
                     let mut step = ClockStep::Play;
+                    let mut last_wm = Timestamp::MIN;
+                    let local = process * threads..(process + 1) * threads;
                     builder.build_reschedule(move |caps| {
                         let mut caps = caps;
                         move |_frontiers| {
@@ -490,7 +531,8 @@ fn build_dataflow(
                                     return true;
                                 }
                             }
-                            if flow.in_flight.over_limit() {
+                            if flow.in_flight.over_limit() || too_far_ahead(&counters, &flow.in_flight, last_wm, &local)
+                            {
                                 activator.activate_after(StdDuration::from_millis(1));
                                 return true;
                             }
@@ -519,6 +561,7 @@ fn build_dataflow(
                             }
                             send(&mut outputs, &caps, &mut emitter, &flow);
                             counters.publish_watermarks(info.index, status.watermark, status.watermark);
+                            last_wm = status.watermark;
                             if status.watermark == Timestamp::MAX {
                                 caps.clear();
                                 return false;
@@ -860,6 +903,7 @@ impl Runner for TimelyRunner {
             parked: AtomicI64::new(0),
             peak: AtomicI64::new(0),
             limit: self.max_in_flight.min(i64::MAX as u64) as i64,
+            max_drift: self.max_watermark_drift,
         });
         let g = graph.clone();
         let e = error.clone();

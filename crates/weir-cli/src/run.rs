@@ -190,31 +190,29 @@ impl Progress {
         }
         let s = stop.clone();
         let thread = std::thread::spawn(move || {
-            let bar = match total {
-                Some(n) => indicatif::ProgressBar::new(n).with_style(
-                    indicatif::ProgressStyle::with_template(
-                        "{elapsed_precise} [{bar:30}] {human_pos}/{human_len} events, {per_sec}, {msg}",
-                    )
-                    .expect("valid template")
-                    .progress_chars("=> "),
-                ),
-                None => indicatif::ProgressBar::new_spinner().with_style(
-                    indicatif::ProgressStyle::with_template(
-                        "{elapsed_precise} {spinner} {human_pos} events, {per_sec}, {msg}",
-                    )
-                    .expect("valid template"),
-                ),
+            let style = match total {
+                Some(_) => "{elapsed_precise} [{bar:30}] {human_pos}/{human_len} events, {msg}",
+                None => "{elapsed_precise} {spinner} {human_pos} events, {msg}",
             };
+            let bar = indicatif::ProgressBar::new(total.unwrap_or(0)).with_style(
+                indicatif::ProgressStyle::with_template(style).expect("valid template").progress_chars("=> "),
+            );
+            let (mut last_n, mut last_t) = (0u64, Instant::now());
             while !s.load(Ordering::Relaxed) {
-                if let Some(c) = metrics.get(SOURCE_NAME) {
-                    bar.set_position(c.elements_out);
-                }
-                let wm =
-                    metrics.watermarks().into_iter().filter(|w| w.transform == SOURCE_NAME).map(|w| w.output).min();
-                if let Some(wm) = wm {
-                    bar.set_message(format!("watermark {wm}"));
-                }
-                std::thread::sleep(Duration::from_millis(100));
+                std::thread::sleep(Duration::from_millis(200));
+                let n = metrics.get(SOURCE_NAME).map_or(0, |c| c.elements_out);
+                let rate = (n - last_n) as f64 / last_t.elapsed().as_secs_f64().max(1e-3);
+                (last_n, last_t) = (n, Instant::now());
+                let wm = metrics
+                    .watermarks()
+                    .into_iter()
+                    .filter(|w| w.transform == SOURCE_NAME)
+                    .map(|w| w.output)
+                    .min()
+                    .filter(|w| *w > weir::model::Timestamp::MIN && *w < weir::model::Timestamp::MAX)
+                    .map_or_else(|| "-".to_string(), |w| weir_nexmark::queries::date_time(w.millis()));
+                bar.set_position(n);
+                bar.set_message(format!("{:.2} M events/s, watermark {wm}", rate / 1e6));
             }
             bar.finish_and_clear();
         });

@@ -482,6 +482,16 @@ pub fn day(ms: i64) -> String {
     format!("{y:04}-{m:02}-{d:02}")
 }
 
+/// `yyyy-MM-dd HH:mm:ss.SSS` of an epoch-millisecond time (UTC).
+///
+/// ```
+/// assert_eq!(weir_nexmark::queries::date_time(1_436_918_406_123), "2015-07-15 00:00:06.123");
+/// ```
+pub fn date_time(ms: i64) -> String {
+    let t = ms.rem_euclid(86_400_000);
+    format!("{} {:02}:{:02}:{:02}.{:03}", day(ms), t / 3_600_000, t / 60_000 % 60, t / 1000 % 60, t % 1000)
+}
+
 fn hour(ms: i64) -> i64 {
     ms.rem_euclid(86_400_000) / 3_600_000
 }

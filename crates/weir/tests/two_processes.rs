@@ -15,6 +15,8 @@ const CHILD: &str = "WEIR_TEST_CLUSTER_PROCESS";
 const ADDRS: &str = "WEIR_TEST_CLUSTER_ADDRS";
 const OUT: &str = "WEIR_TEST_CLUSTER_OUT";
 
+#[path = "../examples/conversion_attribution.rs"]
+mod conversion_attribution;
 #[path = "../examples/dedup.rs"]
 mod dedup;
 
@@ -23,6 +25,7 @@ struct Outputs {
     sums: Collected<(u64, u64)>,
     grouped: Collected<(String, Vec<i64>)>,
     deduped: Collected<String>,
+    attributed: Collected<String>,
     counts: Collected<(u64, u64)>,
 }
 
@@ -46,12 +49,15 @@ impl StatefulDoFn for CountAtExpiry {
 }
 
 /// The two stateful transforms.
-const STATEFUL: [&str; 2] = ["StatefulParDo", "StatefulParDo#2"];
+const STATEFUL: [&str; 3] = ["StatefulParDo", "StatefulParDo#2", "StatefulParDo#3"];
 
 /// Exercises cross-process exchange: a keyed combine and a stateful count
 /// over data created on both processes, a TestStream (played by process 0)
 /// grouped by key with early, on-time and late panes, and the `dedup`
-/// example (state and an event-time TTL timer).
+/// (state and an event-time TTL timer) and `conversion_attribution` (map,
+/// set and value state, an event-time timer in the global window) examples.
+/// (`batched_requests` moves processing time with a TestStream, which needs
+/// a single process.)
 fn build(p: &Pipeline) -> Outputs {
     let created = p
         .create_timestamped((0..5000u64).map(|i| ((i % 13, i), Timestamp::from_millis(i as i64))))
@@ -59,6 +65,7 @@ fn build(p: &Pipeline) -> Outputs {
     let sums = created.combine_per_key(Sum::new()).collect();
     let counts = created.par_do_stateful(CountAtExpiry).collect();
     let deduped = dedup::build(p).collect();
+    let attributed = conversion_attribution::build(p).collect();
     let e = |k: &str, v: i64| ((k.to_string(), v), Timestamp::from_millis(v));
     let stream = TestStream::new()
         .add_elements([e("a", 1), e("b", 2), e("c", 3)])
@@ -84,13 +91,14 @@ fn build(p: &Pipeline) -> Outputs {
             (k, v)
         })
         .collect();
-    Outputs { sums, grouped, deduped, counts }
+    Outputs { sums, grouped, deduped, attributed, counts }
 }
 
 fn render(o: &Outputs) -> Vec<String> {
     let mut lines: Vec<String> = o.sums.windowed().iter().map(|v| format!("{v:?}")).collect();
     lines.extend(o.grouped.windowed().iter().map(|v| format!("{v:?}")));
     lines.extend(o.deduped.windowed().iter().map(|v| format!("{v:?}")));
+    lines.extend(o.attributed.windowed().iter().map(|v| format!("{v:?}")));
     lines.extend(o.counts.windowed().iter().map(|v| format!("counted {v:?}")));
     lines.sort();
     lines
@@ -168,7 +176,7 @@ fn two_processes_equal_one() {
     let single = render(&outputs);
     // Sums: 5 windows x 13 keys; grouped: a: early {1,5}, on time, late
     // {1,5,7}; b and c on time in [0,10); b on time in [10,20); dedup keeps
-    // 4 of 6 events; counts: 5 windows x 13 keys.
-    assert_eq!(single.len(), 65 + 6 + 4 + 65);
+    // 4 of 6 events; 3 goals attributed; counts: 5 windows x 13 keys.
+    assert_eq!(single.len(), 65 + 6 + 4 + 3 + 65);
     assert_eq!(union, single);
 }

@@ -1,5 +1,7 @@
 //! Beam's stateful-processing tests, ported to Weir and run on every runner
-//! (reference, Timely x1, Timely x4), each asserting the upstream expected
+//! (reference, Timely x1, Timely x4, and a two-process Timely cluster on
+//! 127.0.0.1 for the 54 runs whose pipelines do not move processing time
+//! with a TestStream, which needs one process), each asserting the upstream expected
 //! output exactly (as a multiset, as upstream's `containsInAnyOrder`, unless
 //! said otherwise).
 //!
@@ -88,7 +90,7 @@
 use weir::prelude::*;
 
 mod common;
-use common::{runners, ts};
+use common::{on_two_processes, runners, ts};
 
 /// Fail the pipeline (not the test thread) when an in-DoFn check fails.
 macro_rules! check {
@@ -106,7 +108,7 @@ fn s(v: &str) -> String {
 /// Runs the pipeline that `build` makes on every runner and returns the
 /// collected output per runner.
 fn outputs<T: Data>(build: impl Fn(&Pipeline) -> PCollection<T>) -> Vec<(&'static str, Vec<WindowedValue<T>>)> {
-    runners()
+    let mut all: Vec<(&'static str, Vec<WindowedValue<T>>)> = runners()
         .into_iter()
         .map(|(name, runner)| {
             let p = Pipeline::new();
@@ -114,7 +116,13 @@ fn outputs<T: Data>(build: impl Fn(&Pipeline) -> PCollection<T>) -> Vec<(&'stati
             p.run_with(&*runner()).unwrap_or_else(|e| panic!("{name}: {e}"));
             (name, out.windowed())
         })
-        .collect()
+        .collect();
+    // Also on two processes, unless the pipeline moves processing time
+    // with a TestStream (which needs one process).
+    if let Some(out) = on_two_processes(&build) {
+        all.push(("timely 2 processes", out));
+    }
+    all
 }
 
 /// Upstream's `containsInAnyOrder`: the output values, as a multiset, on

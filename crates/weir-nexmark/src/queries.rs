@@ -283,28 +283,30 @@ pub fn q4(events: &PCollection<Event>) -> PCollection<(u64, u64)> {
 /// the highest price while the auction is open, earliest first on ties).
 /// Row: the auction's fields, then the bid's auction, bidder, price,
 /// dateTime and extra.
-pub type Q9Row = ((u64, Str, Str, u64, u64, i64, i64, u64, u64, Str), (u64, u64, u64, i64, Str));
+pub type Q9Row = ((u64, AuctionFields), (u64, u64, u64, i64, Str));
+
+/// An auction's fields but its id: item name, description, initial bid,
+/// reserve, dateTime, expires, seller, category, extra.
+pub type AuctionFields = (Str, Str, u64, u64, i64, i64, u64, u64, Str);
+
+fn auction_fields(a: &Auction) -> AuctionFields {
+    (
+        a.item_name.clone(),
+        a.description.clone(),
+        a.initial_bid,
+        a.reserve,
+        a.date_time,
+        a.expires,
+        a.seller,
+        a.category,
+        a.extra.clone(),
+    )
+}
 
 /// q9. Exercises the same stateful `ParDo` as q4.
 pub fn q9(events: &PCollection<Event>) -> PCollection<Q9Row> {
     winning_bids(events)
-        .map(|(a, b)| {
-            (
-                (
-                    a.id,
-                    a.item_name,
-                    a.description,
-                    a.initial_bid,
-                    a.reserve,
-                    a.date_time,
-                    a.expires,
-                    a.seller,
-                    a.category,
-                    a.extra,
-                ),
-                (b.auction, b.bidder, b.price, b.date_time, b.extra),
-            )
-        })
+        .map(|(a, b)| ((a.id, auction_fields(&a)), (b.auction, b.bidder, b.price, b.date_time, b.extra)))
         .named("Q9")
 }
 
@@ -741,23 +743,10 @@ const Q20_WAITING: BagState<Bid> = BagState::new("waiting_bids");
 
 /// Row of q20: the bid's fields, then the auction's item name, description,
 /// initial bid, reserve, dateTime, expires, seller, category and extra.
-pub type Q20Row = (FullBidRow, (Str, Str, u64, u64, i64, i64, u64, u64, Str));
+pub type Q20Row = (FullBidRow, AuctionFields);
 
 fn q20_row(b: Bid, a: &Auction) -> Q20Row {
-    (
-        full_row(b),
-        (
-            a.item_name.clone(),
-            a.description.clone(),
-            a.initial_bid,
-            a.reserve,
-            a.date_time,
-            a.expires,
-            a.seller,
-            a.category,
-            a.extra.clone(),
-        ),
-    )
+    (full_row(b), auction_fields(a))
 }
 
 impl StatefulDoFn for Q20Join {

@@ -94,8 +94,11 @@ pub fn local_hosts(n: usize, dir: &Path) -> Result<PathBuf> {
 pub fn run_child(q: Query, input_args: &[String], workers: usize, processes: usize, out: &Path) -> Result<Summary> {
     let exe = std::env::current_exe()?;
     std::fs::create_dir_all(out)?;
+    // The children report through their summary files; their standard
+    // output carries only Timely's connection messages.
     let base = |cmd: &mut Command| {
         cmd.arg("nexmark").arg("--query").arg(q.name()).args(input_args).arg("--out").arg(out).arg("--quiet");
+        cmd.stdout(std::process::Stdio::null());
     };
     if processes <= 1 {
         let mut cmd = Command::new(&exe);

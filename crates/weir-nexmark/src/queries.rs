@@ -687,6 +687,11 @@ impl<T: Data> CombineFn<T> for TopBy<T> {
         Vec::new()
     }
     fn add_input(&self, acc: &mut Vec<T>, v: T) {
+        if acc.capacity() == 0 {
+            // One accumulator per key lives until the end of input: no
+            // spare slots beyond `n` (a Vec would start with four).
+            acc.reserve_exact(self.n.min(4));
+        }
         let at = acc.partition_point(|x| (self.cmp)(x, &v).is_ge());
         if at < self.n {
             acc.insert(at, v);

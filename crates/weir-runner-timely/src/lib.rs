@@ -133,9 +133,11 @@ impl TimelyRunner {
     }
 
     /// Align the instances of each source on a process: one pauses while
-    /// its watermark is more than `drift` ahead of the slowest (Flink's
-    /// watermark alignment). Bounds the state of windowed operators when
-    /// splits are read at different speeds.
+    /// its watermark is more than `drift` ahead of the slowest unfinished
+    /// instance (Flink's watermark alignment). Bounds the state of windowed
+    /// operators when splits are read at different speeds. An instance whose
+    /// splits are all idle still counts with its last watermark, so keep
+    /// alignment off for sources that may go idle for long.
     pub fn with_max_watermark_drift(mut self, drift: weir_model::Duration) -> Self {
         self.max_watermark_drift = Some(drift);
         self
@@ -364,8 +366,8 @@ fn quiescent(
 }
 
 /// Whether a source instance whose watermark is `mine` should pause: it
-/// is more than the allowed drift ahead of the slowest instance of the same
-/// source on this process (`local` workers) that has a finite watermark.
+/// is more than the allowed drift ahead of the slowest unfinished instance
+/// of the same source on this process (`local` workers).
 fn too_far_ahead(
     counters: &weir_pipeline::NodeCounters,
     flow: &InFlight,
@@ -377,8 +379,14 @@ fn too_far_ahead(
         return false;
     }
     let watermarks = counters.watermarks.lock().unwrap_or_else(|p| p.into_inner());
-    let slowest = watermarks.range(local.clone()).map(|(_, (wm, _))| *wm).min();
-    slowest.is_some_and(|s| s < Timestamp::MAX && mine > s + drift)
+    // An instance that has not published a watermark yet is at MIN.
+    let published = watermarks.range(local.clone()).count();
+    let slowest = if published < local.len() {
+        Timestamp::MIN
+    } else {
+        watermarks.range(local.clone()).map(|(_, (wm, _))| *wm).min().unwrap_or(Timestamp::MAX)
+    };
+    slowest < Timestamp::MAX && mine > slowest + drift
 }
 
 /// Where a TestStream's processing-time step stands.

@@ -6,8 +6,6 @@
 //! read from a clock — and emits panes ([`GroupOutput::Pane`]) and, when the
 //! strategy asks for it, dropped elements ([`GroupOutput::Dropped`]).
 
-use std::collections::{BTreeMap, BTreeSet};
-
 use foldhash::HashMap;
 use std::hash::Hash;
 
@@ -15,11 +13,16 @@ use smallvec::SmallVec;
 
 use crate::aggregate::Aggregator;
 use crate::error::ModelError;
-use crate::pane::{PaneInfo, Timing};
-use crate::strategy::{AccumulationMode, ClosingBehavior, OnTimeBehavior, TimestampCombiner, WindowingStrategy};
+use crate::pane::PaneInfo;
+use crate::strategy::WindowingStrategy;
 use crate::time::Timestamp;
-use crate::trigger::{TriggerContext, TriggerProgram, TriggerState};
-use crate::window::{MergeGroup, Window, WindowFn};
+use crate::trigger::{TimerDomain, TriggerProgram, TriggerState};
+use crate::window::{Window, WindowFn};
+
+mod core;
+mod merge;
+
+use self::core::{Config, Core, WinState};
 
 /// One pane (or one retraction of an earlier pane) of a key and window.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -107,9 +110,9 @@ pub struct WindowSnapshot<K, Acc, Out> {
     pub acc: Option<Acc>,
     /// Elements arrived since the last pane.
     pub non_empty: bool,
-    /// The trigger finished: only a marker remains.
+    /// The trigger finished: only its finished bits remain.
     pub closed: bool,
-    /// The trigger's per-node state.
+    /// The trigger's per-node state (for a closed window: its finished bits).
     pub trigger: Vec<crate::trigger::NodeState>,
     /// Element watermark hold.
     pub element_hold: Option<Timestamp>,
@@ -119,9 +122,9 @@ pub struct WindowSnapshot<K, Acc, Out> {
     pub prev_pane: Option<PaneInfo>,
     /// The last pane emitted (retracting mode).
     pub last: Option<(Out, Timestamp, PaneInfo)>,
-    /// The end-of-window or GC timer set.
-    pub timer: Option<Timestamp>,
-    /// Processing-time timers set.
+    /// Pending event-time timers (the GC timer and the trigger's).
+    pub event_timers: Vec<Timestamp>,
+    /// Pending processing-time timers.
     pub pt_timers: Vec<Timestamp>,
 }
 
@@ -156,60 +159,6 @@ pub enum WindowStatus {
     /// Only a "trigger finished" marker remains, so late elements are dropped
     /// until the window is garbage collected.
     Tombstone,
-}
-
-struct WinState<Acc, Out> {
-    window: Window,
-    acc: Option<Acc>,
-    non_empty: bool,
-    closed: bool,
-    trig: TriggerState,
-    element_hold: Option<Timestamp>,
-    extra_hold: Option<Timestamp>,
-    prev_pane: Option<PaneInfo>,
-    last: Option<(Out, Timestamp, PaneInfo)>,
-    /// The end-of-window or GC event timer currently set.
-    timer: Option<Timestamp>,
-    pt_timers: SmallVec<[Timestamp; 1]>,
-}
-
-impl<Acc, Out> WinState<Acc, Out> {
-    fn new(window: Window, trig: TriggerState) -> Self {
-        WinState {
-            window,
-            acc: None,
-            non_empty: false,
-            closed: false,
-            trig,
-            element_hold: None,
-            extra_hold: None,
-            prev_pane: None,
-            last: None,
-            timer: None,
-            pt_timers: SmallVec::new(),
-        }
-    }
-}
-
-struct Config<A> {
-    strategy: WindowingStrategy,
-    program: TriggerProgram,
-    merging: bool,
-    agg: A,
-}
-
-struct Core<K> {
-    event_timers: BTreeSet<(Timestamp, K, Window)>,
-    pt_timers: BTreeSet<(Timestamp, K, Window)>,
-    holds: BTreeMap<Timestamp, u32>,
-    input_wm: Timestamp,
-    output_wm: Timestamp,
-    /// The output watermark of the whole stage when this instance is one of
-    /// several (MAX when it is the only one).
-    stage_output_wm: Timestamp,
-    processing_time: Timestamp,
-    counters: GroupCounters,
-    scratch_pt: Vec<Timestamp>,
 }
 
 /// The grouping operation for all keys of one stage: windows, triggers,
@@ -256,17 +205,7 @@ where
                 strategy,
                 agg,
             },
-            core: Core {
-                event_timers: BTreeSet::new(),
-                pt_timers: BTreeSet::new(),
-                holds: BTreeMap::new(),
-                input_wm: Timestamp::MIN,
-                output_wm: Timestamp::MIN,
-                stage_output_wm: Timestamp::MAX,
-                processing_time: Timestamp::MIN,
-                counters: GroupCounters::default(),
-                scratch_pt: Vec::new(),
-            },
+            core: Core::new(),
             keys: HashMap::default(),
             scratch_windows: Vec::new(),
             scratch_elements: Vec::new(),
@@ -302,7 +241,7 @@ where
     /// assigned (one window per element, as after `WindowInto` or an upstream
     /// grouping): drop expired ones, merge windows (merging window functions),
     /// add to state, then evaluate the trigger of every window the bundle
-    /// touched (at most one pane per window per bundle).
+    /// touched that was open (at most one pane per window per bundle).
     pub fn process_windowed_bundle<I>(&mut self, key: &K, elements: I, out: &mut Vec<Out<K, V, A>>)
     where
         I: IntoIterator<Item = (V, Timestamp, Window)>,
@@ -315,6 +254,7 @@ where
         self.scratch_elements = items;
     }
 
+    /// Java `ReduceFnRunner.processElements`.
     fn process_windows(
         &mut self,
         key: &K,
@@ -349,7 +289,7 @@ where
                     pending.push((v, ts, w));
                 }
             }
-            let mapping = merge_windows(&mut self.core, &self.cfg, key, ks, &pending, out);
+            let mapping = merge::merge_windows(&mut self.core, &self.cfg, key, ks, &pending, out);
             for (v, ts, w) in pending {
                 let w = mapping.iter().find(|(from, _)| *from == w).map_or(w, |(_, to)| *to);
                 if add_element(&mut self.core, &self.cfg, key, ks, v, ts, w, out) && !touched.contains(&w) {
@@ -372,34 +312,80 @@ where
     }
 
     /// Advance the input watermark to `watermark` (a watermark never goes
-    /// back: an earlier value is ignored) and fire every event-time timer that
-    /// is now behind it, in timestamp order: end-of-window firings,
-    /// then garbage collection of expired windows.
+    /// back: an earlier value is ignored) and fire every event-time timer
+    /// now behind it. The output watermark is brought up to date first, with
+    /// the due timers still holding it; then each window with due timers is
+    /// activated once (Java `ReduceFnRunner.onTimers`), whatever timers it
+    /// had: what happens follows from the window's state and the watermarks.
     pub fn advance_input_watermark(&mut self, watermark: Timestamp, out: &mut Vec<Out<K, V, A>>) {
         if watermark <= self.core.input_wm {
             return;
         }
         self.core.input_wm = watermark;
-        while let Some(first) = self.core.event_timers.first() {
-            if first.0 >= watermark {
+        self.core.update_output_watermark();
+        loop {
+            let mut due: Vec<(K, Window)> = Vec::new();
+            while self.core.event_timers.first().is_some_and(|t| t.0 < watermark) {
+                let (t, key, w) = self.core.event_timers.pop_first().expect("non-empty");
+                if let Some(ws) = self.keys.get_mut(&key).and_then(|ks| ks.iter_mut().find(|ws| ws.window == w)) {
+                    ws.event_timers.retain(|x| *x != t);
+                }
+                due.push((key, w));
+            }
+            if due.is_empty() {
                 break;
             }
-            let (t, key, w) = self.core.event_timers.pop_first().expect("non-empty");
-            self.fire_event_timer(t, key, w, out);
+            due.sort();
+            due.dedup();
+            for (key, w) in due {
+                self.activate(key, w, out);
+            }
         }
         self.core.update_output_watermark();
     }
 
-    fn fire_event_timer(&mut self, t: Timestamp, key: K, w: Window, out: &mut Vec<Out<K, V, A>>) {
+    /// Advance processing time to `now` and fire processing-time timers whose
+    /// target is strictly before it (timers of expired windows are ignored).
+    /// Each window with due timers is activated once.
+    pub fn advance_processing_time(&mut self, now: Timestamp, out: &mut Vec<Out<K, V, A>>) {
+        if now <= self.core.processing_time {
+            return;
+        }
+        self.core.processing_time = now;
+        let lateness = self.cfg.strategy.allowed_lateness;
+        let mut due: Vec<(K, Window)> = Vec::new();
+        while self.core.pt_timers.first().is_some_and(|t| t.0 < now) {
+            let (t, key, w) = self.core.pt_timers.pop_first().expect("non-empty");
+            if let Some(ws) = self.keys.get_mut(&key).and_then(|ks| ks.iter_mut().find(|ws| ws.window == w)) {
+                ws.pt_timers.retain(|x| *x != t);
+            }
+            // Java `windowIsExpired`: max timestamp + allowed lateness, unclamped.
+            let expired = self.core.input_wm > w.max_timestamp() + lateness;
+            if !expired {
+                due.push((key, w));
+            }
+        }
+        due.sort();
+        due.dedup();
+        for (key, w) in due {
+            self.activate(key, w, out);
+        }
+        self.core.update_output_watermark();
+    }
+
+    /// Java `ReduceFnRunner.onTimers` for one window (its `WindowActivation`).
+    fn activate(&mut self, key: K, w: Window, out: &mut Vec<Out<K, V, A>>) {
         let Some(ks) = self.keys.get_mut(&key) else { return };
         let Some(i) = ks.iter().position(|ws| ws.window == w) else { return };
-        let ws = &mut ks[i];
-        if ws.timer == Some(t) {
-            ws.timer = None;
-        }
+        let max = w.max_timestamp();
         let gc = w.gc_time(self.cfg.strategy.allowed_lateness);
-        if t >= gc {
+        let input_wm = self.core.input_wm;
+        let is_end_of_window = input_wm > max && self.core.effective_output_wm() <= max;
+        let is_gc = input_wm > gc;
+        let ws = &mut ks[i];
+        if is_gc {
             if !ws.closed {
+                // The closing pane, whether or not the trigger is ready.
                 self.core.on_trigger(&self.cfg, &key, ws, true, true, out);
             }
             let ws = ks.swap_remove(i);
@@ -411,33 +397,11 @@ where
             if !ws.closed && self.cfg.program.should_fire(&ws.trig, &self.core.trigger_cx(&self.cfg, w)) {
                 self.core.emit(&self.cfg, &key, ws, out);
             }
-            if t == w.max_timestamp() {
-                self.core.set_window_timer(&key, ws, gc);
+            if is_end_of_window {
+                // Allowed lateness is > 0 here (else end of window = GC).
+                self.core.set_timer(&key, ws, TimerDomain::EventTime, gc);
             }
         }
-    }
-
-    /// Advance processing time to `now` and fire processing-time timers whose
-    /// target is strictly before it.
-    pub fn advance_processing_time(&mut self, now: Timestamp, out: &mut Vec<Out<K, V, A>>) {
-        if now <= self.core.processing_time {
-            return;
-        }
-        self.core.processing_time = now;
-        while let Some(first) = self.core.pt_timers.first() {
-            if first.0 >= now {
-                break;
-            }
-            let (t, key, w) = self.core.pt_timers.pop_first().expect("non-empty");
-            let Some(ks) = self.keys.get_mut(&key) else { continue };
-            let Some(ws) = ks.iter_mut().find(|ws| ws.window == w) else { continue };
-            ws.pt_timers.retain(|x| *x != t);
-            let expired = w.gc_time(self.cfg.strategy.allowed_lateness) < self.core.input_wm;
-            if !ws.closed && !expired && self.cfg.program.should_fire(&ws.trig, &self.core.trigger_cx(&self.cfg, w)) {
-                self.core.emit(&self.cfg, &key, ws, out);
-            }
-        }
-        self.core.update_output_watermark();
     }
 
     /// The earliest watermark hold or pending event-time timer of this
@@ -504,7 +468,7 @@ where
                     extra_hold: w.extra_hold,
                     prev_pane: w.prev_pane,
                     last: w.last.clone(),
-                    timer: w.timer,
+                    event_timers: w.event_timers.to_vec(),
                     pt_timers: w.pt_timers.to_vec(),
                 })
             })
@@ -530,7 +494,7 @@ where
         let mut g = GroupAlsoByWindow::new(strategy, agg)?;
         let nodes = g.cfg.program.len();
         for w in snapshot.windows {
-            if !w.closed && w.trigger.len() != nodes {
+            if w.trigger.len() != nodes {
                 return Err(ModelError::InvalidTrigger {
                     trigger: g.cfg.strategy.trigger.to_string(),
                     reason: format!(
@@ -544,7 +508,7 @@ where
             for h in [w.element_hold, w.extra_hold].into_iter().flatten() {
                 core.hold_add(h);
             }
-            if let Some(t) = w.timer {
+            for &t in &w.event_timers {
                 core.event_timers.insert((t, w.key.clone(), w.window));
             }
             for &t in &w.pt_timers {
@@ -560,7 +524,7 @@ where
                 extra_hold: w.extra_hold,
                 prev_pane: w.prev_pane,
                 last: w.last,
-                timer: w.timer,
+                event_timers: w.event_timers.into_iter().collect(),
                 pt_timers: w.pt_timers.into_iter().collect(),
             };
             g.keys.entry(w.key).or_default().push(state);
@@ -573,7 +537,7 @@ where
         Ok(g)
     }
 
-    /// Number of (key, window) states held, tombstones included.
+    /// Number of (key, window) states held, closed windows included.
     pub fn live_windows(&self) -> usize {
         self.keys.values().map(Vec::len).sum()
     }
@@ -591,50 +555,9 @@ where
     }
 }
 
-/// Merge the key's active windows with the new windows of a bundle;
-/// returns the mapping from each merged window to its result.
-fn merge_windows<K, V, A>(
-    core: &mut Core<K>,
-    cfg: &Config<A>,
-    key: &K,
-    ks: &mut KeyWindows<V, A>,
-    pending: &[(V, Timestamp, Window)],
-    out: &mut Vec<Out<K, V, A>>,
-) -> Vec<(Window, Window)>
-where
-    K: Clone + Ord + Hash,
-    V: Clone,
-    A: Aggregator<V>,
-{
-    let mut candidates: Vec<Window> = ks.iter().filter(|ws| !ws.closed).map(|ws| ws.window).collect();
-    for (_, _, w) in pending {
-        if !ks.iter().any(|ws| ws.window == *w) {
-            candidates.push(*w);
-        }
-    }
-    candidates.sort();
-    candidates.dedup();
-    let mut groups: Vec<MergeGroup> = Vec::new();
-    cfg.strategy.window_fn.merge_windows(&candidates, &mut groups);
-    let mut mapping = Vec::new();
-    for g in groups {
-        let existing: SmallVec<[Window; 4]> =
-            g.sources.iter().copied().filter(|w| ks.iter().any(|ws| ws.window == *w && !ws.closed)).collect();
-        // A new proto-window swallowed by an existing window, or new
-        // windows merging only among themselves, carry no state: no merge.
-        let real_merge = !(existing.is_empty() || (existing.len() == 1 && existing[0] == g.result));
-        if real_merge {
-            core.merge_states(cfg, key, ks, &existing, g.result, out);
-        }
-        for s in g.sources {
-            if s != g.result {
-                mapping.push((s, g.result));
-            }
-        }
-    }
-    mapping
-}
-
+/// Java `ReduceFnRunner.processElement` for one (element, window): dropped
+/// if the window is closed; otherwise the window's GC timer, holds, contents
+/// and trigger see it. Returns whether the element was added.
 #[allow(clippy::too_many_arguments)]
 fn add_element<K, V, A>(
     core: &mut Core<K>,
@@ -664,9 +587,7 @@ where
     };
     let ws = &mut ks[i];
     ws.non_empty = true;
-    let max = w.max_timestamp();
-    let timer = if max < core.input_wm { w.gc_time(cfg.strategy.allowed_lateness) } else { max };
-    core.set_window_timer(key, ws, timer);
+    core.set_timer(key, ws, TimerDomain::EventTime, w.gc_time(cfg.strategy.allowed_lateness));
     core.add_holds(cfg, ws, ts);
     match &mut ws.acc {
         Some(acc) => cfg.agg.add(acc, value),
@@ -676,347 +597,10 @@ where
             ws.acc = Some(acc);
         }
     }
-    if !cfg.program.is_default() {
-        let cx = core.trigger_cx(cfg, w);
-        let mut pt = std::mem::take(&mut core.scratch_pt);
-        cfg.program.on_element(&mut ws.trig, &cx, &mut pt);
-        core.register_pt_timers(key, ws, &mut pt);
-        core.scratch_pt = pt;
-    }
+    let cx = core.trigger_cx(cfg, w);
+    let mut timers = std::mem::take(&mut core.scratch_timers);
+    cfg.program.on_element(&mut ws.trig, &cx, &mut timers);
+    core.set_trigger_timers(key, ws, &mut timers);
+    core.scratch_timers = timers;
     true
-}
-
-impl<K: Clone + Ord + Hash> Core<K> {
-    fn trigger_cx<A>(&self, cfg: &Config<A>, window: Window) -> TriggerContext {
-        TriggerContext {
-            window,
-            input_watermark: self.input_wm,
-            processing_time: self.processing_time,
-            merging: cfg.merging,
-        }
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    fn drop_element<V, A: Aggregator<V>>(
-        &mut self,
-        cfg: &Config<A>,
-        key: &K,
-        value: V,
-        timestamp: Timestamp,
-        window: Window,
-        reason: DropReason,
-        out: &mut Vec<Out<K, V, A>>,
-    ) {
-        match reason {
-            DropReason::ExpiredWindow => self.counters.dropped_expired += 1,
-            DropReason::ClosedWindow => self.counters.dropped_closed += 1,
-        }
-        if cfg.strategy.late_data_output {
-            out.push(GroupOutput::Dropped(DroppedElement { key: key.clone(), value, timestamp, window, reason }));
-        }
-    }
-
-    fn set_window_timer<Acc, O>(&mut self, key: &K, ws: &mut WinState<Acc, O>, t: Timestamp) {
-        if ws.timer == Some(t) {
-            return;
-        }
-        if let Some(old) = ws.timer.take() {
-            self.event_timers.remove(&(old, key.clone(), ws.window));
-        }
-        self.event_timers.insert((t, key.clone(), ws.window));
-        ws.timer = Some(t);
-    }
-
-    fn register_pt_timers<Acc, O>(&mut self, key: &K, ws: &mut WinState<Acc, O>, pt: &mut Vec<Timestamp>) {
-        for t in pt.drain(..) {
-            if !ws.pt_timers.contains(&t) {
-                ws.pt_timers.push(t);
-                self.pt_timers.insert((t, key.clone(), ws.window));
-            }
-        }
-    }
-
-    fn hold_add(&mut self, t: Timestamp) {
-        *self.holds.entry(t).or_insert(0) += 1;
-    }
-
-    fn hold_remove(&mut self, t: Timestamp) {
-        match self.holds.get_mut(&t) {
-            Some(n) if *n > 1 => *n -= 1,
-            Some(_) => {
-                self.holds.remove(&t);
-            }
-            None => unreachable!("released a watermark hold at {t} that was never placed"),
-        }
-    }
-
-    /// Replace a hold cell's value, keeping the hold index in step.
-    fn replace_hold(&mut self, cell: &mut Option<Timestamp>, h: Option<Timestamp>) {
-        if *cell == h {
-            return;
-        }
-        if let Some(old) = cell.take() {
-            self.hold_remove(old);
-        }
-        if let Some(new) = h {
-            self.hold_add(new);
-        }
-        *cell = h;
-    }
-
-    fn set_element_hold<Acc, O>(&mut self, ws: &mut WinState<Acc, O>, h: Option<Timestamp>) {
-        self.replace_hold(&mut ws.element_hold, h)
-    }
-
-    fn set_extra_hold<Acc, O>(&mut self, ws: &mut WinState<Acc, O>, h: Option<Timestamp>) {
-        self.replace_hold(&mut ws.extra_hold, h)
-    }
-
-    /// Java `WatermarkHold.addHolds`: an element hold if the element is on
-    /// time, else a garbage-collection hold if the window is not expired.
-    fn add_holds<V, A: Aggregator<V>>(&mut self, cfg: &Config<A>, ws: &mut WinState<A::Acc, A::Out>, ts: Timestamp) {
-        let w = ws.window;
-        let combiner = cfg.strategy.timestamp_combiner;
-        let h = combiner.assign(&cfg.strategy.window_fn, &w, ts);
-        let too_late = h < self.effective_output_wm() || w.max_timestamp() < self.input_wm;
-        if !too_late {
-            let new = ws.element_hold.map_or(h, |old| combiner.combine(old, h));
-            self.set_element_hold(ws, Some(new));
-        } else {
-            let gc = w.gc_time(cfg.strategy.allowed_lateness);
-            if gc >= self.input_wm {
-                let new = ws.extra_hold.map_or(gc, |old| old.min(gc));
-                self.set_extra_hold(ws, Some(new));
-            }
-        }
-    }
-
-    /// The output watermark that holds and pane timing see.
-    fn effective_output_wm(&self) -> Timestamp {
-        self.output_wm.min(self.stage_output_wm)
-    }
-
-    fn update_output_watermark(&mut self) {
-        let mut candidate = self.input_wm;
-        if let Some((&h, _)) = self.holds.first_key_value() {
-            candidate = candidate.min(h);
-        }
-        if let Some((t, _, _)) = self.event_timers.first() {
-            candidate = candidate.min(*t);
-        }
-        self.output_wm = self.output_wm.max(candidate);
-    }
-
-    /// Java `ReduceFnRunner.emit`.
-    fn emit<V, A: Aggregator<V>>(
-        &mut self,
-        cfg: &Config<A>,
-        key: &K,
-        ws: &mut WinState<A::Acc, A::Out>,
-        out: &mut Vec<Out<K, V, A>>,
-    ) {
-        cfg.program.on_fire(&mut ws.trig, &self.trigger_cx(cfg, ws.window));
-        let finished = ws.trig.is_finished();
-        let discard = finished || cfg.strategy.mode == AccumulationMode::Discarding;
-        self.on_trigger(cfg, key, ws, finished, discard, out);
-        ws.non_empty = false;
-        if discard {
-            ws.acc = None;
-        }
-        if finished {
-            // The window is closed until garbage collection: keep only the marker.
-            ws.closed = true;
-            ws.trig = TriggerState::default();
-            ws.prev_pane = None;
-            ws.last = None;
-            self.set_element_hold(ws, None);
-            self.set_extra_hold(ws, None);
-            for t in ws.pt_timers.drain(..) {
-                self.pt_timers.remove(&(t, key.clone(), ws.window));
-            }
-        }
-    }
-
-    /// Java `ReduceFnRunner.onTrigger`: release holds, describe and emit the
-    /// pane if it must be emitted.
-    fn on_trigger<V, A: Aggregator<V>>(
-        &mut self,
-        cfg: &Config<A>,
-        key: &K,
-        ws: &mut WinState<A::Acc, A::Out>,
-        finished: bool,
-        take_contents: bool,
-        out: &mut Vec<Out<K, V, A>>,
-    ) {
-        let s = &cfg.strategy;
-        let w = ws.window;
-        let max = w.max_timestamp();
-        // Holds beyond the window (GC holds) are clipped to its max timestamp.
-        // The one exception is an EARLIEST_TRANSFORMED element hold: only
-        // Python implements that combiner, and it stamps the transformed time
-        // even past the window (transcript `..._custom_timestamping_earliest`,
-        // 2nd document: 101 for window [0, 9]).
-        let element = match s.timestamp_combiner {
-            TimestampCombiner::EarliestTransformed => ws.element_hold,
-            _ => ws.element_hold.map(|h| h.min(max)),
-        };
-        let extra = ws.extra_hold.map(|h| h.min(max));
-        let timestamp = match (element, extra) {
-            (Some(a), Some(b)) => a.min(b),
-            (a, b) => a.or(b).unwrap_or(max),
-        };
-        self.set_element_hold(ws, None);
-        self.set_extra_hold(ws, None);
-        let gc = w.gc_time(s.allowed_lateness);
-        if !finished && s.closing == ClosingBehavior::FireAlways && gc >= self.input_wm {
-            self.set_extra_hold(ws, Some(gc));
-        }
-        let is_empty = !ws.non_empty;
-        if is_empty && s.closing == ClosingBehavior::FireIfNonEmpty && s.on_time == OnTimeBehavior::FireIfNonEmpty {
-            return;
-        }
-        let pane = self.describe_pane(ws.prev_pane, max, finished);
-        let need = !is_empty
-            || (pane.timing == Timing::OnTime && s.on_time == OnTimeBehavior::FireAlways)
-            || (finished && s.closing == ClosingBehavior::FireAlways);
-        if !need {
-            return;
-        }
-        let value = if take_contents {
-            cfg.agg.extract_owned(ws.acc.take().unwrap_or_else(|| cfg.agg.create()))
-        } else {
-            match &ws.acc {
-                Some(acc) => cfg.agg.extract(acc),
-                None => cfg.agg.extract_owned(cfg.agg.create()),
-            }
-        };
-        if s.mode == AccumulationMode::AccumulatingAndRetracting {
-            if let Some((old, old_ts, old_pane)) = ws.last.take() {
-                self.counters.retractions_out += 1;
-                out.push(GroupOutput::Pane(PaneOutput {
-                    key: key.clone(),
-                    window: w,
-                    timestamp: old_ts,
-                    pane: old_pane,
-                    value: old,
-                    retraction: true,
-                }));
-            }
-            if !finished {
-                ws.last = Some((value.clone(), timestamp, pane));
-            }
-        }
-        if !finished {
-            ws.prev_pane = Some(pane);
-        }
-        self.counters.panes_out += 1;
-        out.push(GroupOutput::Pane(PaneOutput {
-            key: key.clone(),
-            window: w,
-            timestamp,
-            pane,
-            value,
-            retraction: false,
-        }));
-    }
-
-    /// Java `PaneInfoTracker.describePane`.
-    fn describe_pane(&self, prev: Option<PaneInfo>, max: Timestamp, is_last: bool) -> PaneInfo {
-        let is_first = prev.is_none();
-        let index = prev.map_or(0, |p| p.index + 1);
-        let mut nsi = prev.map_or(0, |p| p.nonspeculative_index + 1);
-        let late_for_output = max < self.effective_output_wm();
-        let only_early_so_far = prev.is_none_or(|p| p.timing == Timing::Early);
-        let early_for_input = self.input_wm <= max;
-        let timing = if late_for_output || !only_early_so_far {
-            Timing::Late
-        } else if early_for_input {
-            nsi = -1;
-            Timing::Early
-        } else {
-            Timing::OnTime
-        };
-        PaneInfo { is_first, is_last, timing, index, nonspeculative_index: nsi }
-    }
-
-    /// Merge the states of the `sources` windows of a key into `result`
-    /// (Java `ReduceFnRunner.OnMergeCallback.onMerge`).
-    fn merge_states<V, A: Aggregator<V>>(
-        &mut self,
-        cfg: &Config<A>,
-        key: &K,
-        ks: &mut KeyWindows<V, A>,
-        sources: &[Window],
-        result: Window,
-        out: &mut Vec<Out<K, V, A>>,
-    ) {
-        // A tombstone that happens to equal the result is superseded.
-        if let Some(i) = ks.iter().position(|ws| ws.window == result && ws.closed) {
-            let ws = ks.swap_remove(i);
-            self.forget_window(key, ws);
-        }
-        let mut srcs: SmallVec<[WinState<A::Acc, A::Out>; 4]> = SmallVec::new();
-        for w in sources {
-            let i = ks.iter().position(|ws| ws.window == *w).expect("merge source is active");
-            srcs.push(ks.swap_remove(i));
-        }
-        let cx = self.trigger_cx(cfg, result);
-        let mut pt = std::mem::take(&mut self.scratch_pt);
-        let trig = cfg.program.on_merge(&srcs.iter().map(|s| &s.trig).collect::<SmallVec<[_; 4]>>(), &cx, &mut pt);
-        let mut merged = WinState::new(result, trig);
-        self.register_pt_timers(key, &mut merged, &mut pt);
-        self.scratch_pt = pt;
-
-        let combiner = cfg.strategy.timestamp_combiner;
-        let mut element_hold: Option<Timestamp> = None;
-        for mut src in srcs {
-            if let Some(last) = src.last.take() {
-                self.counters.retractions_out += 1;
-                out.push(GroupOutput::Pane(PaneOutput {
-                    key: key.clone(),
-                    window: src.window,
-                    timestamp: last.1,
-                    pane: last.2,
-                    value: last.0,
-                    retraction: true,
-                }));
-            }
-            if let Some(h) = src.element_hold {
-                element_hold = Some(match (combiner, element_hold) {
-                    (TimestampCombiner::EndOfWindow, _) => result.max_timestamp(),
-                    (_, None) => h,
-                    (c, Some(prev)) => c.combine(prev, h),
-                });
-            }
-            merged.non_empty |= src.non_empty;
-            if let Some(acc) = src.acc.take() {
-                match &mut merged.acc {
-                    Some(m) => cfg.agg.merge(m, acc),
-                    None => merged.acc = Some(acc),
-                }
-            }
-            self.forget_window(key, src);
-        }
-        self.set_element_hold(&mut merged, element_hold);
-        let gc = result.gc_time(cfg.strategy.allowed_lateness);
-        if gc >= self.input_wm {
-            self.set_extra_hold(&mut merged, Some(gc));
-        }
-        let max = result.max_timestamp();
-        let timer = if max < self.input_wm { gc } else { max };
-        self.set_window_timer(key, &mut merged, timer);
-        ks.push(merged);
-    }
-
-    /// Drop every trace of a window: holds and timers.
-    fn forget_window<Acc, O>(&mut self, key: &K, mut ws: WinState<Acc, O>) {
-        self.set_element_hold(&mut ws, None);
-        self.set_extra_hold(&mut ws, None);
-        if let Some(t) = ws.timer.take() {
-            self.event_timers.remove(&(t, key.clone(), ws.window));
-        }
-        for t in ws.pt_timers.drain(..) {
-            self.pt_timers.remove(&(t, key.clone(), ws.window));
-        }
-    }
 }

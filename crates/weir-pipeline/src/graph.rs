@@ -101,6 +101,11 @@ pub struct Node {
     /// A scripted source that moves processing time (a TestStream with
     /// processing-time steps): runners must simulate processing time.
     pub simulated_time: bool,
+    /// A scripted source (a TestStream): runners play it one step at a time,
+    /// each step processed by every operator before the next, so that every
+    /// runner sees the same sequence of bundles, watermarks and processing
+    /// times.
+    pub scripted: bool,
 }
 
 /// The pipeline as runners see it: nodes in topological order (every input
@@ -281,6 +286,7 @@ impl Pipeline {
             kind,
             counters: Arc::new(NodeCounters::default()),
             simulated_time: false,
+            scripted: false,
         });
         b.nodes.len() - 1
     }
@@ -303,6 +309,12 @@ impl Pipeline {
     /// Mark node `i` as a source that moves processing time.
     pub fn mark_simulated_time(&self, i: usize) {
         self.inner.borrow_mut().nodes[i].simulated_time = true;
+    }
+
+    /// Mark node `i` as a scripted source, played one step at a time (see
+    /// [`Node::scripted`]).
+    pub fn mark_scripted(&self, i: usize) {
+        self.inner.borrow_mut().nodes[i].scripted = true;
     }
 
     /// Number of nodes added so far.

@@ -389,13 +389,16 @@ fn too_far_ahead(
     slowest < Timestamp::MAX && mine > slowest + drift
 }
 
-/// Where a TestStream's processing-time step stands.
+/// Where a scripted source (a TestStream) stands between two steps: each
+/// step is processed by every operator of the process before the next one
+/// is played, as on the reference runner.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
 enum ClockStep {
-    /// Playing the script.
+    /// Ready to play the next step.
     Play,
-    /// Waiting for quiescence before moving the clock to this time.
-    Quiesce(i64),
+    /// Waiting for quiescence; then, for a processing-time step, moving the
+    /// clock to this time.
+    Quiesce(Option<i64>),
     /// Clock moved; waiting for every operator to apply it and settle.
     Apply(i64),
 }
@@ -503,6 +506,8 @@ fn build_dataflow(
                     let graph = graph.clone();
                     let process = info.index / threads;
                     let mut step = ClockStep::Play;
+                    let scripted = node.scripted;
+                    let stages: Vec<Arc<StageShare>> = stage_shares.to_vec();
                     let mut last_wm = Timestamp::MIN;
                     let local = process * threads..(process + 1) * threads;
                     builder.build_reschedule(move |caps| {
@@ -522,17 +527,30 @@ fn build_dataflow(
                                 ClockStep::Play => {}
                                 ClockStep::Quiesce(t) => {
                                     if quiescent(&graph, &flow.in_flight, &clock, threads, process, None) {
-                                        clock.now.store(t, Ordering::Release);
-                                        for a in clock.activators.lock().unwrap_or_else(|p| p.into_inner()).iter() {
-                                            let _ = a.activate();
+                                        for share in stages.iter() {
+                                            share.settle();
                                         }
-                                        step = ClockStep::Apply(t);
+                                        step = match t {
+                                            None => ClockStep::Play,
+                                            Some(t) => {
+                                                clock.now.store(t, Ordering::Release);
+                                                for a in
+                                                    clock.activators.lock().unwrap_or_else(|p| p.into_inner()).iter()
+                                                {
+                                                    let _ = a.activate();
+                                                }
+                                                ClockStep::Apply(t)
+                                            }
+                                        };
                                     }
                                     activator.activate();
                                     return true;
                                 }
                                 ClockStep::Apply(t) => {
                                     if quiescent(&graph, &flow.in_flight, &clock, threads, process, Some(t)) {
+                                        for share in stages.iter() {
+                                            share.settle();
+                                        }
                                         step = ClockStep::Play;
                                     }
                                     activator.activate();
@@ -557,10 +575,12 @@ fn build_dataflow(
                             let status = source.poll(POLL_BATCH, &mut cx);
                             if let Some(t) = status.processing_time {
                                 if clock.simulated {
-                                    step = ClockStep::Quiesce(t.millis());
+                                    step = ClockStep::Quiesce(Some(t.millis()));
                                 } else {
                                     cx.fail_with("a source moved processing time, but the runner is not simulating it");
                                 }
+                            } else if scripted {
+                                step = ClockStep::Quiesce(None);
                             }
                             if let Some(e) = local_error.into_inner().unwrap_or(None) {
                                 *error.lock().unwrap_or_else(|p| p.into_inner()) = Some(e);
@@ -590,6 +610,8 @@ fn build_dataflow(
                     });
                 }
                 NodeKind::Operator(factory) => {
+                    stage_shares[node_index].activators.lock().unwrap_or_else(|p| p.into_inner())
+                        [info.index % threads] = Some(scope.worker().sync_activator_for(address.to_vec()));
                     let mut driver = OpDriver {
                         op: factory(&info),
                         name,
@@ -606,6 +628,7 @@ fn build_dataflow(
                         flow: flow.clone(),
                         applied: Timestamp::MIN,
                         stage_wm: Timestamp::MIN,
+                        out_wm: Timestamp::MIN,
                     };
                     let mut stashes: Vec<Stash> = (0..node.inputs.len()).map(|_| Stash::default()).collect();
                     builder.build(move |caps| {
@@ -699,7 +722,9 @@ fn build_dataflow(
                                 driver.caps.clear();
                                 return;
                             }
-                            if let Some(next) = driver.op.next_wakeup() {
+                            // A simulated clock only moves in steps, which wake every
+                            // operator; a wall clock needs a wakeup at the next timer.
+                            if let Some(next) = driver.op.next_wakeup().filter(|_| !clock.simulated) {
                                 if !driver.caps.is_empty() {
                                     let wait = (next.millis() - now.millis() + 1).clamp(0, 60_000) as u64;
                                     activator.activate_after(StdDuration::from_millis(wait));
@@ -763,6 +788,27 @@ macro_rules! driver_cx {
 struct StageShare {
     holds: Vec<AtomicI64>,
     seen: Vec<AtomicI64>,
+    /// With a scripted source (played step by step): every instance's hold
+    /// as it was when the previous step settled. The stage's output
+    /// watermark during a step is computed from these, as the reference
+    /// runner's single instance sees its own output watermark from before
+    /// the step, whichever instance happens to process the step first.
+    settled: Option<Vec<AtomicI64>>,
+    /// Each local instance's activator: an instance whose hold held the
+    /// stage back wakes the others when it releases it, so that they move
+    /// their capabilities to the stage's new output watermark.
+    activators: Mutex<Vec<Option<timely::scheduling::SyncActivator>>>,
+}
+
+impl StageShare {
+    /// The previous step has settled everywhere: record every hold.
+    fn settle(&self) {
+        if let Some(settled) = &self.settled {
+            for (s, h) in settled.iter().zip(&self.holds) {
+                s.store(h.load(Ordering::Acquire), Ordering::Release);
+            }
+        }
+    }
 }
 
 /// One operator on one worker, with its output capabilities.
@@ -787,6 +833,8 @@ struct OpDriver {
     /// The simulated processing time last applied.
     applied: Timestamp,
     stage_wm: Timestamp,
+    /// The output watermark last published (the capabilities' time).
+    out_wm: Timestamp,
 }
 
 impl OpDriver {
@@ -798,7 +846,8 @@ impl OpDriver {
             return Timestamp::MAX;
         }
         let input = self.seen.iter().copied().min().unwrap_or(Timestamp::MAX);
-        let holds = self.stage.holds.iter().map(|h| h.load(Ordering::Acquire)).min().unwrap_or(i64::MAX);
+        let holds = self.stage.settled.as_ref().unwrap_or(&self.stage.holds);
+        let holds = holds.iter().map(|h| h.load(Ordering::Acquire)).min().unwrap_or(i64::MAX);
         let stage = input.min(Timestamp::from_millis(holds));
         self.stage_wm = self.stage_wm.max(stage);
         self.stage_wm
@@ -808,8 +857,29 @@ impl OpDriver {
         if self.stage.holds.len() > 1 {
             let input = self.seen.iter().copied().min().unwrap_or(Timestamp::MAX);
             self.stage.seen[self.local].store(input.millis(), Ordering::Release);
-            self.stage.holds[self.local].store(self.op.hold().millis(), Ordering::Release);
+            let hold = self.op.hold().millis();
+            let old = self.stage.holds[self.local].swap(hold, Ordering::AcqRel);
+            if hold > old && self.op.uses_stage_watermark() {
+                let others = self.stage.holds.iter().enumerate().filter(|(j, _)| *j != self.local);
+                if others.map(|(_, h)| h.load(Ordering::Acquire)).all(|h| old <= h) {
+                    for (j, a) in self.stage.activators.lock().unwrap_or_else(|p| p.into_inner()).iter().enumerate() {
+                        if let (true, Some(a)) = (j != self.local, a) {
+                            let _ = a.activate();
+                        }
+                    }
+                }
+            }
         }
+    }
+
+    /// The lowest hold of this stage's instances on this process, now
+    /// (`MAX` for a single instance or an operator that does not share
+    /// its stage's watermark).
+    fn stage_hold(&self) -> Timestamp {
+        if self.stage.holds.len() <= 1 || !self.op.uses_stage_watermark() {
+            return Timestamp::MAX;
+        }
+        Timestamp::from_millis(self.stage.holds.iter().map(|h| h.load(Ordering::Acquire)).min().unwrap_or(i64::MAX))
     }
 
     /// Whether every other instance of this stage on this process has
@@ -850,7 +920,14 @@ impl OpDriver {
         self.publish_hold();
         send(&mut self.outputs, &self.caps, &mut self.emitter, &self.flow);
         let input_wm = self.seen.iter().copied().min().unwrap_or(Timestamp::MAX);
-        let out_wm = input_wm.min(self.op.hold());
+        // Never decreasing: a hold placed behind the output watermark (which
+        // the model allows, as the stage's output watermark can be lower
+        // than this instance's) does not pull it back.
+        // The capabilities follow the stage's output watermark over this
+        // process's instances, so that what one instance sends is stamped
+        // as the stage's output, as on a runner with one instance.
+        let out_wm = input_wm.min(self.op.hold()).min(self.stage_hold()).max(self.out_wm);
+        self.out_wm = out_wm;
         self.counters.publish_watermarks(self.worker, input_wm, out_wm);
         if out_wm == Timestamp::MAX {
             if !self.finished {
@@ -879,8 +956,13 @@ impl Runner for TimelyRunner {
             Deployment::Threads(n) => *n,
             Deployment::Cluster { threads, .. } => *threads,
         };
-        let simulated = graph.nodes.iter().any(|n| n.simulated_time);
-        if simulated && matches!(self.deployment, Deployment::Cluster { .. }) {
+        // A TestStream defines processing time: it starts at 0 and only the
+        // script moves it (as on the reference runner), even for a script
+        // that never moves it.
+        let moves_time = graph.nodes.iter().any(|n| n.simulated_time);
+        let scripted = graph.nodes.iter().any(|n| n.scripted);
+        let simulated = moves_time || scripted;
+        if moves_time && matches!(self.deployment, Deployment::Cluster { .. }) {
             return Err(PipelineError::Runner(
                 "a TestStream that moves processing time needs a single process (threads), \
                  not a cluster: the simulated clock is shared in memory"
@@ -902,6 +984,8 @@ impl Runner for TimelyRunner {
                     Arc::new(StageShare {
                         holds: (0..threads).map(|_| AtomicI64::new(i64::MIN)).collect(),
                         seen: (0..threads).map(|_| AtomicI64::new(i64::MIN)).collect(),
+                        settled: scripted.then(|| (0..threads).map(|_| AtomicI64::new(i64::MIN)).collect()),
+                        activators: Mutex::new((0..threads).map(|_| None).collect()),
                     })
                 })
                 .collect(),

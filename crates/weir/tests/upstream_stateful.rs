@@ -1411,6 +1411,7 @@ fn mykey<T: Data>(stream: &TestStream<T>) -> TestStream<(String, T)> {
             TestEvent::Elements(items) => out.add_elements(items.iter().map(|(v, t)| ((s("mykey"), v.clone()), *t))),
             TestEvent::Watermark(t) => out.advance_watermark_to(*t),
             TestEvent::ProcessingTime(d) => out.advance_processing_time(*d),
+            TestEvent::ProcessingTimeTo(t) => out.advance_processing_time_to(*t),
         };
     }
     out

@@ -132,6 +132,9 @@ where
     fn process(&mut self, _port: usize, batch: Batch, cx: &mut OpContext<'_>) {
         let before = self.gbw.counters();
         self.gbw.set_stage_output_watermark(cx.stage_output_watermark);
+        // Elements are processed at the current processing time: timers due
+        // before it fire first, and triggers see it (pastFirstElementInPane).
+        self.gbw.advance_processing_time(cx.processing_time, &mut self.scratch);
         let input = batch.into_vec::<(K, V)>();
         NodeCounters::add(&cx.counters.elements_in, input.len() as u64);
         // One bundle per key per batch (Beam's keyed bundles).

@@ -77,6 +77,7 @@ impl Pipeline {
                 }) as Box<dyn Source>
             })),
         );
+        self.mark_scripted(idx);
         if simulated {
             self.mark_simulated_time(idx);
         }
@@ -93,6 +94,9 @@ pub enum TestEvent<T> {
     Watermark(Timestamp),
     /// Processing time moves forward by this much.
     ProcessingTime(Duration),
+    /// Processing time moves to this time (never backwards: an earlier
+    /// time leaves it where it is).
+    ProcessingTimeTo(Timestamp),
 }
 
 /// A scripted, deterministic stream for tests (Beam's `TestStream`):
@@ -139,13 +143,27 @@ impl<T: Data> TestStream<T> {
         self.events.push(TestEvent::ProcessingTime(d));
         self
     }
+    /// Move processing time to `t` (absolute; processing time starts at 0).
+    /// A time before the current one leaves processing time unchanged, as
+    /// processing time never goes back.
+    ///
+    /// ```
+    /// use weir_pipeline::TestStream;
+    /// use weir_model::Timestamp;
+    /// let s = TestStream::<u32>::new().advance_processing_time_to(Timestamp::from_millis(43_200_000));
+    /// assert!(s.uses_processing_time());
+    /// ```
+    pub fn advance_processing_time_to(mut self, t: Timestamp) -> Self {
+        self.events.push(TestEvent::ProcessingTimeTo(t));
+        self
+    }
     /// The script.
     pub fn events(&self) -> &[TestEvent<T>] {
         &self.events
     }
     /// Whether the script moves processing time.
     pub fn uses_processing_time(&self) -> bool {
-        self.events.iter().any(|e| matches!(e, TestEvent::ProcessingTime(_)))
+        self.events.iter().any(|e| matches!(e, TestEvent::ProcessingTime(_) | TestEvent::ProcessingTimeTo(_)))
     }
 }
 
@@ -175,6 +193,10 @@ impl<T: Data> Source for TestStreamSource<T> {
             Some(TestEvent::Watermark(t)) => self.wm = self.wm.max(*t),
             Some(TestEvent::ProcessingTime(d)) => {
                 self.now = self.now + *d;
+                status.processing_time = Some(self.now);
+            }
+            Some(TestEvent::ProcessingTimeTo(t)) => {
+                self.now = self.now.max(*t);
                 status.processing_time = Some(self.now);
             }
         }

@@ -972,8 +972,10 @@ impl<D: StatefulDoFn> Operator for StatefulOp<D> {
     fn process(&mut self, _port: usize, batch: Batch, cx: &mut OpContext<'_>) {
         let input = batch.into_vec::<(D::Key, D::Value)>();
         NodeCounters::add(&cx.counters.elements_in, input.len() as u64);
-        // Processing time is an input of every call; relative timers use it.
+        // Elements are processed at the current processing time: timers due
+        // before it fire first; relative timers use it.
         self.processing_time = self.processing_time.max(cx.processing_time);
+        self.fire_processing_time(cx);
         let lateness = self.strategy.allowed_lateness;
         for v in input {
             if self.gc(&v.window) < self.input_wm {

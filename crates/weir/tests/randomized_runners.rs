@@ -1,29 +1,30 @@
 //! Randomized runner equivalence: random elements, timestamps, arrival
-//! orders and watermark schedules (scripted as a TestStream) through the
-//! reference runner and the Timely runner with 1 and 4 threads.
+//! orders, watermark schedules and processing-time schedules (scripted as a
+//! TestStream) through the reference runner and the Timely runner with 1
+//! and 4 threads.
 //!
-//! - Default trigger, accumulating: identical panes, every field.
-//! - Random triggers and modes: a TestStream plays on one worker and each
-//!   scripted bundle stays one batch, so per-key arrival order and bundling
-//!   are the same on every runner, and an element is processed at the input
-//!   watermark it was sent at. What must then agree: every EARLY pane
-//!   (value, timestamp, window, index), and the final contents of every key
-//!   and window (the union of its panes in discarding mode, its last pane in
-//!   accumulating mode). What may differ, as the model allows: panes after
-//!   the end of the window whose existence or timing depends on how the
-//!   stage's output watermark stepped between the end-of-window and the
-//!   garbage-collection timers (one step per source poll on the reference
-//!   runner; steps merged or split by progress tracking on Timely): whether
-//!   a closing pane is ON_TIME or LATE, and whether a closing pane with no
-//!   new elements is emitted at all (FIRE_ALWAYS on-time behaviour).
+//! A TestStream plays on one worker, one step at a time: every runner
+//! processes each step (a bundle, a watermark advance or a processing-time
+//! advance) completely before the next, and each scripted bundle stays one
+//! batch, split by key without reordering. So per-key bundling, arrival
+//! order, the watermarks and the processing time every element and timer
+//! sees are the same on every runner, and every pane must be identical in
+//! every field — for every trigger, processing-time triggers included, and
+//! every accumulation mode. No difference is allowed.
 
 use proptest::prelude::*;
 use weir::prelude::*;
+
+/// `n` cases, or more with `WEIR_PROPTEST_CASES` for a deeper search.
+fn cases(n: u32) -> u32 {
+    std::env::var("WEIR_PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(n).max(n)
+}
 
 #[derive(Clone, Debug)]
 enum Step {
     Elements(Vec<(u8, i64)>),
     Watermark(i64),
+    ProcessingTime(i64),
 }
 
 fn steps() -> impl Strategy<Value = Vec<Step>> {
@@ -31,6 +32,7 @@ fn steps() -> impl Strategy<Value = Vec<Step>> {
         prop_oneof![
             3 => prop::collection::vec((0u8..4, -10i64..200), 1..6).prop_map(Step::Elements),
             1 => (0i64..40).prop_map(Step::Watermark),
+            1 => (1i64..30).prop_map(Step::ProcessingTime),
         ],
         1..15,
     )
@@ -46,9 +48,33 @@ fn window_fn() -> impl Strategy<Value = AnyWindowFn> {
     ]
 }
 
+fn processing_time() -> impl Strategy<Value = Trigger> {
+    let ms = Duration::from_millis;
+    prop_oneof![
+        (0i64..20).prop_map(move |d| Trigger::after_processing_time().plus_delay(ms(d))),
+        (1i64..20, 0i64..10)
+            .prop_map(move |(p, o)| Trigger::after_processing_time().aligned_to(ms(p), Timestamp::from_millis(o))),
+        (0i64..10, 2i64..20).prop_map(move |(d, p)| Trigger::after_processing_time()
+            .plus_delay(ms(d))
+            .aligned_to(ms(p), Timestamp::from_millis(0))),
+    ]
+}
+
 fn trigger() -> impl Strategy<Value = Trigger> {
     prop_oneof![
         Just(Trigger::Default),
+        processing_time(),
+        processing_time().prop_map(Trigger::repeatedly),
+        processing_time().prop_map(|t| Trigger::after_watermark().with_early_firings(t)),
+        (processing_time(), 1u64..3).prop_map(|(t, l)| Trigger::after_watermark()
+            .with_early_firings(t)
+            .with_late_firings(Trigger::after_count(l))),
+        (processing_time(), 1u64..4)
+            .prop_map(|(t, n)| Trigger::repeatedly(Trigger::after_any([Trigger::after_count(n), t]))),
+        (processing_time(), 1u64..4)
+            .prop_map(|(t, n)| Trigger::after_watermark()
+                .with_early_firings(Trigger::after_all([Trigger::after_count(n), t]))),
+        (processing_time(), 1u64..4).prop_map(|(t, n)| Trigger::repeatedly(t).or_finally(Trigger::after_count(n))),
         (1u64..4).prop_map(|n| Trigger::after_watermark().with_early_firings(Trigger::after_count(n))),
         (1u64..3, 1u64..3).prop_map(|(e, l)| Trigger::after_watermark()
             .with_early_firings(Trigger::after_count(e))
@@ -69,40 +95,20 @@ fn script(steps: &[Step]) -> TestStream<(u8, i64)> {
                 wm += d;
                 s.advance_watermark_to(Timestamp::from_millis(wm))
             }
+            Step::ProcessingTime(d) => s.advance_processing_time(Duration::from_millis(*d)),
         };
     }
     s
 }
 
-/// The output as compared: every pane when `exact`, else the EARLY panes and
-/// the final contents of every key and window.
-fn summarize(panes: &[WindowedValue<(u8, Vec<i64>)>], exact: bool, discarding: bool) -> Vec<String> {
-    if exact {
-        let mut v: Vec<String> = panes.iter().map(|p| format!("{p:?}")).collect();
-        v.sort();
-        return v;
-    }
-    let mut early: Vec<String> =
-        panes.iter().filter(|p| p.pane.timing == Timing::Early).map(|p| format!("early {p:?}")).collect();
-    let mut finals: std::collections::BTreeMap<(u8, Window), (i64, Vec<i64>)> = Default::default();
-    for p in panes {
-        let e = finals.entry((p.value.0, p.window)).or_insert((-1, Vec::new()));
-        if discarding {
-            e.1.extend(p.value.1.iter().copied());
-        } else if p.pane.index > e.0 {
-            *e = (p.pane.index, p.value.1.clone());
-        }
-    }
-    early.sort();
-    early.extend(finals.into_iter().map(|((k, w), (_, mut vs))| {
-        vs.sort();
-        format!("final {k} {w:?} {vs:?}")
-    }));
-    early
+/// Every pane, in every field, as a sorted list.
+fn summarize(panes: &[WindowedValue<(u8, Vec<i64>)>]) -> Vec<String> {
+    let mut v: Vec<String> = panes.iter().map(|p| format!("{p:?}")).collect();
+    v.sort();
+    v
 }
 
-fn run_everywhere(strategy: &WindowingStrategy, steps: &[Step], exact: bool) -> Result<(), TestCaseError> {
-    let discarding = strategy.mode == AccumulationMode::Discarding;
+fn run_everywhere(strategy: &WindowingStrategy, steps: &[Step]) -> Result<(), TestCaseError> {
     let runners: Vec<(&str, Box<dyn weir::pipeline::Runner>)> = vec![
         ("reference", Box::new(ReferenceRunner::default())),
         ("timely x1", Box::new(TimelyRunner::threads(1))),
@@ -121,7 +127,7 @@ fn run_everywhere(strategy: &WindowingStrategy, steps: &[Step], exact: bool) -> 
             })
             .collect();
         p.run_with(&*runner).map_err(|e| TestCaseError::fail(format!("{name}: {e}")))?;
-        let got = summarize(&out.windowed(), exact, discarding);
+        let got = summarize(&out.windowed());
         match &first {
             None => first = Some(got),
             Some(f) => prop_assert_eq!(&got, f, "{} differs from the reference runner", name),
@@ -131,19 +137,19 @@ fn run_everywhere(strategy: &WindowingStrategy, steps: &[Step], exact: bool) -> 
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(256))]
+    #![proptest_config(ProptestConfig::with_cases(cases(256)))]
 
     #[test]
     fn default_trigger_accumulating(wfn in window_fn(), lateness in prop_oneof![Just(0i64), 1i64..50], steps in steps()) {
         let strategy = WindowingStrategy::new(wfn)
             .accumulation(AccumulationMode::Accumulating)
             .allowed_lateness(Duration::from_millis(lateness));
-        run_everywhere(&strategy, &steps, true)?;
+        run_everywhere(&strategy, &steps)?;
     }
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(64))]
+    #![proptest_config(ProptestConfig::with_cases(cases(128)))]
 
     #[test]
     fn any_trigger_and_mode(
@@ -158,7 +164,7 @@ proptest! {
             .accumulation(if discarding { AccumulationMode::Discarding } else { AccumulationMode::Accumulating })
             .allowed_lateness(Duration::from_millis(lateness))
             .allow_data_loss(true);
-        run_everywhere(&strategy, &steps, false)?;
+        run_everywhere(&strategy, &steps)?;
     }
 
     /// Input created on every worker (arrival order differs between runs):

@@ -354,7 +354,7 @@ pub fn q5(events: &PCollection<Event>) -> PCollection<(u64, u64, i64)> {
         .expect("valid sliding windows");
     // Project before windowing: each bid is copied into five windows.
     let counts = bids(events).map(|b| (b.auction, ())).window_into(strategy(window)).count_per_key();
-    let hottest = counts.combine_globally(AllMaxBy { key: |c: &(u64, u64)| c.1 });
+    let hottest = counts.combine_globally_without_defaults(AllMaxBy { key: |c: &(u64, u64)| c.1 });
     with_window(&hottest, |hot, w, out| {
         for &(auction, n) in hot {
             out((auction, n, w.start().millis()))
@@ -372,7 +372,7 @@ pub fn q7(events: &PCollection<Event>) -> PCollection<BidRow> {
     let window = FixedWindows::of(Duration::from_secs(10)).expect("valid fixed windows");
     bids(events)
         .window_into(strategy(window))
-        .combine_globally(AllMaxBy { key: |b: &Bid| b.price })
+        .combine_globally_without_defaults(AllMaxBy { key: |b: &Bid| b.price })
         .flat_map(|bs| bs.into_iter().map(|b| (b.auction, b.bidder, b.price, b.date_time, b.extra)))
         .named("Q7")
 }
@@ -601,7 +601,7 @@ pub type Q15Row = (String, [u64; 12]);
 /// q15, bidding statistics per day. Exercises daily fixed windows and a
 /// `combine_globally` with distinct counts.
 pub fn q15(events: &PCollection<Event>) -> PCollection<Q15Row> {
-    let stats = bids(events).window_into(one_day()).combine_globally(BidStats);
+    let stats = bids(events).window_into(one_day()).combine_globally_without_defaults(BidStats);
     with_window(&stats, |(c, _), w, out| out((day(w.start().millis()), *c))).named("Q15")
 }
 

@@ -410,7 +410,7 @@ fn windowed_side_input_waits_for_its_window() {
         let fixed10 = || WindowingStrategy::new(FixedWindows::of(Duration::from_millis(10)).unwrap());
         let events = p.create_timestamped((0..40u64).map(|i| (("k".to_string(), i), ts(i as i64))));
         let windowed = events.window_into(fixed10());
-        let totals = windowed.map(|(_, v)| v).combine_globally(Sum::new()).as_side_input();
+        let totals = windowed.map(|(_, v)| v).combine_globally_without_defaults(Sum::new()).as_side_input();
         windowed
             .combine_per_key(Count)
             .par_do_with_side_inputs(PerWindowShare { totals: totals.clone() }, &[totals.erased()], &[])

@@ -16,8 +16,9 @@ use crate::data::{Data, Key, WindowedValue};
 use crate::graph::{partition_by_key, NodeKind, PCollection, Routing};
 use crate::operator::{NodeCounters, OpContext, Operator, WorkerInfo};
 use crate::transforms::combine::{CombineAggregator, CombineFn, Count, Partial, PartialAggregator};
-use crate::transforms::elementwise::{apply_fn, ElementwiseExt, KvElementwiseExt};
+use crate::transforms::elementwise::{apply_fn, DoFn, ElementwiseExt, KvElementwiseExt, ProcessContext};
 use crate::transforms::other::FlattenExt;
+use crate::transforms::side::{SideInput, SideInputExt, SideParDoExt};
 
 /// `window_into`: assign windows and set the windowing strategy.
 pub trait WindowExt<T: Data> {
@@ -403,13 +404,77 @@ pub enum Union2<A, B> {
 
 /// `combine_globally`.
 pub trait CombineGloballyExt<T: Data> {
-    /// Combine all elements of each window with `c`.
+    /// Combine all elements of each window with `c` (Beam's
+    /// `Combine.globally`). In the global window an empty input gives the
+    /// combiner's default, `c.extract_output(&c.create_accumulator())` (0
+    /// for `Count`), timestamped at `Timestamp::MIN`. As in Beam, a default
+    /// is only defined for the global window: on other windows use
+    /// [`combine_globally_without_defaults`](Self::combine_globally_without_defaults)
+    /// (building the pipeline otherwise reports an error).
+    ///
+    /// ```
+    /// use weir_pipeline::prelude::*;
+    /// let p = Pipeline::new();
+    /// let n = p.create(Vec::<u32>::new()).combine_globally(Count).collect();
+    /// p.run_with(&weir_runner_reference::ReferenceRunner::default()).unwrap();
+    /// assert_eq!(n.values(), vec![0]);
+    /// ```
     fn combine_globally<C: CombineFn<T>>(&self, c: C) -> PCollection<C::Out>;
+    /// Combine all elements of each window with `c`; an empty window (or
+    /// input) gives nothing (Beam's `Combine.globally().withoutDefaults()`).
+    fn combine_globally_without_defaults<C: CombineFn<T>>(&self, c: C) -> PCollection<C::Out>;
 }
 
 impl<T: Data> CombineGloballyExt<T> for PCollection<T> {
     fn combine_globally<C: CombineFn<T>>(&self, c: C) -> PCollection<C::Out> {
+        let global = matches!(self.windowing().window_fn, weir_model::AnyWindowFn::Global(_));
+        let combined = self.combine_globally_without_defaults(c.clone());
+        if !global {
+            combined.pipeline().record_error(
+                "CombineGlobally",
+                "a default for empty input is only defined in the global window; \
+                 use combine_globally_without_defaults on other windows",
+            );
+            return combined;
+        }
+        // Beam's InsertDefaultValueIfEmpty: one element reads the combined
+        // output, complete, as a side input and emits the default if it is empty.
+        let view = combined.as_side_input();
+        let default = self
+            .pipeline()
+            .create([()])
+            .named("CombineGlobally/Default")
+            .par_do_with_side_inputs(InsertDefault { view: view.clone(), c }, &[view.erased()], &[])
+            .main
+            .named("CombineGlobally/InsertDefault");
+        combined.flatten_with(&[default]).named("CombineGlobally/WithDefault")
+    }
+
+    fn combine_globally_without_defaults<C: CombineFn<T>>(&self, c: C) -> PCollection<C::Out> {
         self.map(|v| ((), v)).named("CombineGlobally/Key").combine_per_key(c).named("CombineGlobally").values()
+    }
+}
+
+/// Emits the combiner's default if the combined output is empty.
+struct InsertDefault<C: CombineFn<T>, T> {
+    view: SideInput<C::Out>,
+    c: C,
+}
+
+impl<C: CombineFn<T>, T> Clone for InsertDefault<C, T> {
+    fn clone(&self) -> Self {
+        InsertDefault { view: self.view.clone(), c: self.c.clone() }
+    }
+}
+
+impl<C: CombineFn<T>, T: Data> DoFn for InsertDefault<C, T> {
+    type In = ();
+    type Out = C::Out;
+    fn process(&mut self, cx: &mut ProcessContext<'_, (), C::Out>) {
+        if cx.side_iterable(&self.view).is_empty() {
+            let default = self.c.extract_output(&self.c.create_accumulator());
+            cx.output(default);
+        }
     }
 }
 

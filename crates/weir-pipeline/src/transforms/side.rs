@@ -9,7 +9,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::marker::PhantomData;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use weir_model::{Timestamp, Window, WindowFn, WindowingStrategy};
 
@@ -84,19 +84,36 @@ pub trait SideStore: Send {
 }
 
 struct SideValues<T> {
-    by_window: BTreeMap<Window, Vec<T>>,
+    by_window: BTreeMap<Window, WindowValues<T>>,
+    /// What a window without values reads.
+    empty: WindowValues<T>,
+}
+
+/// The values of one side-input window, and the view built from them once
+/// (a multimap), dropped when more values arrive.
+struct WindowValues<T> {
+    values: Vec<T>,
+    view: OnceLock<Box<dyn std::any::Any + Send + Sync>>,
+}
+
+impl<T> Default for WindowValues<T> {
+    fn default() -> Self {
+        WindowValues { values: Vec::new(), view: OnceLock::new() }
+    }
 }
 
 impl<T> Default for SideValues<T> {
     fn default() -> Self {
-        SideValues { by_window: BTreeMap::new() }
+        SideValues { by_window: BTreeMap::new(), empty: WindowValues::default() }
     }
 }
 
 impl<T: Data> SideStore for SideValues<T> {
     fn add(&mut self, batch: Batch) {
         for v in batch.into_vec::<T>() {
-            self.by_window.entry(v.window).or_default().push(v.value);
+            let w = self.by_window.entry(v.window).or_default();
+            w.values.push(v.value);
+            w.view.take();
         }
     }
     fn as_any(&self) -> &dyn std::any::Any {
@@ -123,10 +140,20 @@ fn side_window(strategy: &WindowingStrategy, main: &Window) -> Option<Window> {
 }
 
 impl SideInputs<'_> {
-    fn values<T: Data>(&self, view: &SideInput<T>) -> &[T] {
-        let Some(e) = self.entries.iter().find(|e| e.id == view.id) else { return &[] };
+    /// The values of the side window this element maps to.
+    ///
+    /// # Panics
+    /// If the view was not declared on this ParDo: reading it would
+    /// otherwise silently see no values.
+    fn window_values<T: Data>(&self, view: &SideInput<T>) -> &WindowValues<T> {
+        let Some(e) = self.entries.iter().find(|e| e.id == view.id) else {
+            panic!("side input {view:?} is read but was not passed to par_do_with_side_inputs")
+        };
         let store = e.store.as_any().downcast_ref::<SideValues<T>>().expect("side input type");
-        side_window(&e.strategy, &self.window).and_then(|w| store.by_window.get(&w)).map_or(&[], Vec::as_slice)
+        side_window(&e.strategy, &self.window).and_then(|w| store.by_window.get(&w)).unwrap_or(&store.empty)
+    }
+    fn values<T: Data>(&self, view: &SideInput<T>) -> &[T] {
+        &self.window_values(view).values
     }
 }
 
@@ -146,13 +173,18 @@ impl<'a, I, O: Data> ProcessContext<'a, I, O> {
     }
 
     /// The side input as a multimap from keys to their values, in the
-    /// window this element maps to.
-    pub fn side_multimap<K: Key, V: Data>(&self, view: &SideInput<(K, V)>) -> HashMap<K, Vec<V>> {
-        let mut m: HashMap<K, Vec<V>> = HashMap::new();
-        for (k, v) in self.sides.values(view) {
-            m.entry(k.clone()).or_default().push(v.clone());
-        }
-        m
+    /// window this element maps to. Built once per side-input window (and
+    /// again only if more of its values arrive), not per element.
+    pub fn side_multimap<K: Key, V: Data>(&self, view: &SideInput<(K, V)>) -> &HashMap<K, Vec<V>> {
+        let w = self.sides.window_values(view);
+        let built = w.view.get_or_init(|| {
+            let mut m: HashMap<K, Vec<V>> = HashMap::new();
+            for (k, v) in &w.values {
+                m.entry(k.clone()).or_default().push(v.clone());
+            }
+            Box::new(m)
+        });
+        built.downcast_ref::<HashMap<K, Vec<V>>>().expect("a view is built with its side input's types")
     }
 }
 

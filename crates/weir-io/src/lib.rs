@@ -5,10 +5,11 @@
 //! - [`read_text`]: lines of one file, every file of a folder, or every file
 //!   matching a glob; each file is a split, splits are spread over workers.
 //! - [`read_json_lines`]: the same, each line parsed into a typed value with
-//!   its event timestamp taken from the value. The source's watermark is the
-//!   minimum over its splits of (max timestamp seen − a bound); lines that
-//!   cannot be parsed, or carry an invalid timestamp, go to a dead-letter
-//!   output and are counted, and never stop the job.
+//!   its event timestamp taken from the value. Bounded input is processed as
+//!   a batch by default (no element is late); a file can be replayed as a
+//!   stream with an event-time watermark ([`JsonLines::with_event_time_watermark`]).
+//!   Lines that cannot be parsed, or carry an invalid timestamp, go to a
+//!   dead-letter output and are counted, and never stop the job.
 //! - [`TextSinkExt::write_text`]: sharded output files, one per worker,
 //!   written under a temporary name and renamed when complete.
 //! - [`StdoutExt::print`]: one line per element on standard output.
@@ -215,25 +216,41 @@ pub struct DeadLetter {
     pub reason: String,
 }
 
-/// How to read JSON lines.
+/// How to read JSON lines: where each value's event time comes from, and
+/// the source's watermark.
+///
+/// By default a file is read as bounded input processed as a batch: the
+/// watermark stays at `-inf` until every line is read, then jumps to
+/// `+inf`, so no element is late, whatever the order of the lines (Beam's
+/// batch semantics). To replay a file as a stream instead (windows fire as
+/// the file is read, later data can be late), ask for an event-time
+/// watermark with [`with_event_time_watermark`](Self::with_event_time_watermark).
 pub struct JsonLines<T> {
     timestamp: Arc<dyn Fn(&T) -> i64 + Send + Sync>,
-    out_of_orderness: Duration,
+    out_of_orderness: Option<Duration>,
     _t: PhantomData<fn() -> T>,
 }
 
 impl<T> JsonLines<T> {
-    /// Event time (milliseconds) from each value; watermark = max seen −
-    /// `out_of_orderness`, per split.
-    pub fn new(timestamp: impl Fn(&T) -> i64 + Send + Sync + 'static, out_of_orderness: Duration) -> Self {
-        JsonLines { timestamp: Arc::new(timestamp), out_of_orderness, _t: PhantomData }
+    /// Event time (milliseconds) from each value; batch watermark.
+    pub fn new(timestamp: impl Fn(&T) -> i64 + Send + Sync + 'static) -> Self {
+        JsonLines { timestamp: Arc::new(timestamp), out_of_orderness: None, _t: PhantomData }
+    }
+    /// Replay as a stream: the watermark of each file is the latest event
+    /// time read from it minus `out_of_orderness`, and the source's is the
+    /// minimum over its files. Elements later than that are late (and
+    /// dropped by groupings without enough allowed lateness).
+    pub fn with_event_time_watermark(mut self, out_of_orderness: Duration) -> Self {
+        self.out_of_orderness = Some(out_of_orderness);
+        self
     }
 }
 
 struct JsonSource<T> {
     reader: SplitReader,
     timestamp: Arc<dyn Fn(&T) -> i64 + Send + Sync>,
-    bound: Duration,
+    /// `None`: batch (no watermark until the end).
+    bound: Option<Duration>,
     watermark: Timestamp,
 }
 
@@ -270,7 +287,7 @@ impl<T: Data + DeserializeOwned> Source for JsonSource<T> {
                 Timestamp::MAX
             }
             Ok(false) => Timestamp::MAX,
-            Ok(true) => self.reader.watermark(self.bound),
+            Ok(true) => self.bound.map_or(Timestamp::MIN, |b| self.reader.watermark(b)),
         };
         self.watermark = self.watermark.max(watermark);
         SourceStatus { watermark: self.watermark, idle: false, processing_time: None }
@@ -287,8 +304,8 @@ impl<T: Data + DeserializeOwned> Source for JsonSource<T> {
 /// #[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 /// struct E { t: i64, v: u32 }
 /// let p = Pipeline::new();
-/// let (events, dead) = weir_io::read_json_lines(&p, dir.path().to_str().unwrap(),
-///     weir_io::JsonLines::new(|e: &E| e.t, Duration::from_millis(10))).unwrap();
+/// let (events, dead) =
+///     weir_io::read_json_lines(&p, dir.path().to_str().unwrap(), weir_io::JsonLines::new(|e: &E| e.t)).unwrap();
 /// let (events, dead) = (events.collect(), dead.collect());
 /// p.run_with(&weir_runner_reference::ReferenceRunner::default()).unwrap();
 /// assert_eq!(events.windowed().iter().map(|e| e.timestamp.millis()).collect::<Vec<_>>(), vec![5, 7]);

@@ -42,9 +42,12 @@ fn json_lines_with_dead_letters_on_every_runner() {
     .unwrap();
     for runner in runners() {
         let p = Pipeline::new();
-        let (bids, dead) =
-            read_json_lines(&p, dir.path().to_str().unwrap(), JsonLines::new(|b: &Bid| b.ts, Duration::from_secs(1)))
-                .unwrap();
+        let (bids, dead) = read_json_lines(
+            &p,
+            dir.path().to_str().unwrap(),
+            JsonLines::new(|b: &Bid| b.ts).with_event_time_watermark(Duration::from_secs(1)),
+        )
+        .unwrap();
         let sums = bids
             .map(|b| (b.auction, b.price))
             .window_into(WindowingStrategy::new(FixedWindows::of(Duration::from_secs(1)).unwrap()))
@@ -117,4 +120,48 @@ fn sharded_output_is_complete_and_atomic() {
     let total: u64 = outputs[0].1.iter().map(|l| l.split('\t').nth(1).unwrap().parse::<u64>().unwrap()).sum();
     assert_eq!(total, 600);
     assert!(outputs.iter().all(|o| o.1 == outputs[0].1));
+}
+
+/// Bounded input is a batch by default: a file whose lines are far out of
+/// order loses nothing (Beam's batch semantics), while replaying it as a
+/// stream with a small out-of-orderness bound drops the late lines.
+#[test]
+fn bounded_json_lines_have_no_late_data_unless_replayed_as_a_stream() {
+    let dir = tempfile::tempdir().unwrap();
+    // 20,000 events of one key, one per second, each run of 100 written in
+    // reverse: up to 99 s out of order (more lines than a source reads at
+    // once, so a streaming watermark moves while the file is read).
+    let mut text = String::new();
+    for block in 0..200i64 {
+        for i in (0..100i64).rev() {
+            let t = (block * 100 + i) * 1000;
+            text.push_str(&format!("{{\"auction\":1,\"price\":1,\"ts\":{t}}}\n"));
+        }
+    }
+    std::fs::write(dir.path().join("bids.jsonl"), text).unwrap();
+    for (streaming, name) in [(false, "batch"), (true, "stream")] {
+        for runner in runners() {
+            let p = Pipeline::new();
+            let mut how = JsonLines::new(|b: &Bid| b.ts);
+            if streaming {
+                how = how.with_event_time_watermark(Duration::from_secs(5));
+            }
+            let (bids, _) = read_json_lines(&p, dir.path().to_str().unwrap(), how).unwrap();
+            let counts = bids
+                .map(|b| (b.auction, ()))
+                .window_into(WindowingStrategy::new(FixedWindows::of(Duration::from_secs(60)).unwrap()))
+                .count_per_key()
+                .named("Count")
+                .collect();
+            let result = p.run_with(&*runner).unwrap();
+            let total: u64 = counts.values().iter().map(|(_, n)| n).sum();
+            let dropped = result.counters("Count").unwrap().dropped_expired;
+            assert_eq!(total + dropped, 20_000, "{name}: every event counted or dropped");
+            if streaming {
+                assert!(dropped > 0, "{name}: a 5 s bound drops lines up to 99 s late");
+            } else {
+                assert_eq!((total, dropped), (20_000, 0), "{name}: nothing is late in a batch");
+            }
+        }
+    }
 }

@@ -70,6 +70,22 @@ impl PaneInfo {
         PaneInfo { is_first, is_last, timing, index, nonspeculative_index }
     }
 
+    /// The `index`-th pane of a window, EARLY (speculative: its
+    /// non-speculative index is -1), first if `index` is 0.
+    pub const fn early(index: i64, is_last: bool) -> Self {
+        PaneInfo::new(index == 0, is_last, Timing::Early, index, -1)
+    }
+    /// The `index`-th pane of a window, ON_TIME, the `nonspeculative_index`-th
+    /// non-early pane.
+    pub const fn on_time(index: i64, nonspeculative_index: i64, is_last: bool) -> Self {
+        PaneInfo::new(index == 0, is_last, Timing::OnTime, index, nonspeculative_index)
+    }
+    /// The `index`-th pane of a window, LATE, the `nonspeculative_index`-th
+    /// non-early pane.
+    pub const fn late(index: i64, nonspeculative_index: i64, is_last: bool) -> Self {
+        PaneInfo::new(index == 0, is_last, Timing::Late, index, nonspeculative_index)
+    }
+
     fn header(&self) -> u8 {
         (self.is_first as u8) | ((self.is_last as u8) << 1) | (self.timing.ordinal() << 2)
     }

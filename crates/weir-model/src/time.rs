@@ -133,6 +133,15 @@ impl Duration {
     pub const fn from_hours(h: i64) -> Duration {
         Duration(h.saturating_mul(3_600_000))
     }
+    /// A duration of `d` days of 24 hours (saturating).
+    ///
+    /// ```
+    /// use weir_model::Duration;
+    /// assert_eq!(Duration::from_days(2), Duration::from_hours(48));
+    /// ```
+    pub const fn from_days(d: i64) -> Duration {
+        Duration(d.saturating_mul(86_400_000))
+    }
     /// The length in milliseconds.
     pub const fn millis(self) -> i64 {
         self.0

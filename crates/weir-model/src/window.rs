@@ -76,6 +76,17 @@ impl Window {
         Window::Interval(IntervalWindow::new(Timestamp::from_millis(start), Timestamp::from_millis(end)))
     }
 
+    /// The interval window `[start, end)`.
+    ///
+    /// ```
+    /// use weir_model::{Timestamp, Window};
+    /// let t = Timestamp::from_millis;
+    /// assert_eq!(Window::between(t(0), t(10)), Window::interval(0, 10));
+    /// ```
+    pub const fn between(start: Timestamp, end: Timestamp) -> Window {
+        Window::Interval(IntervalWindow::new(start, end))
+    }
+
     /// The latest timestamp an element of this window may have; it drives
     /// triggers, timers and garbage collection.
     pub const fn max_timestamp(&self) -> Timestamp {

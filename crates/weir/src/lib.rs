@@ -28,6 +28,8 @@
 //! assert_eq!(got, vec![("blue".to_string(), 5), ("blue".to_string(), 7), ("red".to_string(), 3)]);
 //! ```
 
+pub mod testing;
+
 pub use weir_io as io;
 pub use weir_model as model;
 pub use weir_pipeline as pipeline;

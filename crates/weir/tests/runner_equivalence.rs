@@ -17,20 +17,8 @@ use common::{runners, ts};
 
 /// Build the pipeline once per runner, run it, and check every runner gave
 /// the same multiset. Returns the (sorted) output.
-fn on_all_runners<T: Data + Ord>(mut build: impl FnMut(&Pipeline) -> Collected<T>) -> Vec<WindowedValue<T>> {
-    let mut reference: Option<Vec<WindowedValue<T>>> = None;
-    for (name, runner) in runners() {
-        let p = Pipeline::new();
-        let out = build(&p);
-        p.run_with(&*runner()).unwrap_or_else(|e| panic!("{name}: {e}"));
-        let mut got = out.windowed();
-        got.sort();
-        match &reference {
-            None => reference = Some(got),
-            Some(r) => assert_eq!(&got, r, "{name} differs from the reference runner"),
-        }
-    }
-    reference.unwrap()
+fn on_all_runners<T: Data + Ord>(build: impl FnMut(&Pipeline) -> Collected<T>) -> Vec<WindowedValue<T>> {
+    weir::testing::on_every_runner(build)
 }
 
 fn fixed(ms: i64) -> WindowingStrategy {
@@ -517,4 +505,59 @@ fn processing_time_early_firings_on_every_runner() {
             (w(2), 2, Timing::OnTime, 10), // watermark passed 12:04
         ]
     );
+}
+
+/// Beam's `Combine.globally` in the global window: an empty input gives the
+/// combiner's default (`Count` → 0, `Sum` → 0); a non-empty one gives only
+/// its result.
+#[test]
+fn combine_globally_gives_the_default_for_empty_global_input() {
+    let out = on_all_runners(|p| p.create(Vec::<u64>::new()).combine_globally(Count).collect());
+    assert_eq!(values(&out), vec![0]);
+    assert_eq!((out[0].window, out[0].timestamp), (Window::Global, Timestamp::MIN));
+    let out = on_all_runners(|p| p.create(Vec::<u64>::new()).combine_globally(Sum::new()).collect());
+    assert_eq!(values(&out), vec![0u64]);
+    let out = on_all_runners(|p| p.create(vec![3u64, 4]).combine_globally(Sum::new()).collect());
+    assert_eq!(values(&out), vec![7u64]);
+    assert_eq!(out[0].pane, PaneInfo::on_time(0, 0, true));
+}
+
+#[test]
+fn combine_globally_without_defaults_gives_nothing_for_empty_input() {
+    let out = on_all_runners(|p| p.create(Vec::<u64>::new()).combine_globally_without_defaults(Count).collect());
+    assert!(out.is_empty());
+}
+
+#[test]
+fn combine_globally_with_defaults_on_fixed_windows_is_refused() {
+    let p = Pipeline::new();
+    p.create_timestamped([(1u64, ts(1))]).window_into(fixed(10)).combine_globally(Count).collect();
+    let err = p.run_with(&ReferenceRunner::default()).unwrap_err().to_string();
+    assert!(err.contains("combine_globally_without_defaults"), "{err}");
+}
+
+/// A multimap side input is built once per side-input window, not per
+/// element: every element of a window reads the same map.
+#[test]
+fn multimap_side_input_is_built_once_per_window() {
+    #[derive(Clone)]
+    struct MapAddress(SideInput<(u64, u64)>);
+    impl DoFn for MapAddress {
+        type In = u64;
+        type Out = usize;
+        fn process(&mut self, cx: &mut ProcessContext<'_, u64, usize>) {
+            let m = cx.side_multimap(&self.0);
+            assert_eq!(m.get(&1).map(Vec::len), Some(1000));
+            let address = m as *const _ as usize;
+            cx.output(address);
+        }
+    }
+    let p = Pipeline::new();
+    let side = p.create((0..1000u64).map(|i| (1, i))).as_side_input();
+    let out =
+        p.create(0..100u64).par_do_with_side_inputs(MapAddress(side.clone()), &[side.erased()], &[]).main.collect();
+    p.run_with(&ReferenceRunner::default()).unwrap();
+    let mut addresses = out.values();
+    addresses.dedup();
+    assert_eq!(addresses.len(), 1, "one map for 100 elements");
 }

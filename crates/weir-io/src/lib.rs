@@ -350,6 +350,17 @@ impl<T, F> TextSinkOp<T, F> {
     }
 }
 
+/// A sink dropped before it finished (its job failed) removes its
+/// temporary file: nothing half-written is left behind.
+impl<T, F> Drop for TextSinkOp<T, F> {
+    fn drop(&mut self) {
+        if let Some((tmp, w)) = self.writer.take() {
+            drop(w);
+            let _ = std::fs::remove_file(tmp);
+        }
+    }
+}
+
 impl<T: Data, F: Fn(&T) -> String + Send> Operator for TextSinkOp<T, F> {
     fn process(&mut self, _port: usize, batch: Batch, cx: &mut OpContext<'_>) {
         let values = batch.into_vec::<T>();

@@ -230,6 +230,10 @@ pub struct RunResult {
     /// flight, or parked waiting for progress), for runners that bound it
     /// (Timely).
     pub peak_in_flight: Option<u64>,
+    /// On a cluster: the id every process of this run shares (process 0's,
+    /// agreed when the processes connected), to tie what each process
+    /// leaves behind to this run.
+    pub run_id: Option<u64>,
 }
 
 impl RunResult {

@@ -71,6 +71,13 @@ macro_rules! node_cx {
     };
 }
 
+/// Run a transform's code; a panic in it ends the run with an error naming
+/// the transform and the panic's message.
+fn guard<R>(transform: &str, f: impl FnOnce() -> R) -> Result<R, PipelineError> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f))
+        .map_err(|panic| PipelineError::from_panic(transform, panic))
+}
+
 fn wall_clock() -> Timestamp {
     let ms = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0);
     Timestamp::from_millis(ms)
@@ -140,7 +147,7 @@ impl Runner for ReferenceRunner {
                     }
                     let node = &graph.nodes[i];
                     let mut cx = node_cx!(graph, emitters, i, &[], clock, error);
-                    let status = src.poll(POLL_BATCH, &mut cx);
+                    let status = guard(&node.name, || src.poll(POLL_BATCH, &mut cx))?;
                     all_idle &= status.idle;
                     if let Some(t) = status.processing_time {
                         clock = clock.max(t);
@@ -162,7 +169,7 @@ impl Runner for ReferenceRunner {
                 let in_wms: Vec<Timestamp> = node.inputs.iter().map(|inp| out_wm[inp.node]).collect();
                 let mut cx = node_cx!(graph, emitters, i, &seen_wms[i], clock, error);
                 while let Some((port, batch)) = queues[i].pop_front() {
-                    op.process(port, batch, &mut cx);
+                    guard(&node.name, || op.process(port, batch, &mut cx))?;
                     progressed = true;
                 }
                 let wakeup_due = op.next_wakeup().is_some_and(|t| t < clock);
@@ -170,7 +177,7 @@ impl Runner for ReferenceRunner {
                     seen_wms[i] = in_wms.clone();
                     seen_clock[i] = clock;
                     let mut cx = node_cx!(graph, emitters, i, &seen_wms[i], clock, error);
-                    op.advance(&mut cx);
+                    guard(&node.name, || op.advance(&mut cx))?;
                     progressed = true;
                 }
                 let input_wm = in_wms.iter().copied().min().unwrap_or(Timestamp::MAX);
@@ -182,7 +189,7 @@ impl Runner for ReferenceRunner {
                 if out_wm[i] == Timestamp::MAX && !finished[i] {
                     finished[i] = true;
                     let mut cx = node_cx!(graph, emitters, i, &seen_wms[i], clock, error);
-                    op.finish(&mut cx);
+                    guard(&node.name, || op.finish(&mut cx))?;
                 }
                 route(&mut emitters[i], &mut queues, &consumers[i]);
             }
@@ -205,6 +212,6 @@ impl Runner for ReferenceRunner {
                 }
             }
         }
-        Ok(RunResult { metrics: graph.metrics(), peak_in_flight: None })
+        Ok(RunResult { metrics: graph.metrics(), peak_in_flight: None, run_id: None })
     }
 }

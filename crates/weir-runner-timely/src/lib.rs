@@ -30,6 +30,9 @@ use timely::dataflow::operators::Capability;
 use timely::dataflow::Stream;
 use timely::progress::Stamp;
 use timely::{Accountable, CommunicationConfig, WorkerConfig};
+
+mod cluster;
+mod control;
 use weir_model::time::MIN_TIMESTAMP_MILLIS;
 use weir_model::Timestamp;
 use weir_pipeline::{
@@ -76,7 +79,21 @@ pub struct TimelyRunner {
     /// same source on this process, so one fast split cannot fill the
     /// windows of every operator downstream (`None`: no alignment).
     pub max_watermark_drift: Option<weir_model::Duration>,
+    /// On a cluster: how long a process waits for the others to start and
+    /// connect before giving up with an error naming the missing ones.
+    pub connect_timeout: StdDuration,
+    /// On a cluster: how long a peer may send nothing (no data, no
+    /// heartbeat) before it is taken for lost and the job fails.
+    pub peer_timeout: StdDuration,
+    /// On a cluster: what the processes must agree on besides the
+    /// pipeline's shape (the application's configuration: input, options).
+    pub job_description: Option<String>,
 }
+
+/// Default for [`TimelyRunner::connect_timeout`].
+pub const DEFAULT_CONNECT_TIMEOUT: StdDuration = StdDuration::from_secs(60);
+/// Default for [`TimelyRunner::peer_timeout`].
+pub const DEFAULT_PEER_TIMEOUT: StdDuration = StdDuration::from_secs(30);
 
 impl Default for TimelyRunner {
     /// All cores of this machine.
@@ -92,6 +109,9 @@ impl TimelyRunner {
             deployment: Deployment::Threads(n.max(1)),
             max_in_flight: DEFAULT_MAX_IN_FLIGHT,
             max_watermark_drift: None,
+            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+            peer_timeout: DEFAULT_PEER_TIMEOUT,
+            job_description: None,
         }
     }
 
@@ -101,6 +121,9 @@ impl TimelyRunner {
             deployment: Deployment::Cluster { threads: threads.max(1), process, addresses },
             max_in_flight: DEFAULT_MAX_IN_FLIGHT,
             max_watermark_drift: None,
+            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+            peer_timeout: DEFAULT_PEER_TIMEOUT,
+            job_description: None,
         }
     }
 
@@ -126,6 +149,26 @@ impl TimelyRunner {
         Ok(TimelyRunner::cluster(threads, process, addresses))
     }
 
+    /// On a cluster: wait at most this long for every process to start.
+    pub fn with_connect_timeout(mut self, t: StdDuration) -> Self {
+        self.connect_timeout = t;
+        self
+    }
+
+    /// On a cluster: a peer silent for this long is taken for lost.
+    pub fn with_peer_timeout(mut self, t: StdDuration) -> Self {
+        self.peer_timeout = t;
+        self
+    }
+
+    /// On a cluster: what else the processes must agree on (the
+    /// application's configuration); processes that disagree refuse to run
+    /// together, naming what differs.
+    pub fn with_job_description(mut self, job: impl Into<String>) -> Self {
+        self.job_description = Some(job.into());
+        self
+    }
+
     /// Pause sources while more than `n` records are in flight in a process.
     pub fn with_max_in_flight(mut self, n: u64) -> Self {
         self.max_in_flight = n.max(1);
@@ -143,28 +186,86 @@ impl TimelyRunner {
         self
     }
 
-    fn config(&self) -> Result<timely::Config, PipelineError> {
-        let communication = match &self.deployment {
-            Deployment::Threads(1) => CommunicationConfig::Thread,
-            Deployment::Threads(n) => CommunicationConfig::Process(*n),
-            Deployment::Cluster { threads, process, addresses } => {
+    /// Timely's allocators for this deployment. On a cluster, Weir opens
+    /// the connections itself (time limits, the job handshake, watched
+    /// connections: `cluster`), then hands them to timely.
+    fn allocators(&self, graph: &Graph, threads: usize) -> Result<Allocators, PipelineError> {
+        use timely::communication::allocator::zero_copy::initialize::initialize_networking_from_sockets;
+        use timely::communication::allocator::{AllocatorBuilder, ProcessBuilder};
+        match &self.deployment {
+            Deployment::Threads(n) => {
+                let config = if *n == 1 { CommunicationConfig::Thread } else { CommunicationConfig::Process(*n) };
+                let (builders, others) = config.try_build().map_err(PipelineError::Runner)?;
+                Ok((builders, others, None))
+            }
+            Deployment::Cluster { threads: _, process, addresses } => {
                 if *process >= addresses.len() {
-                    return Err(PipelineError::Runner(format!(
+                    return Err(PipelineError::Cluster(format!(
                         "process index {process} is out of range for {} addresses",
                         addresses.len()
                     )));
                 }
-                CommunicationConfig::Cluster {
-                    threads: *threads,
+                let job = self.job_description(graph, addresses.len());
+                let spec = cluster::ClusterSpec {
+                    threads,
                     process: *process,
-                    addresses: addresses.clone(),
-                    report: false,
-                    zerocopy: false,
-                }
+                    addresses,
+                    connect_timeout: self.connect_timeout,
+                    fingerprint: fnv1a(job.bytes()),
+                    job: &job,
+                };
+                let (sockets, monitor) = cluster::connect(&spec).map_err(PipelineError::Cluster)?;
+                let hooks = timely::communication::Hooks::default();
+                let local = ProcessBuilder::new_typed_vector(threads, hooks.refill.clone(), hooks.spill.clone());
+                let (builders, guard) = initialize_networking_from_sockets(local, sockets, *process, threads, hooks)
+                    .map_err(|e| PipelineError::Cluster(format!("starting the connections: {e}")))?;
+                let builders = builders.into_iter().map(AllocatorBuilder::Tcp).collect();
+                Ok((builders, Box::new(guard), Some(monitor)))
             }
-        };
-        Ok(timely::Config { communication, worker: WorkerConfig::default() })
+        }
     }
+
+    /// What the processes of a cluster must agree on: the pipeline's
+    /// shape (every transform, its inputs and routing, outputs) and the
+    /// description the application gave (`with_job_description`).
+    fn job_description(&self, graph: &Graph, processes: usize) -> String {
+        let mut d = format!("{processes} processes; ");
+        if let Some(job) = &self.job_description {
+            d.push_str(job);
+            d.push_str("; ");
+        }
+        let mut shape = String::new();
+        for (i, n) in graph.nodes.iter().enumerate() {
+            let kind = match n.kind {
+                NodeKind::Source(_) => "source",
+                NodeKind::Operator(_) => "operator",
+            };
+            shape.push_str(&format!("{i}:{}:{kind}:{}", n.name, n.outputs));
+            for input in &n.inputs {
+                shape.push_str(&format!(":{}.{}.{:?}", input.node, input.port, input.routing));
+            }
+            shape.push(';');
+        }
+        let names: Vec<&str> = graph.nodes.iter().map(|n| n.name.as_str()).collect();
+        d.push_str(&format!(
+            "pipeline of {} transforms ({}), shape {:016x}",
+            names.len(),
+            names.join(", "),
+            fnv1a(shape.bytes())
+        ));
+        d
+    }
+}
+
+type Allocators = (
+    Vec<timely::communication::allocator::AllocatorBuilder>,
+    Box<dyn std::any::Any + Send>,
+    Option<Arc<cluster::Monitor>>,
+);
+
+/// FNV-1a, 64 bits: a small stable hash (for fingerprints, not for keys).
+pub(crate) fn fnv1a(bytes: impl IntoIterator<Item = u8>) -> u64 {
+    bytes.into_iter().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ b as u64).wrapping_mul(0x0100_0000_01b3))
 }
 
 // ---------------------------------------------------------------------------
@@ -254,7 +355,7 @@ impl<P: Pull<Message<u64, TBatch>>> InputPort
     }
 }
 
-type SharedError = Arc<Mutex<Option<PipelineError>>>;
+pub(crate) type SharedError = Arc<Mutex<Option<PipelineError>>>;
 
 /// Records this process holds in flight between operators: counted once per
 /// consumer when sent, uncounted when received (or when a partitioner sends
@@ -438,6 +539,16 @@ fn failed(error: &SharedError) -> bool {
     error.lock().map(|e| e.is_some()).unwrap_or(true)
 }
 
+/// Record the job's error (the first one wins). A failed job keeps its
+/// capabilities: the worker loop drops the dataflow, so that nothing
+/// downstream takes the failure for the end of the input.
+fn record(error: &SharedError, e: PipelineError) {
+    let mut slot = error.lock().unwrap_or_else(|p| p.into_inner());
+    if slot.is_none() {
+        *slot = Some(e);
+    }
+}
+
 fn build_dataflow(
     worker: &mut timely::worker::Worker,
     graph: &Arc<Graph>,
@@ -510,102 +621,111 @@ fn build_dataflow(
                     let stages: Vec<Arc<StageShare>> = stage_shares.to_vec();
                     let mut last_wm = Timestamp::MIN;
                     let local = process * threads..(process + 1) * threads;
+                    let panic_name = name.clone();
+                    let panic_error = error.clone();
                     builder.build_reschedule(move |caps| {
                         let mut caps = caps;
                         move |_frontiers| {
-                            if caps.is_empty() {
-                                return false;
-                            }
-                            if failed(&error) {
-                                caps.clear();
-                                return false;
-                            }
-                            // A processing-time step of a TestStream: wait until everything
-                            // before it is done, move the clock, wait until every operator
-                            // applied it and settled, then play on.
-                            match step {
-                                ClockStep::Play => {}
-                                ClockStep::Quiesce(t) => {
-                                    if quiescent(&graph, &flow.in_flight, &clock, threads, process, None) {
-                                        for share in stages.iter() {
-                                            share.settle();
-                                        }
-                                        step = match t {
-                                            None => ClockStep::Play,
-                                            Some(t) => {
-                                                clock.now.store(t, Ordering::Release);
-                                                for a in
-                                                    clock.activators.lock().unwrap_or_else(|p| p.into_inner()).iter()
-                                                {
-                                                    let _ = a.activate();
-                                                }
-                                                ClockStep::Apply(t)
+                            let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                                if caps.is_empty() || failed(&error) {
+                                    return false;
+                                }
+                                // A processing-time step of a TestStream: wait until everything
+                                // before it is done, move the clock, wait until every operator
+                                // applied it and settled, then play on.
+                                match step {
+                                    ClockStep::Play => {}
+                                    ClockStep::Quiesce(t) => {
+                                        if quiescent(&graph, &flow.in_flight, &clock, threads, process, None) {
+                                            for share in stages.iter() {
+                                                share.settle();
                                             }
-                                        };
-                                    }
-                                    activator.activate();
-                                    return true;
-                                }
-                                ClockStep::Apply(t) => {
-                                    if quiescent(&graph, &flow.in_flight, &clock, threads, process, Some(t)) {
-                                        for share in stages.iter() {
-                                            share.settle();
+                                            step = match t {
+                                                None => ClockStep::Play,
+                                                Some(t) => {
+                                                    clock.now.store(t, Ordering::Release);
+                                                    for a in clock
+                                                        .activators
+                                                        .lock()
+                                                        .unwrap_or_else(|p| p.into_inner())
+                                                        .iter()
+                                                    {
+                                                        let _ = a.activate();
+                                                    }
+                                                    ClockStep::Apply(t)
+                                                }
+                                            };
                                         }
-                                        step = ClockStep::Play;
+                                        activator.activate();
+                                        return true;
                                     }
-                                    activator.activate();
+                                    ClockStep::Apply(t) => {
+                                        if quiescent(&graph, &flow.in_flight, &clock, threads, process, Some(t)) {
+                                            for share in stages.iter() {
+                                                share.settle();
+                                            }
+                                            step = ClockStep::Play;
+                                        }
+                                        activator.activate();
+                                        return true;
+                                    }
+                                }
+                                if flow.in_flight.over_limit()
+                                    || too_far_ahead(&counters, &flow.in_flight, last_wm, &local)
+                                {
+                                    activator.activate_after(StdDuration::from_millis(1));
                                     return true;
                                 }
-                            }
-                            if flow.in_flight.over_limit() || too_far_ahead(&counters, &flow.in_flight, last_wm, &local)
-                            {
-                                activator.activate_after(StdDuration::from_millis(1));
-                                return true;
-                            }
-                            let local_error = Mutex::new(None);
-                            let mut cx = OpContext {
-                                name: &name,
-                                out: &mut emitter,
-                                input_watermarks: &[],
-                                processing_time: clock.now(),
-                                stage_output_watermark: Timestamp::MAX,
-                                counters: &counters,
-                                error: &local_error,
-                            };
-                            let status = source.poll(POLL_BATCH, &mut cx);
-                            if let Some(t) = status.processing_time {
-                                if clock.simulated {
-                                    step = ClockStep::Quiesce(Some(t.millis()));
+                                let local_error = Mutex::new(None);
+                                let mut cx = OpContext {
+                                    name: &name,
+                                    out: &mut emitter,
+                                    input_watermarks: &[],
+                                    processing_time: clock.now(),
+                                    stage_output_watermark: Timestamp::MAX,
+                                    counters: &counters,
+                                    error: &local_error,
+                                };
+                                let status = source.poll(POLL_BATCH, &mut cx);
+                                if let Some(t) = status.processing_time {
+                                    if clock.simulated {
+                                        step = ClockStep::Quiesce(Some(t.millis()));
+                                    } else {
+                                        cx.fail_with(
+                                            "a source moved processing time, but the runner is not simulating it",
+                                        );
+                                    }
+                                } else if scripted {
+                                    step = ClockStep::Quiesce(None);
+                                }
+                                if let Some(e) = local_error.into_inner().unwrap_or(None) {
+                                    record(&error, e);
+                                    return false;
+                                }
+                                send(&mut outputs, &caps, &mut emitter, &flow);
+                                counters.publish_watermarks(info.index, status.watermark, status.watermark);
+                                last_wm = status.watermark;
+                                if status.watermark == Timestamp::MAX {
+                                    caps.clear();
+                                    return false;
+                                }
+                                let t = enc(status.watermark);
+                                for cap in caps.iter_mut() {
+                                    if *cap.time() < t {
+                                        cap.downgrade(&t);
+                                    }
+                                }
+                                if status.idle {
+                                    activator.activate_after(StdDuration::from_millis(1));
                                 } else {
-                                    cx.fail_with("a source moved processing time, but the runner is not simulating it");
+                                    activator.activate();
                                 }
-                            } else if scripted {
-                                step = ClockStep::Quiesce(None);
-                            }
-                            if let Some(e) = local_error.into_inner().unwrap_or(None) {
-                                *error.lock().unwrap_or_else(|p| p.into_inner()) = Some(e);
-                                caps.clear();
-                                return false;
-                            }
-                            send(&mut outputs, &caps, &mut emitter, &flow);
-                            counters.publish_watermarks(info.index, status.watermark, status.watermark);
-                            last_wm = status.watermark;
-                            if status.watermark == Timestamp::MAX {
-                                caps.clear();
-                                return false;
-                            }
-                            let t = enc(status.watermark);
-                            for cap in caps.iter_mut() {
-                                if *cap.time() < t {
-                                    cap.downgrade(&t);
-                                }
-                            }
-                            if status.idle {
-                                activator.activate_after(StdDuration::from_millis(1));
-                            } else {
-                                activator.activate();
-                            }
-                            true
+                                true
+                            }));
+                            run.unwrap_or_else(|panic| {
+                                record(&panic_error, PipelineError::from_panic(&panic_name, panic));
+                                false
+                            })
                         }
                     });
                 }
@@ -631,104 +751,109 @@ fn build_dataflow(
                         out_wm: Timestamp::MIN,
                     };
                     let mut stashes: Vec<Stash> = (0..node.inputs.len()).map(|_| Stash::default()).collect();
+                    let panic_name = node.name.clone();
+                    let panic_error = error.clone();
                     builder.build(move |caps| {
                         driver.caps = caps;
                         move |frontiers| {
-                            if failed(&error) {
-                                for input in inputs.iter_mut() {
-                                    input.drain(&mut |_, batch| {
-                                        if !batch.is_encoded() {
-                                            driver.flow.in_flight.sub(batch.len() as i64);
-                                        }
+                            let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                                if failed(&error) {
+                                    for input in inputs.iter_mut() {
+                                        input.drain(&mut |_, batch| {
+                                            if !batch.is_encoded() {
+                                                driver.flow.in_flight.sub(batch.len() as i64);
+                                            }
+                                        });
+                                    }
+                                    return;
+                                }
+                                let now = clock.now();
+                                let wms: Vec<Timestamp> = frontiers
+                                    .iter()
+                                    .map(|f| f.frontier().iter().min().map_or(Timestamp::MAX, |t| dec(*t)))
+                                    .collect();
+                                // A message was sent when its producer's output watermark was its
+                                // time. It is processed once the port's watermark has reached that
+                                // time (never past the port's frontier), so data sent after a
+                                // watermark advance is processed after it, as on the reference
+                                // runner. The frontier can lag the message by a round of progress
+                                // tracking: such messages wait in a stash. The stash is bounded: past
+                                // STASH_LIMIT records a message is processed with the (lower)
+                                // frontier, which is still a valid execution of the model.
+                                for (port, input) in inputs.iter_mut().enumerate() {
+                                    let stash = &mut stashes[port];
+                                    input.drain(&mut |time, batch| {
+                                        // A local batch counts as in flight until processed or parked.
+                                        let counted = if batch.is_encoded() { 0 } else { batch.len() as i64 };
+                                        stash.push(time, batch, counted);
                                     });
-                                }
-                                driver.caps.clear();
-                                return;
-                            }
-                            let now = clock.now();
-                            let wms: Vec<Timestamp> = frontiers
-                                .iter()
-                                .map(|f| f.frontier().iter().min().map_or(Timestamp::MAX, |t| dec(*t)))
-                                .collect();
-                            // A message was sent when its producer's output watermark was its
-                            // time. It is processed once the port's watermark has reached that
-                            // time (never past the port's frontier), so data sent after a
-                            // watermark advance is processed after it, as on the reference
-                            // runner. The frontier can lag the message by a round of progress
-                            // tracking: such messages wait in a stash. The stash is bounded: past
-                            // STASH_LIMIT records a message is processed with the (lower)
-                            // frontier, which is still a valid execution of the model.
-                            for (port, input) in inputs.iter_mut().enumerate() {
-                                let stash = &mut stashes[port];
-                                input.drain(&mut |time, batch| {
-                                    // A local batch counts as in flight until processed or parked.
-                                    let counted = if batch.is_encoded() { 0 } else { batch.len() as i64 };
-                                    stash.push(time, batch, counted);
-                                });
-                                let frontier = wms[port];
-                                // In time order: once drained, a message no longer holds the
-                                // frontier back, so the port's watermark must never pass a
-                                // message still in the stash (senders on other processes are
-                                // not kept in step, and their messages interleave).
-                                while let Some(t) = stash.min_time() {
-                                    let t = dec(t);
-                                    let within_limit = stash.records <= STASH_LIMIT;
-                                    if within_limit && (t > frontier || !driver.peers_reached(t.min(frontier))) {
-                                        break;
+                                    let frontier = wms[port];
+                                    // In time order: once drained, a message no longer holds the
+                                    // frontier back, so the port's watermark must never pass a
+                                    // message still in the stash (senders on other processes are
+                                    // not kept in step, and their messages interleave).
+                                    while let Some(t) = stash.min_time() {
+                                        let t = dec(t);
+                                        let within_limit = stash.records <= STASH_LIMIT;
+                                        if within_limit && (t > frontier || !driver.peers_reached(t.min(frontier))) {
+                                            break;
+                                        }
+                                        let (batch, counted, parked) = stash.pop().expect("a message exists");
+                                        let target = t.min(frontier);
+                                        if target > driver.seen[port] {
+                                            driver.seen[port] = target;
+                                            driver.advance(now);
+                                        }
+                                        driver.process(port, batch, now);
+                                        driver.flow.in_flight.sub(counted);
+                                        driver.flow.in_flight.unpark(parked);
                                     }
-                                    let (batch, counted, parked) = stash.pop().expect("a message exists");
-                                    let target = t.min(frontier);
-                                    if target > driver.seen[port] {
-                                        driver.seen[port] = target;
-                                        driver.advance(now);
+                                    if !stash.queue.is_empty() {
+                                        // Parked until progress: not in flight any more (the stash is
+                                        // bounded by STASH_LIMIT), so paused sources can move the frontier.
+                                        for (_, counted, parked) in stash.queue.values_mut() {
+                                            let n = std::mem::take(counted);
+                                            driver.flow.in_flight.park(n);
+                                            *parked += n;
+                                        }
+                                        activator.activate();
                                     }
-                                    driver.process(port, batch, now);
-                                    driver.flow.in_flight.sub(counted);
-                                    driver.flow.in_flight.unpark(parked);
                                 }
-                                if !stash.queue.is_empty() {
-                                    // Parked until progress: not in flight any more (the stash is
-                                    // bounded by STASH_LIMIT), so paused sources can move the frontier.
-                                    for (_, counted, parked) in stash.queue.values_mut() {
-                                        let n = std::mem::take(counted);
-                                        driver.flow.in_flight.park(n);
-                                        *parked += n;
+                                let wakeup_due = driver.op.next_wakeup().is_some_and(|t| t < now);
+                                // A port's watermark never passes a message still waiting in its stash.
+                                let reachable: Vec<Timestamp> = wms
+                                    .iter()
+                                    .zip(&stashes)
+                                    .map(|(f, st)| st.min_time().map_or(*f, |t| (*f).min(dec(t))))
+                                    .collect();
+                                let moved = reachable.iter().zip(&driver.seen).any(|(f, s)| f > s);
+                                if moved || wakeup_due {
+                                    for (s, f) in driver.seen.iter_mut().zip(&reachable) {
+                                        *s = (*s).max(*f);
                                     }
-                                    activator.activate();
+                                    driver.advance(now);
+                                } else {
+                                    driver.settle(now);
                                 }
-                            }
-                            let wakeup_due = driver.op.next_wakeup().is_some_and(|t| t < now);
-                            // A port's watermark never passes a message still waiting in its stash.
-                            let reachable: Vec<Timestamp> = wms
-                                .iter()
-                                .zip(&stashes)
-                                .map(|(f, st)| st.min_time().map_or(*f, |t| (*f).min(dec(t))))
-                                .collect();
-                            let moved = reachable.iter().zip(&driver.seen).any(|(f, s)| f > s);
-                            if moved || wakeup_due {
-                                for (s, f) in driver.seen.iter_mut().zip(&reachable) {
-                                    *s = (*s).max(*f);
+                                if clock.simulated && driver.applied != now {
+                                    driver.applied = now;
+                                    clock.applied[node_index][driver.local].store(now.millis(), Ordering::Release);
                                 }
-                                driver.advance(now);
-                            } else {
-                                driver.settle(now);
-                            }
-                            if clock.simulated && driver.applied != now {
-                                driver.applied = now;
-                                clock.applied[node_index][driver.local].store(now.millis(), Ordering::Release);
-                            }
-                            if let Some(e) = driver.error.lock().unwrap_or_else(|p| p.into_inner()).take() {
-                                *error.lock().unwrap_or_else(|p| p.into_inner()) = Some(e);
-                                driver.caps.clear();
-                                return;
-                            }
-                            // A simulated clock only moves in steps, which wake every
-                            // operator; a wall clock needs a wakeup at the next timer.
-                            if let Some(next) = driver.op.next_wakeup().filter(|_| !clock.simulated) {
-                                if !driver.caps.is_empty() {
-                                    let wait = (next.millis() - now.millis() + 1).clamp(0, 60_000) as u64;
-                                    activator.activate_after(StdDuration::from_millis(wait));
+                                if let Some(e) = driver.error.lock().unwrap_or_else(|p| p.into_inner()).take() {
+                                    record(&error, e);
+                                    return;
                                 }
+                                // A simulated clock only moves in steps, which wake every
+                                // operator; a wall clock needs a wakeup at the next timer.
+                                if let Some(next) = driver.op.next_wakeup().filter(|_| !clock.simulated) {
+                                    if !driver.caps.is_empty() {
+                                        let wait = (next.millis() - now.millis() + 1).clamp(0, 60_000) as u64;
+                                        activator.activate_after(StdDuration::from_millis(wait));
+                                    }
+                                }
+                            }));
+                            if let Err(panic) = run {
+                                record(&panic_error, PipelineError::from_panic(&panic_name, panic));
                             }
                         }
                     });
@@ -951,7 +1076,6 @@ impl OpDriver {
 
 impl Runner for TimelyRunner {
     fn run(&self, graph: Arc<Graph>) -> Result<RunResult, PipelineError> {
-        let config = self.config()?;
         let threads = match &self.deployment {
             Deployment::Threads(n) => *n,
             Deployment::Cluster { threads, .. } => *threads,
@@ -997,23 +1121,42 @@ impl Runner for TimelyRunner {
             limit: self.max_in_flight.min(i64::MAX as u64) as i64,
             max_drift: self.max_watermark_drift,
         });
+        let (builders, others, monitor) = self.allocators(&graph, threads)?;
+        let worker_loop = Arc::new(control::WorkerLoop {
+            error: error.clone(),
+            cluster: monitor.clone().map(|m| (m, self.peer_timeout)),
+        });
         let g = graph.clone();
         let e = error.clone();
         let f = in_flight.clone();
         let c = clock.clone();
-        let guards = timely::execute(config, move |worker| {
+        let guards = timely::execute::execute_from(builders, others, WorkerConfig::default(), move |worker| {
+            let main = worker.next_dataflow_index();
             build_dataflow(worker, &g, &e, &stage_shares, threads, &f, &c);
-            while worker.step_or_park(Some(StdDuration::from_millis(5))) {}
+            worker_loop.run(worker, main);
         })
-        .map_err(PipelineError::Runner)?;
-        let results = guards.join();
+        .map_err(PipelineError::Runner);
+        // Joining the workers, then (when the guards drop) timely's
+        // communication threads; either may panic after a peer was lost.
+        let joined = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || guards.map(|g| g.join())));
+        cluster::restore_panics();
+        let lost = monitor.as_ref().and_then(|m| m.first_loss());
         if let Some(e) = error.lock().unwrap_or_else(|p| p.into_inner()).take() {
             return Err(e);
         }
+        let results = match joined {
+            Ok(results) => results?,
+            Err(_) => {
+                return Err(match lost {
+                    Some(l) => PipelineError::Cluster(l.to_string()),
+                    None => PipelineError::Runner("timely's threads failed".into()),
+                })
+            }
+        };
         for r in results {
             r.map_err(|e| PipelineError::Runner(format!("a worker failed: {e}")))?;
         }
         let peak = in_flight.peak.load(Ordering::Relaxed).max(0) as u64;
-        Ok(RunResult { metrics: graph.metrics(), peak_in_flight: Some(peak) })
+        Ok(RunResult { metrics: graph.metrics(), peak_in_flight: Some(peak), run_id: monitor.map(|m| m.run_id()) })
     }
 }

@@ -2,6 +2,7 @@
 
 pub mod combine;
 pub mod elementwise;
+pub mod failures;
 pub mod group;
 pub mod other;
 pub mod side;
@@ -14,6 +15,7 @@ pub use combine::{
 pub use elementwise::{
     apply_fn, DoFn, ElementwiseExt, ErasedTag, KvElementwiseExt, OutputTag, ParDoOutputs, ProcessContext,
 };
+pub use failures::{Failure, TryElementwiseExt, WithFailures};
 pub use group::{CoGrouped, CombineGloballyExt, GroupExt, Grouped, Keyed, LateReason, Retractable, Union2, WindowExt};
 pub use other::{ApplyExt, CollectExt, FlattenExt, PTransform, PartitionExt, ReshuffleKeyExt, TestEvent, TestStream};
 pub use side::{ErasedSide, SideInput, SideInputExt, SideInputs, SideParDoExt};

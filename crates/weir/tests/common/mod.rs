@@ -1,6 +1,6 @@
 //! Helpers shared by the cross-runner tests.
 
-#![allow(dead_code)] // each test file uses part of this module
+#![allow(dead_code, unused_imports)] // each test file uses part of this module
 
 use weir::prelude::*;
 
@@ -60,42 +60,8 @@ pub fn on_two_processes<T: Data>(build: &dyn Fn(&Pipeline) -> PCollection<T>) ->
         std::fs::write(&path, bytes).unwrap();
         std::process::exit(0);
     }
-    let test = std::thread::current().name().expect("a test thread is named after its test").to_string();
     let dir = tempfile::tempdir().unwrap();
-    let hosts: Vec<String> = (0..2)
-        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap())
-        .collect::<Vec<_>>()
-        .iter()
-        .map(|l| l.local_addr().unwrap().to_string())
-        .collect();
-    let children: Vec<std::process::Child> = (0..2)
-        .map(|i| {
-            std::process::Command::new(std::env::current_exe().unwrap())
-                .args(["--exact", &test, "--test-threads", "1", "--nocapture"])
-                .env(CLUSTER_CHILD, i.to_string())
-                .env(CLUSTER_CALL, call.to_string())
-                .env(CLUSTER_HOSTS, hosts.join(","))
-                .env(CLUSTER_OUT, dir.path())
-                .stdout(std::process::Stdio::null())
-                .stderr(std::process::Stdio::null())
-                .spawn()
-                .unwrap()
-        })
-        .collect();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
-    for (i, mut child) in children.into_iter().enumerate() {
-        loop {
-            if let Some(status) = child.try_wait().unwrap() {
-                assert!(status.success(), "{test}: cluster process {i} failed ({status})");
-                break;
-            }
-            if std::time::Instant::now() > deadline {
-                let _ = child.kill();
-                panic!("{test}: cluster process {i} did not finish within 120 s");
-            }
-            std::thread::sleep(std::time::Duration::from_millis(10));
-        }
-    }
+    run_children(2, 120, call, dir.path(), &[]);
     let mut all = Vec::new();
     for i in 0..2 {
         let bytes = std::fs::read(dir.path().join(format!("out-{i}"))).unwrap();
@@ -105,4 +71,89 @@ pub fn on_two_processes<T: Data>(build: &dyn Fn(&Pipeline) -> PCollection<T>) ->
         }
     }
     Some(all)
+}
+
+/// Start `n` processes of this test binary, re-run for the current test
+/// as cluster processes (with `CLUSTER_CHILD`, `CLUSTER_CALL`,
+/// `CLUSTER_HOSTS` and `CLUSTER_OUT` set), and wait for all to end within
+/// `secs`. Returns their exit statuses.
+fn run_children(
+    n: usize,
+    secs: u64,
+    call: usize,
+    out: &std::path::Path,
+    env: &[(&str, String)],
+) -> Vec<std::process::ExitStatus> {
+    let test = std::thread::current().name().expect("a test thread is named after its test").to_string();
+    let hosts: Vec<String> = (0..n)
+        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap())
+        .collect::<Vec<_>>()
+        .iter()
+        .map(|l| l.local_addr().unwrap().to_string())
+        .collect();
+    let mut children: Vec<std::process::Child> = (0..n)
+        .map(|i| {
+            let mut c = std::process::Command::new(std::env::current_exe().unwrap());
+            c.args(["--exact", &test, "--test-threads", "1", "--nocapture"])
+                .env(CLUSTER_CHILD, i.to_string())
+                .env(CLUSTER_CALL, call.to_string())
+                .env(CLUSTER_HOSTS, hosts.join(","))
+                .env(CLUSTER_OUT, out)
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null());
+            for (k, v) in env {
+                c.env(k, v);
+            }
+            c.spawn().unwrap()
+        })
+        .collect();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    let mut statuses = Vec::new();
+    for (i, child) in children.iter_mut().enumerate() {
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                statuses.push(status);
+                break;
+            }
+            if std::time::Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("{test}: cluster process {i} did not finish within {secs} s");
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+    }
+    statuses
+}
+
+/// What one process of a cluster run ended with.
+pub type Outcome<T> = Result<Vec<WindowedValue<T>>, String>;
+
+/// Run the pipeline `build` makes on a two-process Timely cluster on
+/// 127.0.0.1 (`runner` makes each process's runner from its index and the
+/// host list) and return each process's outcome: what it collected, or the
+/// error its run returned. Every process must end within `secs`.
+pub fn two_process_outcomes<T: Data>(
+    secs: u64,
+    runner: &dyn Fn(usize, Vec<String>) -> TimelyRunner,
+    build: &dyn Fn(&Pipeline, usize) -> PCollection<T>,
+) -> Vec<Outcome<T>> {
+    if let Ok(index) = std::env::var(CLUSTER_CHILD) {
+        let index: usize = index.parse().unwrap();
+        let hosts: Vec<String> = std::env::var(CLUSTER_HOSTS).unwrap().split(',').map(String::from).collect();
+        let p = Pipeline::new();
+        let out = build(&p, index).collect();
+        let outcome: Outcome<T> = p.run_with(&runner(index, hosts)).map(|_| out.windowed()).map_err(|e| e.to_string());
+        let path = std::path::PathBuf::from(std::env::var(CLUSTER_OUT).unwrap()).join(format!("out-{index}"));
+        std::fs::write(&path, bincode::serialize(&outcome).unwrap()).unwrap();
+        std::process::exit(0);
+    }
+    let dir = tempfile::tempdir().unwrap();
+    run_children(2, secs, 0, dir.path(), &[]);
+    (0..2)
+        .map(|i| {
+            let bytes =
+                std::fs::read(dir.path().join(format!("out-{i}"))).unwrap_or_else(|e| panic!("process {i}: {e}"));
+            bincode::deserialize::<Outcome<T>>(&bytes).unwrap()
+        })
+        .collect()
 }

@@ -46,6 +46,9 @@ fn main() {
     };
     if let Err(e) = result {
         eprintln!("weir: error: {e:#}");
-        std::process::exit(1);
+        // 3: the cluster failed (a process lost, unreachable or running a
+        // different job); 2: bad arguments (clap); 1: anything else.
+        let cluster = e.chain().any(|c| matches!(c.downcast_ref(), Some(weir::pipeline::PipelineError::Cluster(_))));
+        std::process::exit(if cluster { 3 } else { 1 });
     }
 }

@@ -11,7 +11,7 @@ use clap::Args;
 use sha2::{Digest, Sha256};
 use weir::pipeline::{Metrics, Pipeline, Runner};
 use weir::{ReferenceRunner, TimelyRunner};
-use weir_nexmark::{read_events, CsvSinkExt, GeneratorConfig, Input, Query, SOURCE_NAME};
+use weir_nexmark::{read_events_with, CsvSinkExt, GeneratorConfig, Input, Query, ReadOptions, SOURCE_NAME};
 
 /// Arguments of `weir nexmark`.
 #[derive(Args, Clone, Debug)]
@@ -52,6 +52,19 @@ pub struct NexmarkArgs {
     /// one on its process (0: no alignment).
     #[arg(long, default_value_t = 10_000)]
     pub max_drift_ms: i64,
+    /// An event more than this many milliseconds of event time ahead of the
+    /// latest event of its split goes to the dead letters instead of moving
+    /// the watermark (one far-future timestamp would make the rest of the
+    /// split late); 0: no limit.
+    #[arg(long, default_value_t = 3_600_000)]
+    pub max_skew_ms: i64,
+    /// On a cluster: how long to wait for every process to start and connect.
+    #[arg(long, default_value_t = 60)]
+    pub connect_timeout_s: u64,
+    /// On a cluster: how long a process may send nothing before it is taken
+    /// for lost and the job fails.
+    #[arg(long, default_value_t = 30)]
+    pub peer_timeout_s: u64,
     /// Run on the single-threaded reference runner instead of Timely.
     #[arg(long)]
     pub reference_runner: bool,
@@ -172,6 +185,9 @@ pub fn peak_rss_bytes() -> u64 {
         .map_or(0, |kb| kb * 1024)
 }
 
+/// The most worker threads `weir` runs per process.
+pub const MAX_WORKERS: usize = 256;
+
 fn default_workers() -> usize {
     std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
 }
@@ -270,6 +286,18 @@ fn validate(a: &NexmarkArgs) -> Result<()> {
     if a.workers == Some(0) {
         bail!("--workers must be at least 1");
     }
+    if let Some(w) = a.workers.filter(|&w| w > MAX_WORKERS) {
+        bail!(
+            "--workers {w} is more than {MAX_WORKERS}: every pair of workers of a process shares channels, so memory \
+             grows with the square of the workers; use at most {MAX_WORKERS} (one per core is the default)"
+        );
+    }
+    if a.max_skew_ms < 0 {
+        bail!("--max-skew-ms must be 0 (no limit) or more");
+    }
+    if a.connect_timeout_s == 0 || a.peer_timeout_s == 0 {
+        bail!("--connect-timeout-s and --peer-timeout-s must be at least 1");
+    }
     if a.max_drift_ms < 0 {
         bail!("--max-drift-ms must be 0 (no alignment) or more");
     }
@@ -292,6 +320,17 @@ fn validate(a: &NexmarkArgs) -> Result<()> {
     Ok(())
 }
 
+/// What every process of a cluster must agree on, besides the pipeline's
+/// shape: the query's input and options.
+fn job_description(a: &NexmarkArgs, input: &str) -> String {
+    let size = a.input.as_ref().and_then(|p| std::fs::metadata(p).ok()).map_or(0, |m| m.len());
+    format!(
+        "weir nexmark --query {} input {input} ({size} bytes) rate {} seed {} max-drift-ms {} max-skew-ms {} \
+         max-in-flight {:?}",
+        a.query, a.rate, a.seed, a.max_drift_ms, a.max_skew_ms, a.max_in_flight
+    )
+}
+
 /// Run a query as `a` says; write its outputs and return the summary
 /// (for a cluster, process 0's summary covers every process).
 pub fn run(a: &NexmarkArgs) -> Result<Summary> {
@@ -309,7 +348,10 @@ pub fn run(a: &NexmarkArgs) -> Result<Summary> {
         Box::new(ReferenceRunner::default())
     } else if a.processes > 1 {
         let hosts = a.hosts.as_ref().expect("validated");
-        let r = TimelyRunner::cluster_from_hostfile(workers, a.process_index, hosts)?;
+        let r = TimelyRunner::cluster_from_hostfile(workers, a.process_index, hosts)?
+            .with_connect_timeout(Duration::from_secs(a.connect_timeout_s))
+            .with_peer_timeout(Duration::from_secs(a.peer_timeout_s))
+            .with_job_description(job_description(a, &input_name));
         if let weir::Deployment::Cluster { addresses, .. } = &r.deployment {
             if addresses.len() != a.processes {
                 bail!("{} lists {} processes, but --processes is {}", hosts.display(), addresses.len(), a.processes);
@@ -322,7 +364,9 @@ pub fn run(a: &NexmarkArgs) -> Result<Summary> {
     std::fs::create_dir_all(&a.out).with_context(|| format!("creating {}", a.out.display()))?;
 
     let p = Pipeline::new();
-    let (events, dead) = read_events(&p, &input)?;
+    let options =
+        ReadOptions { max_skew: (a.max_skew_ms > 0).then(|| weir::model::Duration::from_millis(a.max_skew_ms)) };
+    let (events, dead) = read_events_with(&p, &input, &options)?;
     // Rows spill to disk as they come, so the run's memory is the engine's.
     let parts = a.out.join(format!(".{}.rows-{}", a.query, a.process_index));
     if parts.exists() {
@@ -357,6 +401,21 @@ pub fn run(a: &NexmarkArgs) -> Result<Summary> {
         let path = a.out.join(format!("{}.dead-letters.txt", a.query));
         write_lines(&path, &weir_nexmark::sorted_lines(&dead_rows.take_buffers()?))?;
         eprintln!("weir: {dead_letters} input lines were not NEXMark events; they are listed in {}", path.display());
+        if source.elements_out == 0 && a.processes == 1 {
+            bail!(
+                "none of the {dead_letters} lines of {input_name} is a NEXMark event (they are listed in {})",
+                path.display()
+            );
+        }
+    }
+    let late: u64 = result.metrics.all().iter().map(|(_, c)| c.dropped_expired + c.dropped_closed).sum();
+    if late * 100 > source.elements_out.max(1) {
+        eprintln!(
+            "weir: warning: {late} elements ({:.1} % of {} events) were dropped as late: the watermark ran ahead of \
+             the data (out-of-order input; see --max-skew-ms)",
+            late as f64 * 100.0 / source.elements_out.max(1) as f64,
+            source.elements_out
+        );
     }
     let runner_name = if a.reference_runner { "reference" } else { "timely" }.to_string();
     let mut summary = Summary {

@@ -45,6 +45,18 @@ pub enum IoError {
         /// What is wrong.
         message: String,
     },
+    /// A folder given as input holds entries that are not regular files,
+    /// which Weir would otherwise skip without a word.
+    #[error(
+        "the input folder {folder} holds entries that are not regular files: {entries}; Weir reads the regular \
+         files of a folder (hidden ones excepted): move the others out, or name the files with a glob"
+    )]
+    NotFiles {
+        /// The folder.
+        folder: String,
+        /// Each entry and what it is.
+        entries: String,
+    },
     /// An operating-system error on a path.
     #[error("{path}: {source}")]
     Io {
@@ -56,17 +68,34 @@ pub enum IoError {
 }
 
 /// The files a path names: the file itself, every regular file of a folder
-/// (sorted, hidden files skipped), or every file matching a glob pattern.
+/// (sorted, hidden files skipped; anything else in the folder — a
+/// sub-folder, a FIFO, a dangling link — is an error rather than silently
+/// skipped), or every file matching a glob pattern.
 pub fn resolve_inputs(path: &str) -> Result<Vec<PathBuf>, IoError> {
     let p = Path::new(path);
     let mut files: Vec<PathBuf> = if p.is_file() {
         vec![p.to_path_buf()]
     } else if p.is_dir() {
-        std::fs::read_dir(p)
-            .map_err(|source| IoError::Io { path: path.to_string(), source })?
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|f| f.is_file() && !f.file_name().is_some_and(|n| n.to_string_lossy().starts_with('.')))
-            .collect()
+        let mut files = Vec::new();
+        let mut others = Vec::new();
+        for entry in std::fs::read_dir(p).map_err(|source| IoError::Io { path: path.to_string(), source })? {
+            let entry = entry.map_err(|source| IoError::Io { path: path.to_string(), source })?;
+            let f = entry.path();
+            if f.file_name().is_some_and(|n| n.to_string_lossy().starts_with('.')) {
+                continue;
+            }
+            match std::fs::metadata(&f) {
+                Ok(m) if m.is_file() => files.push(f),
+                Ok(m) if m.is_dir() => others.push(format!("{} (a folder)", f.display())),
+                Ok(_) => others.push(format!("{} (a FIFO, socket or device)", f.display())),
+                Err(_) => others.push(format!("{} (a link to nothing)", f.display())),
+            }
+        }
+        if !others.is_empty() {
+            others.sort();
+            return Err(IoError::NotFiles { folder: path.to_string(), entries: others.join(", ") });
+        }
+        files
     } else if path.contains(['*', '?', '[']) {
         glob::glob(path)
             .map_err(|e| IoError::Pattern { pattern: path.to_string(), message: e.to_string() })?

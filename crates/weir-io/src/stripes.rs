@@ -20,7 +20,7 @@
 //! for index in 0..3 {
 //!     let worker = weir_pipeline::WorkerInfo { index, peers: 3 };
 //!     for mut split in weir_io::stripes::plan(&[path.clone()], &worker) {
-//!         while split.read_lines(1000, |line| seen.push(String::from_utf8(line.to_vec()).unwrap())).unwrap() {}
+//!         while split.read_lines(1000, |line, _at| seen.push(String::from_utf8(line.to_vec()).unwrap())).unwrap() {}
 //!     }
 //! }
 //! seen.sort_by_key(|l| l[5..].parse::<u32>().unwrap());
@@ -54,7 +54,30 @@ pub struct LineSplit {
     pos: usize,
     /// Lines starting at or after this position in `buf` belong to later blocks.
     limit: usize,
+    /// The file offset of `buf[0]`.
+    buf_start: u64,
+    /// For a split that reads a whole file: the number of the next line (1-based).
+    line_number: Option<u64>,
     done: bool,
+}
+
+/// Where a line is in its file.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub struct LinePosition {
+    /// The byte offset of the line's first byte.
+    pub offset: u64,
+    /// The line's number (1-based), when the split reads the whole file
+    /// (a split of every `n`-th block cannot know it cheaply).
+    pub line: Option<u64>,
+}
+
+impl std::fmt::Display for LinePosition {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.line {
+            Some(line) => write!(f, "line {line} (byte {})", self.offset),
+            None => write!(f, "byte {}", self.offset),
+        }
+    }
 }
 
 /// The line splits worker `worker` reads of `files`.
@@ -78,6 +101,8 @@ impl LineSplit {
             buf: Vec::new(),
             pos: 0,
             limit: 0,
+            buf_start: 0,
+            line_number: (stride == 1).then_some(1),
             done: false,
         }
     }
@@ -117,13 +142,26 @@ impl LineSplit {
         // iff the byte before it is a newline.
         let from = start.saturating_sub(1);
         let mut file = self.file.take().expect("opened above");
+        let len = self.len;
         let result = (|| {
             file.seek(SeekFrom::Start(from))?;
             self.buf.clear();
             (&mut file).take(end - from).read_to_end(&mut self.buf)?;
+            if self.buf.len() as u64 != end - from {
+                return Err(std::io::Error::other(format!(
+                    "the file changed while it was read: it was {len} bytes long, now it ends at byte {}",
+                    from + self.buf.len() as u64
+                )));
+            }
+            self.buf_start = from;
             self.limit = (end - from) as usize;
             self.pos = if start == 0 {
-                0
+                // A UTF-8 byte-order mark is not part of the first line.
+                if self.buf.starts_with(b"\xEF\xBB\xBF") {
+                    3
+                } else {
+                    0
+                }
             } else {
                 match memchr::memchr(b'\n', &self.buf[..self.limit]) {
                     Some(i) => i + 1,
@@ -147,9 +185,11 @@ impl LineSplit {
         Ok(true)
     }
 
-    /// Call `f` with up to `max` lines (without their line ending), in file
-    /// order. Returns false once the split has no more lines.
-    pub fn read_lines(&mut self, max: usize, mut f: impl FnMut(&[u8])) -> Result<bool, IoError> {
+    /// Call `f` with up to `max` lines (without their line ending) and
+    /// where each is in the file, in file order. Returns false once the split
+    /// has no more lines. A file that shrinks or is replaced while it is read
+    /// is an error naming it.
+    pub fn read_lines(&mut self, max: usize, mut f: impl FnMut(&[u8], LinePosition)) -> Result<bool, IoError> {
         let mut n = 0;
         while n < max {
             if self.done {
@@ -169,8 +209,12 @@ impl LineSplit {
                 None => (rest, self.buf.len()),
             };
             let line = line.strip_suffix(b"\r").unwrap_or(line);
+            let at = LinePosition { offset: self.buf_start + self.pos as u64, line: self.line_number };
             self.pos = next;
-            f(line);
+            if let Some(l) = &mut self.line_number {
+                *l += 1;
+            }
+            f(line, at);
             n += 1;
         }
         Ok(true)
@@ -186,7 +230,7 @@ mod tests {
             .map(|index| {
                 let mut lines = Vec::new();
                 for mut s in plan(files, &WorkerInfo { index, peers }) {
-                    while s.read_lines(777, |l| lines.push(String::from_utf8(l.to_vec()).unwrap())).unwrap() {}
+                    while s.read_lines(777, |l, _| lines.push(String::from_utf8(l.to_vec()).unwrap())).unwrap() {}
                 }
                 lines
             })
@@ -237,7 +281,45 @@ mod tests {
     #[test]
     fn missing_file_is_an_error() {
         let mut s = plan(&[PathBuf::from("/nonexistent/weir/x")], &WorkerInfo { index: 0, peers: 1 });
-        let e = s[0].read_lines(1, |_| {}).unwrap_err();
+        let e = s[0].read_lines(1, |_, _| {}).unwrap_err();
         assert!(e.to_string().contains("/nonexistent/weir/x"), "{e}");
+    }
+
+    /// Log rotation: a file truncated while it is read is an error naming
+    /// the file, not a panic.
+    #[test]
+    fn a_file_that_shrinks_while_read_is_an_error_naming_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("rotated.log");
+        let line = "x".repeat(99) + "\n";
+        std::fs::write(&path, line.repeat(30_000)).unwrap(); // 3 MB: several blocks
+        let mut s = plan(std::slice::from_ref(&path), &WorkerInfo { index: 0, peers: 1 });
+        assert!(s[0].read_lines(10, |_, _| {}).unwrap());
+        std::fs::write(&path, line.repeat(100)).unwrap(); // truncated in place
+        let mut result = Ok(true);
+        while let Ok(true) = result {
+            result = s[0].read_lines(1000, |_, _| {});
+        }
+        let e = result.unwrap_err().to_string();
+        assert!(e.contains("rotated.log") && e.contains("changed while it was read"), "{e}");
+    }
+
+    #[test]
+    fn positions_and_a_byte_order_mark() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("bom.txt");
+        std::fs::write(&path, "\u{feff}first\nsecond\r\nthird").unwrap();
+        let mut s = plan(std::slice::from_ref(&path), &WorkerInfo { index: 0, peers: 1 });
+        let mut got = Vec::new();
+        while s[0].read_lines(10, |l, at| got.push((String::from_utf8(l.to_vec()).unwrap(), at.to_string()))).unwrap() {
+        }
+        assert_eq!(
+            got,
+            vec![
+                ("first".to_string(), "line 1 (byte 3)".to_string()),
+                ("second".to_string(), "line 2 (byte 9)".to_string()),
+                ("third".to_string(), "line 3 (byte 17)".to_string()),
+            ]
+        );
     }
 }

@@ -81,6 +81,26 @@ fn missing_inputs_are_clear_errors() {
     assert!(err.contains("no input files match") || err.contains("invalid file pattern"), "{err}");
 }
 
+/// A folder's sub-folders, FIFOs and dangling links are not skipped
+/// without a word: each is named in the error.
+#[test]
+fn input_folders_with_entries_that_are_not_files_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    fs::write(dir.path().join("a.txt"), "x\n").unwrap();
+    fs::write(dir.path().join(".hidden"), "ignored\n").unwrap();
+    fs::create_dir(dir.path().join("sub")).unwrap();
+    fs::write(dir.path().join("sub/b.txt"), "y\n").unwrap();
+    std::os::unix::fs::symlink(dir.path().join("gone"), dir.path().join("dangling")).unwrap();
+    let status = std::process::Command::new("mkfifo").arg(dir.path().join("fifo")).status().unwrap();
+    assert!(status.success());
+    let p = Pipeline::new();
+    let err = read_text(&p, dir.path().to_str().unwrap()).unwrap_err().to_string();
+    for what in ["sub (a folder)", "fifo (a FIFO, socket or device)", "dangling (a link to nothing)"] {
+        assert!(err.contains(what), "{what}: {err}");
+    }
+    assert!(!err.contains("a.txt") && !err.contains(".hidden"), "{err}");
+}
+
 #[test]
 fn sharded_output_is_complete_and_atomic() {
     let input = tempfile::tempdir().unwrap();

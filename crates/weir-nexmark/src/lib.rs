@@ -28,9 +28,9 @@ pub mod source;
 
 pub use csv::{sorted_lines, CsvField, CsvOutput, CsvRow, CsvSinkExt, Milli};
 pub use generator::{Generator, GeneratorConfig};
-pub use model::{Auction, Bid, Event, Person, Str};
+pub use model::{Auction, Bid, Event, Person, Str, MAX_PRICE};
 pub use queries::Query;
-pub use source::{read_events, Input, OUT_OF_ORDERNESS, SOURCE_NAME};
+pub use source::{read_events, read_events_with, Input, ReadOptions, OUT_OF_ORDERNESS, SOURCE_NAME};
 
 /// What can go wrong in NEXMark's building blocks.
 #[derive(Debug, thiserror::Error)]

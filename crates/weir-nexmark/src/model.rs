@@ -15,6 +15,10 @@ use crate::NexmarkError;
 /// An immutable, cheaply cloned string (event fields are read, never changed).
 pub type Str = Arc<str>;
 
+/// The largest price an event may carry (10^15, in cents): every query's
+/// arithmetic on prices (`price × 908` included) stays within `u64`.
+pub const MAX_PRICE: u64 = 1_000_000_000_000_000;
+
 fn arc_str<'de, D: Deserializer<'de>>(d: D) -> Result<Str, D::Error> {
     struct V;
     impl Visitor<'_> for V {
@@ -169,8 +173,59 @@ impl Event {
                 )))
             }
         };
-        event.timestamp()?;
+        event.validate()?;
         Ok(event)
+    }
+
+    /// Check what the queries compute with: every time (`dateTime`, an
+    /// auction's `expires`) within the global window, where timers can be
+    /// set; ids that fit `i64`; prices up to [`MAX_PRICE`], so that no
+    /// query's arithmetic overflows (`price × 908`, ranks, sums).
+    pub fn validate(&self) -> Result<(), NexmarkError> {
+        let bad = |what: String| Err(NexmarkError::BadEvent(what));
+        let time = |name: &str, t: i64| -> Result<(), NexmarkError> {
+            let usable = Timestamp::MIN.millis() < t && t <= Timestamp::END_OF_GLOBAL_WINDOW.millis();
+            if usable {
+                Ok(())
+            } else {
+                bad(format!(
+                    "{name} {t} is outside the usable range of times ({} to {} ms)",
+                    Timestamp::MIN.millis() + 1,
+                    Timestamp::END_OF_GLOBAL_WINDOW.millis()
+                ))
+            }
+        };
+        let id = |name: &str, v: u64| -> Result<(), NexmarkError> {
+            if v <= i64::MAX as u64 {
+                Ok(())
+            } else {
+                bad(format!("{name} {v} is larger than the largest id ({})", i64::MAX))
+            }
+        };
+        let price = |name: &str, v: u64| -> Result<(), NexmarkError> {
+            if v <= MAX_PRICE {
+                Ok(())
+            } else {
+                bad(format!("{name} {v} is larger than the largest price ({MAX_PRICE})"))
+            }
+        };
+        time("dateTime", self.date_time())?;
+        match self {
+            Event::Person(p) => id("person id", p.id),
+            Event::Auction(a) => {
+                time("expires", a.expires)?;
+                id("auction id", a.id)?;
+                id("seller", a.seller)?;
+                id("category", a.category)?;
+                price("initialBid", a.initial_bid)?;
+                price("reserve", a.reserve)
+            }
+            Event::Bid(b) => {
+                id("auction", b.auction)?;
+                id("bidder", b.bidder)?;
+                price("price", b.price)
+            }
+        }
     }
 
     /// The bid, if this is one.

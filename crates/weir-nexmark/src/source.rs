@@ -47,6 +47,27 @@ struct FileSource {
     splits: Vec<SplitProgress>,
     next: usize,
     watermark: Timestamp,
+    max_skew: Option<Duration>,
+}
+
+/// How events are read from files.
+#[derive(Clone, Debug, Default)]
+pub struct ReadOptions {
+    /// An event more than this far ahead of the latest event read from its
+    /// split so far goes to the dead letters instead of moving the
+    /// watermark: one far-future timestamp would otherwise make every later
+    /// event of the split late (`None`: no limit).
+    pub max_skew: Option<Duration>,
+}
+
+/// A serde_json error without its "line 1 column N" (the record is one
+/// line; where the line is in the file is said separately).
+fn json_reason(e: &NexmarkError) -> String {
+    let text = e.to_string();
+    match text.rfind(" at line 1 column ") {
+        Some(i) => format!("{} (column {})", &text[..i], &text[i + " at line 1 column ".len()..]),
+        None => text,
+    }
 }
 
 impl Source for FileSource {
@@ -58,22 +79,36 @@ impl Source for FileSource {
             let mut out = Vec::with_capacity(max_records);
             let mut dead = Vec::new();
             let max_seen = &mut s.max_seen;
+            let max_skew = self.max_skew;
             let file = s.split.path().display().to_string();
-            let more = s.split.read_lines(max_records, |line| {
+            let more = s.split.read_lines(max_records, |line, at| {
                 if line.iter().all(u8::is_ascii_whitespace) {
                     return;
                 }
-                match Event::from_json(line) {
-                    Ok(e) => {
-                        let ts = Timestamp::from_millis(e.date_time());
+                let event = Event::from_json(line).map_err(|e| json_reason(&e)).and_then(|e| {
+                    let ts = Timestamp::from_millis(e.date_time());
+                    match max_skew {
+                        Some(skew) if *max_seen > Timestamp::MIN && ts > *max_seen + skew => Err(format!(
+                            "dateTime {} is {} ms ahead of the latest event of its split ({}), more than the \
+                             allowed skew of {} ms",
+                            ts.millis(),
+                            ts.since(*max_seen).millis(),
+                            max_seen.millis(),
+                            skew.millis()
+                        )),
+                        _ => Ok((e, ts)),
+                    }
+                });
+                match event {
+                    Ok((e, ts)) => {
                         *max_seen = (*max_seen).max(ts);
                         out.push(WindowedValue::in_global(e, ts));
                     }
-                    Err(e) => dead.push(WindowedValue::in_global(
+                    Err(reason) => dead.push(WindowedValue::in_global(
                         DeadLetter {
                             file: file.clone(),
                             line: String::from_utf8_lossy(line).into_owned(),
-                            reason: e.to_string(),
+                            reason: format!("{at}: {reason}"),
                         },
                         Timestamp::MIN,
                     )),
@@ -138,6 +173,16 @@ pub const SOURCE_NAME: &str = "ReadEvents";
 /// assert_eq!(n.values(), vec![1000]);
 /// ```
 pub fn read_events(p: &Pipeline, input: &Input) -> Result<(PCollection<Event>, PCollection<DeadLetter>), NexmarkError> {
+    read_events_with(p, input, &ReadOptions::default())
+}
+
+/// [`read_events`] with options for file input.
+pub fn read_events_with(
+    p: &Pipeline,
+    input: &Input,
+    options: &ReadOptions,
+) -> Result<(PCollection<Event>, PCollection<DeadLetter>), NexmarkError> {
+    let max_skew = options.max_skew;
     let factory: SourceFactory = match input {
         Input::Files(path) => {
             let files: Arc<Vec<PathBuf>> = Arc::new(weir_io::resolve_inputs(path)?);
@@ -149,6 +194,7 @@ pub fn read_events(p: &Pipeline, input: &Input) -> Result<(PCollection<Event>, P
                         .collect(),
                     next: 0,
                     watermark: Timestamp::MIN,
+                    max_skew,
                 }) as Box<dyn Source>
             })
         }

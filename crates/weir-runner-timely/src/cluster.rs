@@ -175,6 +175,9 @@ impl Monitor {
         let mut lost = self.peers[peer].lost.lock().unwrap_or_else(|p| p.into_inner());
         if lost.is_none() && !self.giving_up() {
             *lost = Some(reason);
+            // Timely's threads will panic on this connection now: the error
+            // that names the peer says it all.
+            self.expect_failures();
         }
     }
     fn giving_up(&self) -> bool {
@@ -226,7 +229,8 @@ fn set_quiet_panics(on: bool) {
         let previous = std::panic::take_hook();
         std::panic::set_hook(Box::new(move |info| {
             let timely_thread = std::thread::current().name().is_some_and(|n| n.starts_with("timely:"));
-            if timely_thread && QUIET_TIMELY_PANICS.load(Ordering::Relaxed) {
+            let in_timely = info.location().is_some_and(|l| l.file().contains("timely"));
+            if (timely_thread || in_timely) && QUIET_TIMELY_PANICS.load(Ordering::Relaxed) {
                 return; // a peer was lost: the error names it; timely's threads unwinding are noise
             }
             previous(info)

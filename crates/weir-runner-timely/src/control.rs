@@ -149,6 +149,20 @@ impl WorkerLoop {
                 }
             }
         }
+        // A transform that failed because timely's connection to a lost peer
+        // broke under it: the lost peer is the error.
+        if let Some((monitor, _)) = &self.cluster {
+            if let Some(loss) = monitor.first_loss() {
+                let mut slot = self.error.lock().unwrap_or_else(|p| p.into_inner());
+                let broken = slot.as_ref().is_none_or(|e| {
+                    let text = e.to_string();
+                    text.contains("MergeQueue") || text.contains("timely communication")
+                });
+                if broken {
+                    *slot = Some(PipelineError::Cluster(loss.to_string()));
+                }
+            }
+        }
         let failed = is_set(&self.error);
         if failed {
             if let Some(c) = &mut control {

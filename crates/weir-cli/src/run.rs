@@ -362,6 +362,9 @@ pub fn run(a: &NexmarkArgs) -> Result<Summary> {
         Box::new(flow_control(TimelyRunner::threads(workers), a))
     };
     std::fs::create_dir_all(&a.out).with_context(|| format!("creating {}", a.out.display()))?;
+    refuse_reading_own_outputs(a)?;
+    clear_previous_outputs(a)?;
+    let started_at = unix_millis();
 
     let p = Pipeline::new();
     let options =
@@ -397,10 +400,34 @@ pub fn run(a: &NexmarkArgs) -> Result<Summary> {
     }
     let source = result.counters(SOURCE_NAME).unwrap_or_default();
     let dead_letters = source.dead_letters;
+    let run_id = result.run_id.map_or_else(|| format!("{started_at:x}"), |id| format!("{id:016x}"));
+    // On a cluster each process leaves its parts (rows, dead letters,
+    // figures) named after this run; process 0 gathers exactly those.
+    let part = |i: usize, ext: &str| a.out.join(format!("{}.part-{i}-of-{}.{run_id}.{ext}", a.query, a.processes));
+    let dead_buffers = dead_rows.take_buffers()?;
+    if a.processes > 1 && a.process_index != 0 {
+        write_atomic(&part(a.process_index, "dead"), &dead_buffers.concat())?;
+    } else if dead_letters > 0 || a.processes > 1 {
+        let mut all = dead_buffers;
+        for i in 1..a.processes {
+            let path = part(i, "dead");
+            wait_for(&path, i)?;
+            all.push(std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?);
+            std::fs::remove_file(&path)?;
+        }
+        let lines = weir_nexmark::sorted_lines(&all);
+        if !lines.is_empty() {
+            let path = a.out.join(format!("{}.dead-letters.txt", a.query));
+            write_lines(&path, &lines)?;
+            eprintln!(
+                "weir: {} input lines were not NEXMark events; they are listed in {}",
+                lines.len(),
+                path.display()
+            );
+        }
+    }
     if dead_letters > 0 {
         let path = a.out.join(format!("{}.dead-letters.txt", a.query));
-        write_lines(&path, &weir_nexmark::sorted_lines(&dead_rows.take_buffers()?))?;
-        eprintln!("weir: {dead_letters} input lines were not NEXMark events; they are listed in {}", path.display());
         if source.elements_out == 0 && a.processes == 1 {
             bail!(
                 "none of the {dead_letters} lines of {input_name} is a NEXMark event (they are listed in {})",
@@ -435,9 +462,8 @@ pub fn run(a: &NexmarkArgs) -> Result<Summary> {
         input: input_name,
     };
     let mut buffers = rows.take_buffers().with_context(|| format!("reading the rows back from {}", parts.display()))?;
+    let _ = std::fs::remove_dir(&parts);
     if a.processes > 1 {
-        // Each process leaves its rows and figures; process 0 gathers them.
-        let part = |i: usize, ext: &str| a.out.join(format!("{}.part-{i}-of-{}.{ext}", a.query, a.processes));
         if a.process_index != 0 {
             summary.peak_rss_bytes = peak_rss_bytes();
             write_atomic(&part(a.process_index, "csv"), &buffers.concat())?;
@@ -447,18 +473,9 @@ pub fn run(a: &NexmarkArgs) -> Result<Summary> {
             }
             return Ok(summary);
         }
-        let deadline = Instant::now() + Duration::from_secs(300);
         for i in 1..a.processes {
             let (csv, json) = (part(i, "csv"), part(i, "json"));
-            while !json.exists() {
-                if Instant::now() > deadline {
-                    bail!(
-                        "process {i} left no result in {} within 300 s (all processes must share --out)",
-                        json.display()
-                    );
-                }
-                std::thread::sleep(Duration::from_millis(20));
-            }
+            wait_for(&json, i)?;
             let other = Summary::from_json(&serde_json::from_slice(&std::fs::read(&json)?)?)?;
             buffers.push(std::fs::read(&csv)?);
             summary.events += other.events;
@@ -482,11 +499,74 @@ pub fn run(a: &NexmarkArgs) -> Result<Summary> {
     drop(buffers);
     summary.finalize_seconds = finalize.elapsed().as_secs_f64();
     summary.peak_rss_bytes = summary.peak_rss_bytes.max(peak_rss_bytes());
-    write_atomic(
-        &a.out.join(format!("{}.summary.json", a.query)),
-        serde_json::to_string_pretty(&summary.to_json())?.as_bytes(),
-    )?;
+    // Written last: a summary in the folder means the run completed.
+    let mut json = summary.to_json();
+    json["complete"] = serde_json::json!(true);
+    json["run_id"] = serde_json::json!(run_id);
+    json["started_at_unix_ms"] = serde_json::json!(started_at);
+    json["finished_at_unix_ms"] = serde_json::json!(unix_millis());
+    write_atomic(&a.out.join(format!("{}.summary.json", a.query)), serde_json::to_string_pretty(&json)?.as_bytes())?;
     Ok(summary)
+}
+
+fn unix_millis() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+}
+
+/// Wait for process `i`'s part at `path` (written when its run ended).
+fn wait_for(path: &Path, i: usize) -> Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(300);
+    while !path.exists() {
+        if Instant::now() > deadline {
+            bail!("process {i} left no result in {} within 300 s (all processes must share --out)", path.display());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Ok(())
+}
+
+/// `--input DIR --out DIR` (or an output folder inside the input folder)
+/// would read the run's own outputs as events.
+fn refuse_reading_own_outputs(a: &NexmarkArgs) -> Result<()> {
+    let Some(input) = &a.input else { return Ok(()) };
+    let (Ok(input), Ok(out)) = (std::fs::canonicalize(input), std::fs::canonicalize(&a.out)) else { return Ok(()) };
+    if input.is_dir() && out.starts_with(&input) {
+        bail!(
+            "--out {} is inside --input {}: the run would read its own outputs; write them elsewhere",
+            a.out.display(),
+            input.display()
+        );
+    }
+    Ok(())
+}
+
+/// Remove what an earlier run of this query left in `--out` (results,
+/// summary, dead letters, half-written files, spill folders), so that
+/// nothing stale looks like this run's output. On a cluster every process
+/// removes its own leftovers, process 0 also the query's results.
+fn clear_previous_outputs(a: &NexmarkArgs) -> Result<()> {
+    let q = a.query.name();
+    let mine = |name: &str| {
+        let own_part = name.starts_with(&format!("{q}.part-{}-of-", a.process_index));
+        let own_spill = name == format!(".{q}.rows-{}", a.process_index);
+        let results = a.process_index == 0
+            && (name == format!("{q}.csv")
+                || name == format!("{q}.summary.json")
+                || name == format!("{q}.dead-letters.txt")
+                || name.starts_with(&format!("{q}.part-"))
+                || (name.starts_with(&format!("{q}.")) && name.ends_with(".inprogress")));
+        own_part || own_spill || results
+    };
+    for entry in std::fs::read_dir(&a.out).with_context(|| format!("reading {}", a.out.display()))? {
+        let entry = entry?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if mine(&name) {
+            let path = entry.path();
+            let removed = if path.is_dir() { std::fs::remove_dir_all(&path) } else { std::fs::remove_file(&path) };
+            removed.with_context(|| format!("removing the stale {}", path.display()))?;
+        }
+    }
+    Ok(())
 }
 
 pub fn main(a: NexmarkArgs) -> Result<()> {

@@ -190,3 +190,96 @@ fn an_input_of_nothing_but_garbage_is_an_error() {
     assert_eq!(o.status.code(), Some(1));
     assert!(stderr(&o).contains("none of the 2 lines"), "{}", stderr(&o));
 }
+
+fn rows(out: &Path, q: &str) -> (u64, String) {
+    let s: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join(format!("{q}.summary.json"))).unwrap()).unwrap();
+    assert_eq!(s["complete"], serde_json::json!(true));
+    (s["rows"].as_u64().unwrap(), s["sha256"].as_str().unwrap().to_string())
+}
+
+fn names(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> =
+        std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    v.sort();
+    v
+}
+
+/// A part left by an earlier cluster run is never merged into this run's
+/// result: parts carry the run id the processes agreed on.
+#[test]
+fn a_part_left_by_an_earlier_cluster_run_is_not_merged() {
+    let dir = tempfile::tempdir().unwrap();
+    let (single, cluster) = (dir.path().join("single"), dir.path().join("cluster"));
+    let q = ["--query", "q0", "--events", "20000"];
+    let o = Command::new(WEIR).args(["nexmark", "--quiet"]).args(q).arg("--out").arg(&single).output().unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    std::fs::create_dir_all(&cluster).unwrap();
+    std::fs::write(cluster.join("q0.part-1-of-2.csv"), "1,2,3,4,stale\n").unwrap();
+    std::fs::write(cluster.join("q0.part-1-of-2.0123456789abcdef.csv"), "1,2,3,4,stale\n").unwrap();
+    let h = hosts(dir.path());
+    let a = process(0, &h, &cluster, &q).spawn().unwrap();
+    let b = process(1, &h, &cluster, &q).spawn().unwrap();
+    let (oa, ob) = (wait(a, 120), wait(b, 120));
+    assert!(oa.status.success() && ob.status.success(), "{} {}", stderr(&oa), stderr(&ob));
+    assert_eq!(rows(&cluster, "q0"), rows(&single, "q0"));
+    assert_eq!(names(&cluster), vec!["q0.csv", "q0.summary.json"], "nothing stale or partial is left");
+}
+
+/// Every process's dead letters are in the one file, and the count says so.
+#[test]
+fn dead_letters_of_every_process_are_in_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("shards");
+    std::fs::create_dir_all(&input).unwrap();
+    std::fs::write(input.join("a.jsonl"), format!("{}\nbad a1\nbad a2\nbad a3\n", bid(1, "100", "1000"))).unwrap();
+    std::fs::write(input.join("b.jsonl"), format!("bad b1\n{}\nbad b2\n", bid(2, "100", "1000"))).unwrap();
+    let out = dir.path().join("out");
+    let h = hosts(dir.path());
+    let args = ["--query", "q0", "--workers", "1", "--input", input.to_str().unwrap()];
+    let a = process(0, &h, &out, &args).spawn().unwrap();
+    let b = process(1, &h, &out, &args).spawn().unwrap();
+    let (oa, ob) = (wait(a, 120), wait(b, 120));
+    assert!(oa.status.success() && ob.status.success(), "{} {}", stderr(&oa), stderr(&ob));
+    let dead = std::fs::read_to_string(out.join("q0.dead-letters.txt")).unwrap();
+    assert_eq!(dead.lines().count(), 5, "{dead}");
+    let s: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("q0.summary.json")).unwrap()).unwrap();
+    assert_eq!(s["dead_letters"], serde_json::json!(5));
+    assert_eq!(rows(&out, "q0").0, 2);
+}
+
+/// What an earlier (killed) run left is removed before a new run; the new
+/// summary says the run completed, with its id and times.
+#[test]
+fn stale_outputs_are_removed_before_a_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    std::fs::create_dir_all(out.join(".q0.rows-0")).unwrap();
+    for stale in ["q0.csv", "q0.summary.json", "q0.dead-letters.txt", "q0.inprogress", "q1.csv"] {
+        std::fs::write(out.join(stale), "stale\n").unwrap();
+    }
+    let o = Command::new(WEIR)
+        .args(["nexmark", "--quiet", "--query", "q0", "--events", "5000", "--out"])
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(names(&out), vec!["q0.csv", "q0.summary.json", "q1.csv"], "another query's output stays");
+    let s: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("q0.summary.json")).unwrap()).unwrap();
+    assert!(s["run_id"].is_string() && s["finished_at_unix_ms"].as_u64() >= s["started_at_unix_ms"].as_u64());
+}
+
+#[test]
+fn an_output_folder_inside_the_input_folder_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("a.jsonl"), bid(1, "1", "1") + "\n").unwrap();
+    let o = Command::new(WEIR)
+        .args(["nexmark", "--quiet", "--query", "q0", "--input"])
+        .arg(dir.path())
+        .arg("--out")
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("would read its own outputs"), "{}", stderr(&o));
+}

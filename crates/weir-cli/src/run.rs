@@ -201,11 +201,20 @@ struct Progress {
 impl Progress {
     fn start(metrics: Metrics, total: Option<u64>) -> Progress {
         let stop = Arc::new(AtomicBool::new(false));
-        if !std::io::stderr().is_terminal() {
-            return Progress { stop, thread: None };
-        }
         let s = stop.clone();
+        if !std::io::stderr().is_terminal() {
+            // No bar; still warn while running when much is dropped as late.
+            let thread = std::thread::spawn(move || {
+                let mut warned = false;
+                while !s.load(Ordering::Relaxed) {
+                    std::thread::sleep(Duration::from_millis(500));
+                    warned |= warn_if_late(&metrics, warned);
+                }
+            });
+            return Progress { stop, thread: Some(thread) };
+        }
         let thread = std::thread::spawn(move || {
+            let mut warned = false;
             let style = match total {
                 Some(_) => "{elapsed_precise} [{bar:30}] {human_pos}/{human_len} events, {msg}",
                 None => "{elapsed_precise} {spinner} {human_pos} events, {msg}",
@@ -229,6 +238,9 @@ impl Progress {
                     .map_or_else(|| "-".to_string(), |w| weir_nexmark::queries::date_time(w.millis()));
                 bar.set_position(n);
                 bar.set_message(format!("{:.2} M events/s, watermark {wm}", rate / 1e6));
+                if !warned {
+                    bar.suspend(|| warned = warn_if_late(&metrics, false));
+                }
             }
             bar.finish_and_clear();
         });
@@ -241,6 +253,25 @@ impl Progress {
             let _ = t.join();
         }
     }
+}
+
+/// While a run goes on: once more than 1 % of the events read (and at least
+/// 1,000 elements) have been dropped as late, say so at once. Returns
+/// whether it warned.
+fn warn_if_late(metrics: &Metrics, warned: bool) -> bool {
+    if warned {
+        return true;
+    }
+    let events = metrics.get(SOURCE_NAME).map_or(0, |c| c.elements_out);
+    let late: u64 = metrics.all().iter().map(|(_, c)| c.dropped_expired + c.dropped_closed).sum();
+    if late >= 1000 && late * 100 > events {
+        eprintln!(
+            "weir: warning: {late} elements dropped as late so far ({events} events read): the watermark runs ahead \
+             of the data (see --max-skew-ms)"
+        );
+        return true;
+    }
+    false
 }
 
 fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
@@ -378,7 +409,7 @@ pub fn run(a: &NexmarkArgs) -> Result<Summary> {
     let rows = weir_nexmark::CsvOutput::spilling_to(&parts);
     a.query.build_into(&events, &rows);
     let dead_rows = weir::pipeline::ElementwiseExt::map(&dead, |d: weir::io::DeadLetter| {
-        format!("{}: {}: {}", d.file, d.reason, d.line)
+        weir_nexmark::Raw(format!("{}: {}: {}", d.file, d.reason, d.line))
     })
     .write_csv();
 

@@ -283,3 +283,25 @@ fn an_output_folder_inside_the_input_folder_is_refused() {
     assert_eq!(o.status.code(), Some(1));
     assert!(stderr(&o).contains("would read its own outputs"), "{}", stderr(&o));
 }
+
+/// A text field with a line break, commas and quotes stays one field of
+/// one row (RFC 4180 quoting); ordinary rows are unchanged.
+#[test]
+fn csv_fields_with_line_breaks_and_commas_are_quoted() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("bids.jsonl");
+    let tricky = bid(2, "100", "1000").replace(r#""extra":"e""#, r#""extra":"a\nb,c \"q\"""#);
+    std::fs::write(&input, format!("{}\n{tricky}\n", bid(1, "100", "1000"))).unwrap();
+    let out = dir.path().join("out");
+    let o = Command::new(WEIR)
+        .args(["nexmark", "--quiet", "--query", "q0", "--input"])
+        .arg(&input)
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(rows(&out, "q0").0, 2);
+    let csv = std::fs::read_to_string(out.join("q0.csv")).unwrap();
+    assert_eq!(csv, "1,7,100,1000,e\n2,7,100,1000,\"a\nb,c \"\"q\"\"\"\n");
+}

@@ -1,6 +1,9 @@
 //! The canonical output format (`../shared/nexmark/README.md`): one row per
-//! line, fields joined by `,` without quoting, integers in decimal,
-//! timestamps as epoch milliseconds; and a sink that gathers a query's rows.
+//! line, fields joined by `,`, integers in decimal, timestamps as epoch
+//! milliseconds; and a sink that gathers a query's rows. A text field that
+//! holds a comma, a quote or a line break is quoted as RFC 4180 says (by
+//! the `csv-core` writer of the `csv` crate), so it stays one field of one
+//! row; ordinary rows are unchanged.
 
 use std::fs::File;
 use std::io::Write;
@@ -28,15 +31,41 @@ macro_rules! display_field {
 }
 display_field!(u64, i64, u32, usize);
 
+/// A text field, quoted as RFC 4180 requires (only when it must be).
+fn write_text(field: &[u8], out: &mut Vec<u8>) {
+    if !field.iter().any(|b| matches!(b, b',' | b'"' | b'\n' | b'\r')) {
+        out.extend_from_slice(field);
+        return;
+    }
+    let mut writer = csv_core::Writer::new();
+    let mut buf = vec![0u8; field.len() * 2 + 2];
+    let (result, read, written) = writer.field(field, &mut buf);
+    debug_assert!(matches!(result, csv_core::WriteResult::InputEmpty) && read == field.len());
+    out.extend_from_slice(&buf[..written]);
+    let (_, written) = writer.finish(&mut buf);
+    out.extend_from_slice(&buf[..written]);
+}
+
 impl CsvField for Str {
     fn write_field(&self, out: &mut Vec<u8>) {
-        out.extend_from_slice(self.as_bytes());
+        write_text(self.as_bytes(), out);
     }
 }
 
 impl CsvField for String {
     fn write_field(&self, out: &mut Vec<u8>) {
-        out.extend_from_slice(self.as_bytes());
+        write_text(self.as_bytes(), out);
+    }
+}
+
+/// Text written as it is, not as a CSV field (for listings such as dead
+/// letters, whose lines hold no line break).
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
+pub struct Raw(pub String);
+
+impl CsvField for Raw {
+    fn write_field(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(self.0.as_bytes());
     }
 }
 
@@ -59,6 +88,10 @@ impl CsvField for Milli {
 /// let mut out = Vec::new();
 /// ((1000u64, weir_nexmark::Milli(908_000)), "x".to_string(), [1u64, 2]).write_row(&mut out);
 /// assert_eq!(out, b"1000,908.000,x,1,2\n");
+/// let mut out = Vec::new();
+/// (7u64, "a\nb,\"c\"".to_string()).write_row(&mut out);
+/// assert_eq!(out, b"7,\"a\nb,\"\"c\"\"\"\n");
+/// assert_eq!(weir_nexmark::sorted_lines(&[out]).len(), 1);
 /// ```
 pub trait CsvRow {
     /// Append the row and its newline.
@@ -241,7 +274,27 @@ impl<R: Data + CsvRow> CsvSinkExt<R> for PCollection<R> {
 pub fn sorted_lines(buffers: &[Vec<u8>]) -> Vec<&[u8]> {
     let mut lines: Vec<&[u8]> = Vec::with_capacity(buffers.iter().map(|b| b.len() / 32).sum());
     for b in buffers {
-        lines.extend(b.split_inclusive(|&c| c == b'\n'));
+        if memchr::memchr(b'"', b).is_none() {
+            lines.extend(b.split_inclusive(|&c| c == b'\n'));
+            continue;
+        }
+        // A row with a quoted field may hold line breaks: a row ends at a
+        // line break outside quotes (quotes inside a quoted field are doubled,
+        // so each quote toggles).
+        let (mut start, mut quoted) = (0, false);
+        for (i, &c) in b.iter().enumerate() {
+            match c {
+                b'"' => quoted = !quoted,
+                b'\n' if !quoted => {
+                    lines.push(&b[start..=i]);
+                    start = i + 1;
+                }
+                _ => {}
+            }
+        }
+        if start < b.len() {
+            lines.push(&b[start..]);
+        }
     }
     lines.sort_unstable();
     lines

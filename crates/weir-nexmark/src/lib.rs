@@ -26,7 +26,7 @@ pub mod model;
 pub mod queries;
 pub mod source;
 
-pub use csv::{sorted_lines, CsvField, CsvOutput, CsvRow, CsvSinkExt, Milli};
+pub use csv::{sorted_lines, CsvField, CsvOutput, CsvRow, CsvSinkExt, Milli, Raw};
 pub use generator::{Generator, GeneratorConfig};
 pub use model::{Auction, Bid, Event, Person, Str, MAX_PRICE};
 pub use queries::Query;

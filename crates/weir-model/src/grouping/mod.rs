@@ -323,23 +323,19 @@ where
         }
         self.core.input_wm = watermark;
         self.core.update_output_watermark();
-        loop {
-            let mut due: Vec<(K, Window)> = Vec::new();
-            while self.core.event_timers.first().is_some_and(|t| t.0 < watermark) {
-                let (t, key, w) = self.core.event_timers.pop_first().expect("non-empty");
-                if let Some(ws) = self.keys.get_mut(&key).and_then(|ks| ks.iter_mut().find(|ws| ws.window == w)) {
-                    ws.event_timers.retain(|x| *x != t);
+        // Activating a window changes nothing another activation of the
+        // batch sees (the output watermark moves only after the batch), so
+        // each window is activated as its first due timer comes up, and its
+        // other due timers go with it.
+        while self.core.event_timers.first().is_some_and(|t| t.0 < watermark) {
+            let (_, key, w) = self.core.event_timers.pop_first().expect("non-empty");
+            if let Some(ws) = self.keys.get_mut(&key).and_then(|ks| ks.iter_mut().find(|ws| ws.window == w)) {
+                for t in ws.event_timers.iter().filter(|t| **t < watermark) {
+                    self.core.event_timers.remove(&(*t, key.clone(), w));
                 }
-                due.push((key, w));
+                ws.event_timers.retain(|t| *t >= watermark);
             }
-            if due.is_empty() {
-                break;
-            }
-            due.sort();
-            due.dedup();
-            for (key, w) in due {
-                self.activate(key, w, out);
-            }
+            self.activate(key, w, out);
         }
         self.core.update_output_watermark();
     }
@@ -353,22 +349,19 @@ where
         }
         self.core.processing_time = now;
         let lateness = self.cfg.strategy.allowed_lateness;
-        let mut due: Vec<(K, Window)> = Vec::new();
         while self.core.pt_timers.first().is_some_and(|t| t.0 < now) {
-            let (t, key, w) = self.core.pt_timers.pop_first().expect("non-empty");
+            let (_, key, w) = self.core.pt_timers.pop_first().expect("non-empty");
             if let Some(ws) = self.keys.get_mut(&key).and_then(|ks| ks.iter_mut().find(|ws| ws.window == w)) {
-                ws.pt_timers.retain(|x| *x != t);
+                for t in ws.pt_timers.iter().filter(|t| **t < now) {
+                    self.core.pt_timers.remove(&(*t, key.clone(), w));
+                }
+                ws.pt_timers.retain(|t| *t >= now);
             }
             // Java `windowIsExpired`: max timestamp + allowed lateness, unclamped.
             let expired = self.core.input_wm > w.max_timestamp() + lateness;
             if !expired {
-                due.push((key, w));
+                self.activate(key, w, out);
             }
-        }
-        due.sort();
-        due.dedup();
-        for (key, w) in due {
-            self.activate(key, w, out);
         }
         self.core.update_output_watermark();
     }

@@ -254,18 +254,12 @@ pub(crate) struct Watched {
     monitor: Arc<Monitor>,
 }
 
-impl Read for Watched {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+impl Watched {
+    /// Run a socket call, waking up to give the connection up once the run
+    /// is over, and recording why it was lost.
+    fn call<T>(&mut self, mut op: impl FnMut(&mut TcpStream) -> io::Result<T>) -> io::Result<T> {
         loop {
-            match self.stream.read(buf) {
-                Ok(0) if !buf.is_empty() => {
-                    self.monitor.lost(self.peer, "it closed the connection".into());
-                    return Ok(0);
-                }
-                Ok(n) => {
-                    self.monitor.heard(self.peer);
-                    return Ok(n);
-                }
+            match op(&mut self.stream) {
                 Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {
                     if self.monitor.giving_up() {
                         return Err(e);
@@ -276,28 +270,27 @@ impl Read for Watched {
                     self.monitor.lost(self.peer, format!("connection error: {e}"));
                     return Err(e);
                 }
+                ok => return ok,
             }
         }
     }
 }
 
+impl Read for Watched {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.call(|s| s.read(buf))?;
+        if n == 0 && !buf.is_empty() {
+            self.monitor.lost(self.peer, "it closed the connection".into());
+        } else {
+            self.monitor.heard(self.peer);
+        }
+        Ok(n)
+    }
+}
+
 impl Write for Watched {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        loop {
-            match self.stream.write(buf) {
-                Ok(n) => return Ok(n),
-                Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {
-                    if self.monitor.giving_up() {
-                        return Err(e);
-                    }
-                }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => {
-                    self.monitor.lost(self.peer, format!("connection error: {e}"));
-                    return Err(e);
-                }
-            }
-        }
+        self.call(|s| s.write(buf))
     }
     fn flush(&mut self) -> io::Result<()> {
         self.stream.flush()

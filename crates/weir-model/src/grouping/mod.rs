@@ -327,14 +327,7 @@ where
         // batch sees (the output watermark moves only after the batch), so
         // each window is activated as its first due timer comes up, and its
         // other due timers go with it.
-        while self.core.event_timers.first().is_some_and(|t| t.0 < watermark) {
-            let (_, key, w) = self.core.event_timers.pop_first().expect("non-empty");
-            if let Some(ws) = self.keys.get_mut(&key).and_then(|ks| ks.iter_mut().find(|ws| ws.window == w)) {
-                for t in ws.event_timers.iter().filter(|t| **t < watermark) {
-                    self.core.event_timers.remove(&(*t, key.clone(), w));
-                }
-                ws.event_timers.retain(|t| *t >= watermark);
-            }
+        while let Some((key, w)) = self.take_due(TimerDomain::EventTime, watermark) {
             self.activate(key, w, out);
         }
         self.core.update_output_watermark();
@@ -349,14 +342,7 @@ where
         }
         self.core.processing_time = now;
         let lateness = self.cfg.strategy.allowed_lateness;
-        while self.core.pt_timers.first().is_some_and(|t| t.0 < now) {
-            let (_, key, w) = self.core.pt_timers.pop_first().expect("non-empty");
-            if let Some(ws) = self.keys.get_mut(&key).and_then(|ks| ks.iter_mut().find(|ws| ws.window == w)) {
-                for t in ws.pt_timers.iter().filter(|t| **t < now) {
-                    self.core.pt_timers.remove(&(*t, key.clone(), w));
-                }
-                ws.pt_timers.retain(|t| *t >= now);
-            }
+        while let Some((key, w)) = self.take_due(TimerDomain::ProcessingTime, now) {
             // Java `windowIsExpired`: max timestamp + allowed lateness, unclamped.
             let expired = self.core.input_wm > w.max_timestamp() + lateness;
             if !expired {
@@ -364,6 +350,39 @@ where
             }
         }
         self.core.update_output_watermark();
+    }
+
+    /// The window of the next timer of `domain` due before `time`, with
+    /// every due timer of that window and domain removed (a window is
+    /// activated once, however many of its timers are due).
+    fn take_due(&mut self, domain: TimerDomain, time: Timestamp) -> Option<(K, Window)> {
+        let queue = match domain {
+            TimerDomain::EventTime => &mut self.core.event_timers,
+            TimerDomain::ProcessingTime => &mut self.core.pt_timers,
+        };
+        if queue.first().is_none_or(|t| t.0 >= time) {
+            return None;
+        }
+        let (_, key, w) = queue.pop_first().expect("non-empty");
+        fn drain<K: Ord + Clone, const N: usize>(
+            mine: &mut SmallVec<[Timestamp; N]>,
+            queue: &mut std::collections::BTreeSet<(Timestamp, K, Window)>,
+            key: &K,
+            w: Window,
+            time: Timestamp,
+        ) {
+            for t in mine.iter().filter(|t| **t < time) {
+                queue.remove(&(*t, key.clone(), w));
+            }
+            mine.retain(|t| *t >= time);
+        }
+        if let Some(ws) = self.keys.get_mut(&key).and_then(|ks| ks.iter_mut().find(|ws| ws.window == w)) {
+            match domain {
+                TimerDomain::EventTime => drain(&mut ws.event_timers, queue, &key, w, time),
+                TimerDomain::ProcessingTime => drain(&mut ws.pt_timers, queue, &key, w, time),
+            }
+        }
+        Some((key, w))
     }
 
     /// Java `ReduceFnRunner.onTimers` for one window (its `WindowActivation`).

@@ -274,29 +274,28 @@ fn warn_if_late(metrics: &Metrics, warned: bool) -> bool {
     false
 }
 
+/// A result file, written under a temporary name and renamed when complete.
+fn shard(path: &Path) -> weir::io::sink::ShardFile {
+    weir::io::sink::ShardFile::new(path, path.with_extension("inprogress"))
+}
+
 fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let tmp = path.with_extension("inprogress");
-    std::fs::write(&tmp, bytes).with_context(|| format!("writing {}", tmp.display()))?;
-    std::fs::rename(&tmp, path).with_context(|| format!("renaming to {}", path.display()))?;
+    let mut file = shard(path);
+    file.write_all(bytes)?;
+    file.commit()?;
     Ok(())
 }
 
 /// Write lines to `path` (atomically: under a temporary name, then
 /// renamed) and return their sha256.
 fn write_lines(path: &Path, lines: &[&[u8]]) -> Result<String> {
-    use std::io::Write;
-    let tmp = path.with_extension("inprogress");
+    let mut file = shard(path);
     let mut hasher = Sha256::new();
-    let mut w = std::io::BufWriter::with_capacity(
-        1 << 20,
-        std::fs::File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?,
-    );
     for l in lines {
         hasher.update(l);
-        w.write_all(l).with_context(|| format!("writing {}", tmp.display()))?;
+        file.write_all(l)?;
     }
-    w.into_inner().map_err(|e| e.into_error()).with_context(|| format!("writing {}", tmp.display()))?;
-    std::fs::rename(&tmp, path).with_context(|| format!("renaming to {}", path.display()))?;
+    file.commit()?;
     Ok(format!("{:x}", hasher.finalize()))
 }
 

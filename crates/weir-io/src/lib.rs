@@ -16,19 +16,23 @@
 
 #![warn(missing_docs)]
 
-use std::fs::File;
-use std::io::{BufRead, BufReader, BufWriter, Write};
+use std::io::Write;
 use std::marker::PhantomData;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use serde::de::DeserializeOwned;
 
+pub mod sink;
 pub mod stripes;
+use sink::ShardFile;
+use stripes::{LinePosition, LineSplit};
 use weir_model::{Duration, Timestamp, WindowingStrategy};
-use weir_pipeline::{
-    Batch, Data, NodeCounters, NodeKind, OpContext, Operator, PCollection, Pipeline, Routing, Source, SourceStatus,
-    WindowedValue, WorkerInfo,
+use weir_pipeline::{PCollection, Pipeline};
+use weir_runtime::split::{ReadResult, Split, SplitOutput, SplitReader, SplitSource, WatermarkPolicy};
+use weir_runtime::{
+    Batch, Data, NodeCounters, NodeKind, OpContext, OpResult, Operator, PipelineError, Routing, Source, WindowedValue,
+    WorkerInfo,
 };
 
 /// The error type of the IO crate.
@@ -56,6 +60,14 @@ pub enum IoError {
         folder: String,
         /// Each entry and what it is.
         entries: String,
+    },
+    /// A stored split position that cannot be used.
+    #[error("split {split}: cannot resume from the stored position: {message}")]
+    Position {
+        /// The split.
+        split: String,
+        /// What is wrong.
+        message: String,
     },
     /// An operating-system error on a path.
     #[error("{path}: {source}")]
@@ -112,97 +124,116 @@ pub fn resolve_inputs(path: &str) -> Result<Vec<PathBuf>, IoError> {
     Ok(files)
 }
 
-/// One file of a source: its reader and the largest event time read so far.
-struct Split {
-    path: PathBuf,
-    reader: Option<BufReader<File>>,
-    max_seen: Timestamp,
+/// The files of a file source, cut into line splits (`stripes`).
+struct FileSplits<D> {
+    files: Arc<Vec<PathBuf>>,
+    decoder: D,
 }
 
-/// Reads the splits (files) of one worker, a chunk from each in turn.
-struct SplitReader {
-    splits: Vec<Split>,
-    next: usize,
-    line: String,
-}
-
-impl SplitReader {
-    fn new(files: &[PathBuf], worker: &WorkerInfo) -> Self {
-        let splits = files
-            .iter()
-            .skip(worker.index)
-            .step_by(worker.peers)
-            .map(|f| Split { path: f.clone(), reader: None, max_seen: Timestamp::MIN })
-            .collect();
-        SplitReader { splits, next: 0, line: String::new() }
+impl<D: LineDecoder> SplitSource for FileSplits<D> {
+    type Split = LinesOf<D>;
+    fn splits(&self, workers: usize) -> Result<Vec<LinesOf<D>>, PipelineError> {
+        let splits = stripes::plan_all(&self.files, workers).into_iter();
+        Ok(splits
+            .map(|lines| LinesOf { file: lines.path().display().to_string(), lines, decoder: self.decoder.clone() })
+            .collect())
     }
+}
 
-    /// Read up to `max` lines from the next split, calling `f(split, line)`;
-    /// a finished split is removed. Returns false once every split is done.
-    fn read(&mut self, max: usize, mut f: impl FnMut(&mut Split, &str)) -> Result<bool, String> {
-        if self.splits.is_empty() {
-            return Ok(false);
-        }
-        let i = self.next % self.splits.len();
-        let split = &mut self.splits[i];
-        if split.reader.is_none() {
-            let file = File::open(&split.path).map_err(|e| format!("{}: {e}", split.path.display()))?;
-            split.reader = Some(BufReader::with_capacity(1 << 16, file));
-        }
-        let mut n = 0;
-        let mut finished = false;
-        while n < max {
-            self.line.clear();
-            let r = split.reader.as_mut().expect("opened above");
-            let read = r.read_line(&mut self.line).map_err(|e| format!("{}: {e}", split.path.display()))?;
-            if read == 0 {
-                finished = true;
-                break;
+/// Turns the lines of a file into records: what a line-oriented file
+/// source (text, JSON lines, NEXMark's JSON events) is made of.
+pub trait LineDecoder: Clone + Send + Sync + 'static {
+    /// The records.
+    type Item: weir_runtime::Data;
+    /// Decode one line (without its line ending) found at `at` in `file`:
+    /// push records or dead letters to `out`; an error ends the job.
+    fn decode(
+        &mut self,
+        line: &[u8],
+        at: LinePosition,
+        file: &str,
+        out: &mut SplitOutput<'_, Self::Item>,
+    ) -> Result<(), PipelineError>;
+}
+
+/// A line split of a file, decoded: one split of a file source.
+pub struct LinesOf<D> {
+    lines: LineSplit,
+    file: String,
+    decoder: D,
+}
+
+impl<D: LineDecoder> Split for LinesOf<D> {
+    type Item = D::Item;
+    fn id(&self) -> String {
+        self.lines.name()
+    }
+    fn read(&mut self, max: usize, out: &mut SplitOutput<'_, D::Item>) -> Result<ReadResult, PipelineError> {
+        let mut failed = None;
+        let (decoder, file) = (&mut self.decoder, &self.file);
+        let more = self.lines.read_lines(max, |line, at| {
+            if failed.is_none() {
+                failed = decoder.decode(line, at, file, out).err();
             }
-            f(split, self.line.trim_end_matches(['\n', '\r']));
-            n += 1;
-        }
-        if finished {
-            self.splits.remove(i);
-        }
-        self.next = self.next.wrapping_add(1);
-        Ok(!self.splits.is_empty())
-    }
-
-    /// min over the remaining splits of (max event time seen − bound); a split
-    /// not yet read holds it at `MIN`.
-    fn watermark(&self, bound: Duration) -> Timestamp {
-        match self.splits.iter().map(|s| s.max_seen).min() {
-            None => Timestamp::MAX,
-            Some(Timestamp::MIN) => Timestamp::MIN,
-            Some(t) => t - bound,
-        }
-    }
-}
-
-struct TextSource {
-    reader: SplitReader,
-}
-
-impl Source for TextSource {
-    fn poll(&mut self, max_records: usize, cx: &mut OpContext<'_>) -> SourceStatus {
-        let mut out = Vec::with_capacity(max_records.min(8192));
-        let more = self.reader.read(max_records, |_, line| {
-            out.push(WindowedValue::in_global(line.to_string(), Timestamp::MIN));
         });
-        NodeCounters::add(&cx.counters.elements_out, out.len() as u64);
-        cx.out.emit(0, out);
-        let done = match more {
-            Ok(more) => !more,
-            Err(e) => {
-                cx.fail_with(e);
-                true
+        if let Some(e) = failed {
+            return Err(e);
+        }
+        match more {
+            Ok(true) => Ok(ReadResult::Data),
+            Ok(false) => Ok(ReadResult::Done),
+            Err(e) => Err(out.error(e.to_string())),
+        }
+    }
+    fn position(&self) -> Option<Vec<u8>> {
+        Some(self.lines.position())
+    }
+    fn seek(&mut self, position: &[u8]) -> Result<(), PipelineError> {
+        self.lines.seek(position).map_err(|e| PipelineError::Runner(e.to_string()))
+    }
+}
+
+/// A source reading the line splits of `files` with `decoder` under
+/// `policy`, with a dead-letter output (port 1) when `dead_letters`.
+pub fn line_source<D: LineDecoder>(
+    p: &Pipeline,
+    name: &str,
+    files: Vec<PathBuf>,
+    decoder: D,
+    policy: WatermarkPolicy,
+    dead_letters: bool,
+) -> usize {
+    let splits = Arc::new(FileSplits { files: Arc::new(files), decoder });
+    p.add_node(
+        name,
+        vec![],
+        1 + dead_letters as usize,
+        NodeKind::Source(Arc::new(move |w: &WorkerInfo| {
+            let reader = SplitReader::for_worker(&*splits, w, policy.clone(), dead_letters).expect("file splits plan");
+            Box::new(reader) as Box<dyn Source>
+        })),
+    )
+}
+
+/// Lines as UTF-8 text.
+#[derive(Clone)]
+struct TextLines;
+
+impl LineDecoder for TextLines {
+    type Item = String;
+    fn decode(
+        &mut self,
+        line: &[u8],
+        at: LinePosition,
+        file: &str,
+        out: &mut SplitOutput<'_, String>,
+    ) -> Result<(), PipelineError> {
+        match std::str::from_utf8(line) {
+            Ok(text) => {
+                out.push(text.to_string(), Timestamp::MIN);
+                Ok(())
             }
-        };
-        SourceStatus {
-            watermark: if done { Timestamp::MAX } else { Timestamp::MIN },
-            idle: false,
-            processing_time: None,
+            Err(e) => Err(out.error(format!("{file}: {at}: not UTF-8 text: {e}"))),
         }
     }
 }
@@ -222,28 +253,12 @@ impl Source for TextSource {
 /// assert!(weir_io::read_text(&p, "/no/such/file").is_err());
 /// ```
 pub fn read_text(p: &Pipeline, path: &str) -> Result<PCollection<String>, IoError> {
-    let files = Arc::new(resolve_inputs(path)?);
-    let idx = p.add_node(
-        "ReadText",
-        vec![],
-        1,
-        NodeKind::Source(Arc::new(move |w: &WorkerInfo| {
-            Box::new(TextSource { reader: SplitReader::new(&files, w) }) as Box<dyn Source>
-        })),
-    );
+    let files = resolve_inputs(path)?;
+    let idx = line_source(p, "ReadText", files, TextLines, WatermarkPolicy::batch(), false);
     Ok(p.collection(idx, 0, Arc::new(WindowingStrategy::default())))
 }
 
-/// A line that could not be read as data, with the reason.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct DeadLetter {
-    /// The file it came from.
-    pub file: String,
-    /// The line.
-    pub line: String,
-    /// Why it was rejected.
-    pub reason: String,
-}
+pub use weir_runtime::split::DeadLetter;
 
 /// How to read JSON lines: where each value's event time comes from, and
 /// the source's watermark.
@@ -275,51 +290,42 @@ impl<T> JsonLines<T> {
     }
 }
 
-struct JsonSource<T> {
-    reader: SplitReader,
+/// JSON lines into typed values with their event time.
+struct JsonDecoder<T> {
     timestamp: Arc<dyn Fn(&T) -> i64 + Send + Sync>,
-    /// `None`: batch (no watermark until the end).
-    bound: Option<Duration>,
-    watermark: Timestamp,
 }
 
-impl<T: Data + DeserializeOwned> Source for JsonSource<T> {
-    fn poll(&mut self, max_records: usize, cx: &mut OpContext<'_>) -> SourceStatus {
-        let mut out = Vec::with_capacity(max_records.min(8192));
-        let mut dead = Vec::new();
+impl<T> Clone for JsonDecoder<T> {
+    fn clone(&self) -> Self {
+        JsonDecoder { timestamp: self.timestamp.clone() }
+    }
+}
+
+impl<T: Data + DeserializeOwned> LineDecoder for JsonDecoder<T> {
+    type Item = T;
+    fn decode(
+        &mut self,
+        line: &[u8],
+        _at: LinePosition,
+        file: &str,
+        out: &mut SplitOutput<'_, T>,
+    ) -> Result<(), PipelineError> {
+        if line.iter().all(u8::is_ascii_whitespace) {
+            return Ok(());
+        }
         let timestamp = &self.timestamp;
-        let more = self.reader.read(max_records, |split, line| {
-            if line.trim().is_empty() {
-                return;
-            }
-            let parsed = serde_json::from_str::<T>(line)
-                .map_err(|e| e.to_string())
-                .and_then(|v| Timestamp::element(timestamp(&v)).map(|ts| (v, ts)).map_err(|e| e.to_string()));
-            match parsed {
-                Ok((v, ts)) => {
-                    split.max_seen = split.max_seen.max(ts);
-                    out.push(WindowedValue::in_global(v, ts));
-                }
-                Err(reason) => dead.push(WindowedValue::in_global(
-                    DeadLetter { file: split.path.display().to_string(), line: line.to_string(), reason },
-                    Timestamp::MIN,
-                )),
-            }
-        });
-        NodeCounters::add(&cx.counters.elements_out, out.len() as u64);
-        NodeCounters::add(&cx.counters.dead_letters, dead.len() as u64);
-        cx.out.emit(0, out);
-        cx.out.emit(1, dead);
-        let watermark = match more {
-            Err(e) => {
-                cx.fail_with(e);
-                Timestamp::MAX
-            }
-            Ok(false) => Timestamp::MAX,
-            Ok(true) => self.bound.map_or(Timestamp::MIN, |b| self.reader.watermark(b)),
-        };
-        self.watermark = self.watermark.max(watermark);
-        SourceStatus { watermark: self.watermark, idle: false, processing_time: None }
+        let parsed = serde_json::from_slice::<T>(line)
+            .map_err(|e| e.to_string())
+            .and_then(|v| Timestamp::element(timestamp(&v)).map(|ts| (v, ts)).map_err(|e| e.to_string()));
+        match parsed {
+            Ok((v, ts)) => out.push(v, ts),
+            Err(reason) => out.dead_letter(DeadLetter {
+                file: file.to_string(),
+                line: String::from_utf8_lossy(line).into_owned(),
+                reason,
+            }),
+        }
+        Ok(())
     }
 }
 
@@ -345,86 +351,43 @@ pub fn read_json_lines<T: Data + DeserializeOwned>(
     path: &str,
     how: JsonLines<T>,
 ) -> Result<(PCollection<T>, PCollection<DeadLetter>), IoError> {
-    let files = Arc::new(resolve_inputs(path)?);
-    let (ts, bound) = (how.timestamp, how.out_of_orderness);
-    let idx = p.add_node(
-        "ReadJsonLines",
-        vec![],
-        2,
-        NodeKind::Source(Arc::new(move |w: &WorkerInfo| {
-            Box::new(JsonSource {
-                reader: SplitReader::new(&files, w),
-                timestamp: ts.clone(),
-                bound,
-                watermark: Timestamp::MIN,
-            }) as Box<dyn Source>
-        })),
-    );
+    let files = resolve_inputs(path)?;
+    let policy = match how.out_of_orderness {
+        None => WatermarkPolicy::batch(),
+        Some(bound) => WatermarkPolicy::bounded_out_of_orderness(bound),
+    };
+    let idx = line_source(p, "ReadJsonLines", files, JsonDecoder { timestamp: how.timestamp }, policy, true);
     let s = Arc::new(WindowingStrategy::default());
     Ok((p.collection(idx, 0, s.clone()), p.collection(idx, 1, s)))
 }
 
 struct TextSinkOp<T, F> {
-    dir: PathBuf,
-    prefix: String,
-    worker: WorkerInfo,
+    shard: Option<ShardFile>,
     format: F,
-    writer: Option<(PathBuf, BufWriter<File>)>,
+    line: String,
     _t: PhantomData<fn(T)>,
 }
 
-impl<T, F> TextSinkOp<T, F> {
-    fn final_path(&self) -> PathBuf {
-        self.dir.join(format!("{}-{:05}-of-{:05}.txt", self.prefix, self.worker.index, self.worker.peers))
-    }
-}
-
-/// A sink dropped before it finished (its job failed) removes its
-/// temporary file: nothing half-written is left behind.
-impl<T, F> Drop for TextSinkOp<T, F> {
-    fn drop(&mut self) {
-        if let Some((tmp, w)) = self.writer.take() {
-            drop(w);
-            let _ = std::fs::remove_file(tmp);
-        }
-    }
-}
-
 impl<T: Data, F: Fn(&T) -> String + Send> Operator for TextSinkOp<T, F> {
-    fn process(&mut self, _port: usize, batch: Batch, cx: &mut OpContext<'_>) {
-        let values = batch.into_vec::<T>();
+    fn process(&mut self, _port: usize, batch: Batch, cx: &mut OpContext<'_>) -> OpResult {
+        let values = batch.into_vec::<T>()?;
         NodeCounters::add(&cx.counters.elements_in, values.len() as u64);
-        if self.writer.is_none() {
-            let tmp = self.dir.join(format!(".{}-{:05}.inprogress", self.prefix, self.worker.index));
-            match std::fs::create_dir_all(&self.dir).and_then(|_| File::create(&tmp)) {
-                Ok(f) => self.writer = Some((tmp, BufWriter::new(f))),
-                Err(e) => return cx.fail_with(format!("{}: {e}", tmp.display())),
-            }
-        }
-        let (tmp, w) = self.writer.as_mut().expect("opened above");
+        let shard = self.shard.as_mut().ok_or_else(|| cx.error("input after the end"))?;
         for v in &values {
-            if let Err(e) = writeln!(w, "{}", (self.format)(&v.value)) {
-                return cx.fail_with(format!("{}: {e}", tmp.display()));
-            }
+            self.line.clear();
+            self.line.push_str(&(self.format)(&v.value));
+            self.line.push('\n');
+            shard.write_all(self.line.as_bytes()).map_err(|e| cx.error(e.to_string()))?;
         }
+        Ok(())
     }
 
-    fn finish(&mut self, cx: &mut OpContext<'_>) {
+    fn finish(&mut self, cx: &mut OpContext<'_>) -> OpResult {
         // Every worker leaves a shard, possibly empty, so a reader sees them all.
-        let target = self.final_path();
-        let result = match self.writer.take() {
-            Some((tmp, mut w)) => w
-                .flush()
-                .and_then(|_| w.get_ref().sync_all())
-                .and_then(|_| std::fs::rename(&tmp, &target))
-                .map_err(|e| format!("{}: {e}", tmp.display())),
-            None => std::fs::create_dir_all(&self.dir)
-                .and_then(|_| File::create(&target).map(drop))
-                .map_err(|e| format!("{}: {e}", target.display())),
-        };
-        if let Err(e) = result {
-            cx.fail_with(e);
+        if let Some(shard) = self.shard.take() {
+            shard.commit().map_err(|e| cx.error(e.to_string()))?;
         }
+        Ok(())
     }
 }
 
@@ -456,12 +419,12 @@ impl<T: Data> TextSinkExt<T> for PCollection<T> {
             vec![self.as_input(Routing::Forward)],
             0,
             NodeKind::Operator(Arc::new(move |w: &WorkerInfo| {
+                let target = dir.join(format!("{prefix}-{:05}-of-{:05}.txt", w.index, w.peers));
+                let tmp = dir.join(format!(".{prefix}-{:05}.inprogress", w.index));
                 Box::new(TextSinkOp {
-                    dir: dir.clone(),
-                    prefix: prefix.clone(),
-                    worker: *w,
+                    shard: Some(ShardFile::new(target, tmp)),
                     format: format.clone(),
-                    writer: None,
+                    line: String::new(),
                     _t: PhantomData,
                 }) as Box<dyn Operator>
             })),
@@ -475,8 +438,8 @@ struct StdoutOp<T, F> {
 }
 
 impl<T: Data, F: Fn(&WindowedValue<T>) -> String + Send> Operator for StdoutOp<T, F> {
-    fn process(&mut self, _port: usize, batch: Batch, cx: &mut OpContext<'_>) {
-        let values = batch.into_vec::<T>();
+    fn process(&mut self, _port: usize, batch: Batch, cx: &mut OpContext<'_>) -> OpResult {
+        let values = batch.into_vec::<T>()?;
         NodeCounters::add(&cx.counters.elements_in, values.len() as u64);
         let stdout = std::io::stdout();
         let mut lock = stdout.lock();
@@ -486,6 +449,7 @@ impl<T: Data, F: Fn(&WindowedValue<T>) -> String + Send> Operator for StdoutOp<T
                 break;
             }
         }
+        Ok(())
     }
 }
 

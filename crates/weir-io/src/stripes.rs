@@ -18,7 +18,7 @@
 //! std::fs::write(&path, &text).unwrap();
 //! let mut seen = Vec::new();
 //! for index in 0..3 {
-//!     let worker = weir_pipeline::WorkerInfo { index, peers: 3 };
+//!     let worker = weir_runtime::WorkerInfo { index, peers: 3 };
 //!     for mut split in weir_io::stripes::plan(&[path.clone()], &worker) {
 //!         while split.read_lines(1000, |line, _at| seen.push(String::from_utf8(line.to_vec()).unwrap())).unwrap() {}
 //!     }
@@ -32,9 +32,13 @@ use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
-use weir_pipeline::WorkerInfo;
+use weir_runtime::split::assigned;
+use weir_runtime::WorkerInfo;
 
 use crate::IoError;
+
+/// The version of [`LineSplit::position`]'s encoding.
+const POSITION_FORMAT: u32 = 1;
 
 /// Size of the blocks a file is cut into when it is read by several workers.
 pub const BLOCK: u64 = 1 << 20;
@@ -80,14 +84,32 @@ impl std::fmt::Display for LinePosition {
     }
 }
 
+/// Every line split of `files` for a run of `workers` workers; split `i`
+/// is read by worker `i % workers` (`weir_runtime::split::assigned`).
+pub fn plan_all(files: &[PathBuf], workers: usize) -> Vec<LineSplit> {
+    let peers = workers.max(1);
+    if files.len() >= peers {
+        files.iter().map(|f| LineSplit::new(f, 1, 0)).collect()
+    } else {
+        files.iter().flat_map(|f| (0..peers as u64).map(move |k| LineSplit::new(f, peers as u64, k))).collect()
+    }
+}
+
 /// The line splits worker `worker` reads of `files`.
 pub fn plan(files: &[PathBuf], worker: &WorkerInfo) -> Vec<LineSplit> {
-    let peers = worker.peers.max(1);
-    if files.len() >= peers {
-        files.iter().skip(worker.index).step_by(peers).map(|f| LineSplit::new(f, 1, 0)).collect()
-    } else {
-        files.iter().map(|f| LineSplit::new(f, peers as u64, worker.index as u64)).collect()
-    }
+    let all = plan_all(files, worker.peers).into_iter().enumerate();
+    all.filter(|(i, _)| assigned(*i, worker)).map(|(_, s)| s).collect()
+}
+
+/// Where a split is, for a checkpoint (bincode; see [`LineSplit::position`]).
+#[derive(Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+enum StoredPosition {
+    /// The next line starts at `offset`, in block `block` of the file.
+    Line { block: u64, offset: u64, line: Option<u64> },
+    /// The next line is the first of block `block`.
+    Block { block: u64, line: Option<u64> },
+    /// Every line was read.
+    Done,
 }
 
 impl LineSplit {
@@ -183,6 +205,54 @@ impl LineSplit {
         self.file = Some(file);
         result.map_err(|e| self.io_error(e))?;
         Ok(true)
+    }
+
+    /// Where the split is: reading resumes at the next unread line after a
+    /// [`seek`](Self::seek) to this position (bincode of a versioned enum).
+    pub fn position(&self) -> Vec<u8> {
+        let stored = if self.done {
+            StoredPosition::Done
+        } else if self.pos < self.limit {
+            let block = self.next_block - self.stride;
+            StoredPosition::Line { block, offset: self.buf_start + self.pos as u64, line: self.line_number }
+        } else {
+            StoredPosition::Block { block: self.next_block, line: self.line_number }
+        };
+        bincode::serialize(&(POSITION_FORMAT, stored)).expect("encoding into memory")
+    }
+
+    /// Go to a [`position`](Self::position) of a split of the same file and
+    /// stripe.
+    pub fn seek(&mut self, position: &[u8]) -> Result<(), IoError> {
+        let name = self.name();
+        let bad = |m: String| IoError::Position { split: name.clone(), message: m };
+        let (format, stored): (u32, StoredPosition) =
+            bincode::deserialize(position).map_err(|e| bad(format!("unreadable: {e}")))?;
+        if format != POSITION_FORMAT {
+            return Err(bad(format!("format {format}, this Weir reads format {POSITION_FORMAT}")));
+        }
+        self.buf.clear();
+        (self.pos, self.limit, self.buf_start) = (0, 0, 0);
+        self.done = false;
+        match stored {
+            StoredPosition::Done => self.done = true,
+            StoredPosition::Block { block, line } => {
+                self.next_block = block;
+                self.line_number = line;
+            }
+            StoredPosition::Line { block, offset, line } => {
+                if block % self.stride != self.next_block % self.stride {
+                    return Err(bad(format!("block {block} is not in this stripe")));
+                }
+                self.next_block = block;
+                if !self.load_block()? || offset < self.buf_start || offset - self.buf_start > self.buf.len() as u64 {
+                    return Err(bad(format!("byte {offset} is not in block {block}: the file changed")));
+                }
+                self.pos = (offset - self.buf_start) as usize;
+                self.line_number = line;
+            }
+        }
+        Ok(())
     }
 
     /// Call `f` with up to `max` lines (without their line ending) and
@@ -302,6 +372,36 @@ mod tests {
         }
         let e = result.unwrap_err().to_string();
         assert!(e.contains("rotated.log") && e.contains("changed while it was read"), "{e}");
+    }
+
+    /// A split stopped anywhere and sought to its position in a fresh
+    /// split reads exactly the remaining lines.
+    #[test]
+    fn a_position_resumes_exactly_where_the_split_was() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("p.txt");
+        let text: String = (0..300_000).map(|i| format!("{i}\n")).collect();
+        std::fs::write(&path, &text).unwrap();
+        for peers in [1, 3] {
+            for stop in [0usize, 1, 5_000, 99_999, 299_999] {
+                let mut before = Vec::new();
+                let mut s = plan(std::slice::from_ref(&path), &WorkerInfo { index: 1 % peers, peers }).remove(0);
+                let mut n = 0;
+                while n < stop && s.read_lines(1, |l, _| before.push(l.to_vec())).unwrap() {
+                    n += 1;
+                }
+                let at = s.position();
+                let mut rest = Vec::new();
+                while s.read_lines(1000, |l, _| rest.push(l.to_vec())).unwrap() {}
+                let mut fresh = plan(std::slice::from_ref(&path), &WorkerInfo { index: 1 % peers, peers }).remove(0);
+                fresh.seek(&at).unwrap();
+                let mut again = Vec::new();
+                while fresh.read_lines(777, |l, _| again.push(l.to_vec())).unwrap() {}
+                assert_eq!(again, rest, "{peers} workers, stopped after {stop} lines");
+            }
+        }
+        let mut s = plan(std::slice::from_ref(&path), &WorkerInfo { index: 0, peers: 1 }).remove(0);
+        assert!(s.seek(b"junk").is_err());
     }
 
     #[test]

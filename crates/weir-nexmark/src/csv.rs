@@ -5,12 +5,13 @@
 //! the `csv-core` writer of the `csv` crate), so it stays one field of one
 //! row; ordinary rows are unchanged.
 
-use std::fs::File;
 use std::io::Write;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
-use weir_pipeline::{Batch, Data, NodeCounters, NodeKind, OpContext, Operator, PCollection, Routing, WorkerInfo};
+use weir_io::sink::ShardFile;
+use weir_pipeline::PCollection;
+use weir_runtime::{Batch, Data, NodeCounters, NodeKind, OpContext, OpResult, Operator, Routing, WorkerInfo};
 
 use crate::model::Str;
 
@@ -181,8 +182,8 @@ impl CsvOutput {
 struct CsvSinkOp<R> {
     buf: Vec<u8>,
     into: Arc<Mutex<Vec<Vec<u8>>>>,
-    /// The worker's spill file: its path, and the writer once opened.
-    spill: Option<(PathBuf, Option<File>)>,
+    /// The worker's spill file, committed when its input is done.
+    spill: Option<ShardFile>,
     _r: std::marker::PhantomData<fn(R)>,
 }
 
@@ -190,47 +191,43 @@ struct CsvSinkOp<R> {
 const HAND_OVER: usize = 1 << 20;
 
 impl<R> CsvSinkOp<R> {
-    fn hand_over(&mut self, cx: &OpContext<'_>) {
+    fn hand_over(&mut self, cx: &OpContext<'_>) -> OpResult {
         if self.buf.is_empty() {
-            return;
+            return Ok(());
         }
         match &mut self.spill {
             None => {
                 let buf = std::mem::take(&mut self.buf);
                 self.into.lock().unwrap_or_else(|p| p.into_inner()).push(buf);
             }
-            Some((path, file)) => {
-                if file.is_none() {
-                    let opened =
-                        path.parent().map_or(Ok(()), std::fs::create_dir_all).and_then(|_| File::create(&*path));
-                    match opened {
-                        Ok(f) => *file = Some(f),
-                        Err(e) => return cx.fail_with(format!("{}: {e}", path.display())),
-                    }
-                }
-                if let Err(e) = file.as_mut().expect("opened above").write_all(&self.buf) {
-                    return cx.fail_with(format!("{}: {e}", path.display()));
-                }
+            Some(shard) => {
+                shard.write_all(&self.buf).map_err(|e| cx.error(e.to_string()))?;
                 self.buf.clear();
             }
         }
+        Ok(())
     }
 }
 
 impl<R: Data + CsvRow> Operator for CsvSinkOp<R> {
-    fn process(&mut self, _port: usize, batch: Batch, cx: &mut OpContext<'_>) {
-        let rows = batch.into_vec::<R>();
+    fn process(&mut self, _port: usize, batch: Batch, cx: &mut OpContext<'_>) -> OpResult {
+        let rows = batch.into_vec::<R>()?;
         NodeCounters::add(&cx.counters.elements_in, rows.len() as u64);
         for r in &rows {
             r.value.write_row(&mut self.buf);
         }
         if self.buf.len() >= HAND_OVER {
-            self.hand_over(cx);
+            self.hand_over(cx)?;
         }
+        Ok(())
     }
 
-    fn finish(&mut self, cx: &mut OpContext<'_>) {
-        self.hand_over(cx);
+    fn finish(&mut self, cx: &mut OpContext<'_>) -> OpResult {
+        self.hand_over(cx)?;
+        if let Some(shard) = self.spill.take() {
+            shard.commit().map_err(|e| cx.error(e.to_string()))?;
+        }
+        Ok(())
     }
 }
 
@@ -255,7 +252,12 @@ impl<R: Data + CsvRow> CsvSinkExt<R> for PCollection<R> {
             vec![self.as_input(Routing::Forward)],
             0,
             NodeKind::Operator(Arc::new(move |w: &WorkerInfo| {
-                let spill = dir.as_ref().map(|d| (d.join(format!("part-{:05}.csv", w.index)), None));
+                let spill = dir.as_ref().map(|d| {
+                    ShardFile::new(
+                        d.join(format!("part-{:05}.csv", w.index)),
+                        d.join(format!(".part-{:05}.csv.tmp", w.index)),
+                    )
+                });
                 Box::new(CsvSinkOp::<R> { buf: Vec::new(), into: into.clone(), spill, _r: std::marker::PhantomData })
                     as Box<dyn Operator>
             })),

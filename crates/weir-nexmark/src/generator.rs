@@ -207,6 +207,16 @@ impl Generator {
         self.config.base_time + ((n as u128 * 1000) / self.config.rate as u128) as i64
     }
 
+    /// Where this worker's share is: the number of its next event.
+    pub fn position(&self) -> u64 {
+        self.next
+    }
+
+    /// Continue from a [`position`](Self::position) of the same share.
+    pub fn seek(&mut self, next: u64) {
+        self.next = next;
+    }
+
     /// The event time of the next event, or `None` when done.
     pub fn next_timestamp(&self) -> Option<i64> {
         (self.next < self.config.events).then(|| self.timestamp(self.next))

@@ -9,16 +9,14 @@
 //! not events go to the dead-letter output, with a count, and never stop the
 //! job.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 
-use weir_io::stripes::{self, LineSplit};
-use weir_io::DeadLetter;
+use weir_io::stripes::LinePosition;
+use weir_io::{DeadLetter, LineDecoder};
 use weir_model::{Duration, Timestamp, WindowingStrategy};
-use weir_pipeline::graph::SourceFactory;
-use weir_pipeline::{
-    NodeCounters, NodeKind, OpContext, PCollection, Pipeline, Source, SourceStatus, WindowedValue, WorkerInfo,
-};
+use weir_pipeline::{PCollection, Pipeline};
+use weir_runtime::split::{ReadResult, Split, SplitOutput, SplitReader, SplitSource, WatermarkPolicy};
+use weir_runtime::{NodeKind, PipelineError, Source, SourceFactory, WorkerInfo};
 
 use crate::generator::{Generator, GeneratorConfig};
 use crate::model::Event;
@@ -35,19 +33,6 @@ pub enum Input {
     Files(String),
     /// The in-process generator: no files, no JSON.
     Generated(GeneratorConfig),
-}
-
-struct SplitProgress {
-    split: LineSplit,
-    max_seen: Timestamp,
-    done: bool,
-}
-
-struct FileSource {
-    splits: Vec<SplitProgress>,
-    next: usize,
-    watermark: Timestamp,
-    max_skew: Option<Duration>,
 }
 
 /// How events are read from files.
@@ -70,91 +55,101 @@ fn json_reason(e: &NexmarkError) -> String {
     }
 }
 
-impl Source for FileSource {
-    fn poll(&mut self, max_records: usize, cx: &mut OpContext<'_>) -> SourceStatus {
-        let live: Vec<usize> = (0..self.splits.len()).filter(|&i| !self.splits[i].done).collect();
-        if let Some(&i) = live.get(self.next % live.len().max(1)) {
-            self.next = self.next.wrapping_add(1);
-            let s = &mut self.splits[i];
-            let mut out = Vec::with_capacity(max_records);
-            let mut dead = Vec::new();
-            let max_seen = &mut s.max_seen;
-            let max_skew = self.max_skew;
-            let file = s.split.path().display().to_string();
-            let more = s.split.read_lines(max_records, |line, at| {
-                if line.iter().all(u8::is_ascii_whitespace) {
-                    return;
-                }
-                let event = Event::from_json(line).map_err(|e| json_reason(&e)).and_then(|e| {
-                    let ts = Timestamp::from_millis(e.date_time());
-                    match max_skew {
-                        Some(skew) if *max_seen > Timestamp::MIN && ts > *max_seen + skew => Err(format!(
-                            "dateTime {} is {} ms ahead of the latest event of its split ({}), more than the \
-                             allowed skew of {} ms",
-                            ts.millis(),
-                            ts.since(*max_seen).millis(),
-                            max_seen.millis(),
-                            skew.millis()
-                        )),
-                        _ => Ok((e, ts)),
-                    }
-                });
-                match event {
-                    Ok((e, ts)) => {
-                        *max_seen = (*max_seen).max(ts);
-                        out.push(WindowedValue::in_global(e, ts));
-                    }
-                    Err(reason) => dead.push(WindowedValue::in_global(
-                        DeadLetter {
-                            file: file.clone(),
-                            line: String::from_utf8_lossy(line).into_owned(),
-                            reason: format!("{at}: {reason}"),
-                        },
-                        Timestamp::MIN,
-                    )),
-                }
-            });
-            match more {
-                Ok(more) => s.done = !more,
-                Err(e) => {
-                    cx.fail_with(e.to_string());
-                    s.done = true;
-                }
-            }
-            NodeCounters::add(&cx.counters.elements_out, out.len() as u64);
-            NodeCounters::add(&cx.counters.dead_letters, dead.len() as u64);
-            cx.out.emit(0, out);
-            cx.out.emit(1, dead);
+/// NEXMark JSON events, one per line; events too far ahead of their split
+/// go to the dead letters (see [`ReadOptions::max_skew`]). One decoder per
+/// split: it tracks the latest event time of its split.
+#[derive(Clone)]
+struct EventLines {
+    max_skew: Option<Duration>,
+    max_seen: Timestamp,
+}
+
+impl LineDecoder for EventLines {
+    type Item = Event;
+    fn decode(
+        &mut self,
+        line: &[u8],
+        at: LinePosition,
+        file: &str,
+        out: &mut SplitOutput<'_, Event>,
+    ) -> Result<(), PipelineError> {
+        if line.iter().all(u8::is_ascii_whitespace) {
+            return Ok(());
         }
-        let wm = self
-            .splits
-            .iter()
-            .filter(|s| !s.done)
-            .map(|s| if s.max_seen == Timestamp::MIN { Timestamp::MIN } else { s.max_seen - OUT_OF_ORDERNESS })
-            .min()
-            .unwrap_or(Timestamp::MAX);
-        self.watermark = self.watermark.max(wm);
-        SourceStatus { watermark: self.watermark, idle: false, processing_time: None }
+        let max_seen = self.max_seen;
+        let event = Event::from_json(line).map_err(|e| json_reason(&e)).and_then(|e| {
+            let ts = Timestamp::from_millis(e.date_time());
+            match self.max_skew {
+                Some(skew) if max_seen > Timestamp::MIN && ts > max_seen + skew => Err(format!(
+                    "dateTime {} is {} ms ahead of the latest event of its split ({}), more than the allowed skew \
+                     of {} ms",
+                    ts.millis(),
+                    ts.since(max_seen).millis(),
+                    max_seen.millis(),
+                    skew.millis()
+                )),
+                _ => Ok((e, ts)),
+            }
+        });
+        match event {
+            Ok((e, ts)) => {
+                self.max_seen = self.max_seen.max(ts);
+                out.push(e, ts);
+            }
+            Err(reason) => out.dead_letter(DeadLetter {
+                file: file.to_string(),
+                line: String::from_utf8_lossy(line).into_owned(),
+                reason: format!("{at}: {reason}"),
+            }),
+        }
+        Ok(())
     }
 }
 
-struct GeneratorSource {
+/// One worker's share of the generated events: a split that knows its
+/// watermark (its events come in time order).
+struct GeneratedSplit {
     generator: Generator,
+    index: usize,
 }
 
-impl Source for GeneratorSource {
-    fn poll(&mut self, max_records: usize, cx: &mut OpContext<'_>) -> SourceStatus {
-        let mut out = Vec::with_capacity(max_records);
-        self.generator.fill(max_records, |e| {
+impl Split for GeneratedSplit {
+    type Item = Event;
+    fn id(&self) -> String {
+        format!("generator[{}]", self.index)
+    }
+    fn read(&mut self, max: usize, out: &mut SplitOutput<'_, Event>) -> Result<ReadResult, PipelineError> {
+        self.generator.fill(max, |e| {
             let ts = Timestamp::from_millis(e.date_time());
-            out.push(WindowedValue::in_global(e, ts));
+            out.push(e, ts);
         });
-        NodeCounters::add(&cx.counters.elements_out, out.len() as u64);
-        cx.out.emit(0, out);
-        // The generator's events come in time order per worker: every later
-        // event of this worker is at or after the next one.
-        let watermark = self.generator.next_timestamp().map_or(Timestamp::MAX, Timestamp::from_millis);
-        SourceStatus { watermark, idle: false, processing_time: None }
+        Ok(if self.generator.next_timestamp().is_none() { ReadResult::Done } else { ReadResult::Data })
+    }
+    /// Every later event of this split is at or after the next one.
+    fn known_watermark(&self) -> Option<Timestamp> {
+        Some(self.generator.next_timestamp().map_or(Timestamp::MAX, Timestamp::from_millis))
+    }
+    fn position(&self) -> Option<Vec<u8>> {
+        Some(self.generator.position().to_le_bytes().to_vec())
+    }
+    fn seek(&mut self, position: &[u8]) -> Result<(), PipelineError> {
+        let next = position.try_into().map(u64::from_le_bytes).map_err(|_| {
+            PipelineError::Runner(format!("{}: a generator position is 8 bytes, not {}", self.id(), position.len()))
+        })?;
+        self.generator.seek(next);
+        Ok(())
+    }
+}
+
+/// The generator's splits: one per worker.
+struct GeneratedSplits(GeneratorConfig);
+
+impl SplitSource for GeneratedSplits {
+    type Split = GeneratedSplit;
+    fn splits(&self, workers: usize) -> Result<Vec<GeneratedSplit>, PipelineError> {
+        Ok((0..workers.max(1))
+            .map(|index| GeneratedSplit { generator: Generator::for_worker(&self.0, index, workers), index })
+            .collect())
     }
 }
 
@@ -182,32 +177,24 @@ pub fn read_events_with(
     input: &Input,
     options: &ReadOptions,
 ) -> Result<(PCollection<Event>, PCollection<DeadLetter>), NexmarkError> {
-    let max_skew = options.max_skew;
-    let factory: SourceFactory = match input {
+    let idx = match input {
         Input::Files(path) => {
-            let files: Arc<Vec<PathBuf>> = Arc::new(weir_io::resolve_inputs(path)?);
-            Arc::new(move |w: &WorkerInfo| {
-                Box::new(FileSource {
-                    splits: stripes::plan(&files, w)
-                        .into_iter()
-                        .map(|split| SplitProgress { split, max_seen: Timestamp::MIN, done: false })
-                        .collect(),
-                    next: 0,
-                    watermark: Timestamp::MIN,
-                    max_skew,
-                }) as Box<dyn Source>
-            })
+            let files = weir_io::resolve_inputs(path)?;
+            let decoder = EventLines { max_skew: options.max_skew, max_seen: Timestamp::MIN };
+            let policy = WatermarkPolicy::bounded_out_of_orderness(OUT_OF_ORDERNESS);
+            weir_io::line_source(p, SOURCE_NAME, files, decoder, policy, true)
         }
         Input::Generated(config) => {
             config.validate()?;
-            let config = config.clone();
-            Arc::new(move |w: &WorkerInfo| {
-                Box::new(GeneratorSource { generator: Generator::for_worker(&config, w.index, w.peers) })
-                    as Box<dyn Source>
-            })
+            let splits = Arc::new(GeneratedSplits(config.clone()));
+            let factory: SourceFactory = Arc::new(move |w: &WorkerInfo| {
+                let reader = SplitReader::for_worker(&*splits, w, WatermarkPolicy::from_splits(), true)
+                    .expect("generator splits");
+                Box::new(reader) as Box<dyn Source>
+            });
+            p.add_node(SOURCE_NAME, vec![], 2, NodeKind::Source(factory))
         }
     };
-    let idx = p.add_node(SOURCE_NAME, vec![], 2, NodeKind::Source(factory));
     let s = Arc::new(WindowingStrategy::default());
     Ok((p.collection(idx, 0, s.clone()), p.collection(idx, 1, s)))
 }

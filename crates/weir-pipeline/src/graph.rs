@@ -1,252 +1,23 @@
-//! Building pipelines: [`Pipeline`], [`PCollection`], and the frozen
-//! [`Graph`] runners execute.
+//! Building pipelines: [`Pipeline`] and [`PCollection`]; [`Pipeline::build`]
+//! freezes them into the runtime's [`Graph`].
 
 use std::cell::RefCell;
-use std::collections::hash_map::DefaultHasher;
-use std::hash::{Hash, Hasher};
 use std::marker::PhantomData;
 use std::rc::Rc;
 use std::sync::{Arc, Mutex};
 
 use weir_model::WindowingStrategy;
-
-use crate::batch::Batch;
-use crate::data::{Data, Key, WindowedValue};
-use crate::error::PipelineError;
-use crate::operator::{CounterSnapshot, NodeCounters, Operator, Source, SplitState, WorkerInfo};
-use weir_model::Timestamp;
-
-/// Makes an operator instance for a worker.
-pub type OperatorFactory = Arc<dyn Fn(&WorkerInfo) -> Box<dyn Operator> + Send + Sync>;
-/// Makes a source instance for a worker.
-pub type SourceFactory = Arc<dyn Fn(&WorkerInfo) -> Box<dyn Source> + Send + Sync>;
-/// Splits a batch into one batch per worker.
-pub type Partitioner = Arc<dyn Fn(Batch, usize) -> Vec<Batch> + Send + Sync>;
-
-/// How a batch travels to a consumer on another worker.
-#[derive(Clone)]
-pub enum Routing {
-    /// Stay on the producing worker.
-    Forward,
-    /// Partition by a function of the value (e.g. the key's hash).
-    Partitioned(Partitioner),
-}
-
-impl std::fmt::Debug for Routing {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Routing::Forward => f.write_str("Forward"),
-            Routing::Partitioned(_) => f.write_str("Partitioned"),
-        }
-    }
-}
-
-/// Hash used to route keys to workers: stable across processes.
-pub fn route_hash<K: Hash>(k: &K) -> u64 {
-    let mut h = DefaultHasher::new();
-    k.hash(&mut h);
-    h.finish()
-}
-
-/// A partitioner routing each value by `hash(route(&value))`.
-pub fn partition_by<T: Data, R: Hash>(route: impl Fn(&T) -> R + Send + Sync + 'static) -> Routing {
-    Routing::Partitioned(Arc::new(move |batch: Batch, peers: usize| {
-        let mut parts: Vec<Vec<WindowedValue<T>>> = (0..peers).map(|_| Vec::new()).collect();
-        for v in batch.into_vec::<T>() {
-            let i = (route_hash(&route(&v.value)) % peers as u64) as usize;
-            parts[i].push(v);
-        }
-        parts.into_iter().map(Batch::new).collect()
-    }))
-}
-
-/// A routing that sends all values of a key to the worker that owns the key.
-pub fn partition_by_key<K: Key, V: Data>() -> Routing {
-    partition_by::<(K, V), K>(|kv| kv.0.clone())
-}
-
-/// One input of a node.
-#[derive(Clone, Debug)]
-pub struct NodeInput {
-    /// The producing node.
-    pub node: usize,
-    /// The producer's output port.
-    pub port: usize,
-    /// How batches get to this node's workers.
-    pub routing: Routing,
-}
-
-/// What a node runs.
-#[derive(Clone)]
-pub enum NodeKind {
-    /// A source.
-    Source(SourceFactory),
-    /// An operator.
-    Operator(OperatorFactory),
-}
-
-/// A transform in the frozen graph.
-#[derive(Clone)]
-pub struct Node {
-    /// Unique name.
-    pub name: String,
-    /// Inputs, in port order.
-    pub inputs: Vec<NodeInput>,
-    /// Number of output ports.
-    pub outputs: usize,
-    /// What runs.
-    pub kind: NodeKind,
-    /// Shared live counters.
-    pub counters: Arc<NodeCounters>,
-    /// A scripted source that moves processing time (a TestStream with
-    /// processing-time steps): runners must simulate processing time.
-    pub simulated_time: bool,
-    /// A scripted source (a TestStream): runners play it one step at a time,
-    /// each step processed by every operator before the next, so that every
-    /// runner sees the same sequence of bundles, watermarks and processing
-    /// times.
-    pub scripted: bool,
-}
-
-/// The pipeline as runners see it: nodes in topological order (every input
-/// refers to an earlier node).
-#[derive(Clone)]
-pub struct Graph {
-    /// The nodes.
-    pub nodes: Vec<Node>,
-}
-
-impl Graph {
-    /// Counters of every transform, by name.
-    pub fn metrics(&self) -> Metrics {
-        Metrics { nodes: self.nodes.iter().map(|n| (n.name.clone(), n.counters.clone())).collect() }
-    }
-}
-
-/// Live access to the counters of a pipeline's transforms; clone it into
-/// another thread to watch a running pipeline.
-#[derive(Clone, Debug)]
-pub struct Metrics {
-    nodes: Vec<(String, Arc<NodeCounters>)>,
-}
-
-impl Metrics {
-    /// The counters of the transform named `name`.
-    pub fn get(&self, name: &str) -> Option<CounterSnapshot> {
-        self.nodes.iter().find(|(n, _)| n == name).map(|(_, c)| c.snapshot())
-    }
-    /// Every transform's counters, in graph order.
-    pub fn all(&self) -> Vec<(String, CounterSnapshot)> {
-        self.nodes.iter().map(|(n, c)| (n.clone(), c.snapshot())).collect()
-    }
-
-    /// Every transform's watermarks per worker, in graph order.
-    pub fn watermarks(&self) -> Vec<WatermarkSnapshot> {
-        let mut out = Vec::new();
-        for (name, c) in &self.nodes {
-            for (&worker, &(input, output)) in c.watermarks.lock().unwrap_or_else(|p| p.into_inner()).iter() {
-                out.push(WatermarkSnapshot { transform: name.clone(), worker, input, output });
-            }
-        }
-        out
-    }
-
-    /// Every split of every source, with its watermark and idleness.
-    pub fn splits(&self) -> Vec<(String, String, SplitState)> {
-        let mut out = Vec::new();
-        for (name, c) in &self.nodes {
-            for (split, state) in c.splits.lock().unwrap_or_else(|p| p.into_inner()).iter() {
-                out.push((name.clone(), split.clone(), *state));
-            }
-        }
-        out
-    }
-
-    /// What holds the pipeline's watermark back right now: the non-idle,
-    /// unfinished split with the lowest watermark, or else the transform
-    /// instance whose output watermark is furthest behind its input
-    /// watermark; with how far it is behind the most advanced split or the
-    /// instance's own input. `None` when nothing is behind.
-    pub fn holding_back(&self) -> Option<HoldBack> {
-        let splits = self.splits();
-        let active: Vec<&(String, String, SplitState)> = splits.iter().filter(|s| !s.2.idle && !s.2.done).collect();
-        if active.len() > 1 {
-            let min = active.iter().min_by_key(|s| s.2.watermark).expect("non-empty");
-            let max = active.iter().map(|s| s.2.watermark).max().expect("non-empty");
-            if min.2.watermark < max {
-                return Some(HoldBack {
-                    what: format!("split {} of {}", min.1, min.0),
-                    watermark: min.2.watermark,
-                    behind_by: max.since(min.2.watermark),
-                });
-            }
-        }
-        self.watermarks().into_iter().filter(|w| w.output < w.input).max_by_key(|w| w.input.since(w.output)).map(|w| {
-            HoldBack {
-                what: format!("{} on worker {}", w.transform, w.worker),
-                watermark: w.output,
-                behind_by: w.input.since(w.output),
-            }
-        })
-    }
-}
-
-/// The watermarks of one transform instance.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct WatermarkSnapshot {
-    /// The transform.
-    pub transform: String,
-    /// The worker.
-    pub worker: usize,
-    /// Its input watermark.
-    pub input: Timestamp,
-    /// Its output watermark.
-    pub output: Timestamp,
-}
-
-/// What holds a watermark back, and by how much.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct HoldBack {
-    /// A split or a transform instance.
-    pub what: String,
-    /// Its watermark.
-    pub watermark: Timestamp,
-    /// How far it is behind.
-    pub behind_by: weir_model::Duration,
-}
-
-/// Executes pipelines.
-pub trait Runner {
-    /// Run the graph to completion (bounded input) and report.
-    fn run(&self, graph: Arc<Graph>) -> Result<RunResult, PipelineError>;
-}
-
-/// What a finished run reports.
-#[derive(Clone, Debug)]
-pub struct RunResult {
-    /// The counters of every transform.
-    pub metrics: Metrics,
-    /// The most records this process held at once between operators (in
-    /// flight, or parked waiting for progress), for runners that bound it
-    /// (Timely).
-    pub peak_in_flight: Option<u64>,
-    /// On a cluster: the id every process of this run shares (process 0's,
-    /// agreed when the processes connected), to tie what each process
-    /// leaves behind to this run.
-    pub run_id: Option<u64>,
-}
-
-impl RunResult {
-    /// The counters of one transform.
-    pub fn counters(&self, name: &str) -> Option<CounterSnapshot> {
-        self.metrics.get(name)
-    }
-}
+use weir_runtime::keys::{KeyGroups, MAX_KEY_GROUPS_LIMIT};
+use weir_runtime::{
+    Data, Graph, Metrics, Node, NodeCounters, NodeInput, NodeKind, PipelineError, Routing, RunResult, Runner,
+    WindowedValue, DEFAULT_MAX_KEY_GROUPS,
+};
 
 #[derive(Default)]
 struct Builder {
     nodes: Vec<Node>,
     errors: Vec<PipelineError>,
+    max_key_groups: Option<u32>,
 }
 
 /// A pipeline under construction.
@@ -350,12 +121,37 @@ impl Pipeline {
         if let Some(e) = b.errors.first() {
             return Err(e.clone());
         }
-        Ok(Arc::new(Graph { nodes: b.nodes.clone() }))
+        let max_key_groups = b.max_key_groups.unwrap_or(DEFAULT_MAX_KEY_GROUPS);
+        KeyGroups::new(max_key_groups, 1)?;
+        Ok(Arc::new(Graph { nodes: b.nodes.clone(), max_key_groups }))
+    }
+
+    /// Set the number of key groups (default 128): the most workers that can
+    /// share this pipeline's keyed state, as Flink's maximum parallelism.
+    /// Keys are spread over key groups by a stable hash, and each worker owns
+    /// a contiguous range of them, so a checkpoint restores with any worker
+    /// count up to this number. Between 1 and 32768.
+    ///
+    /// ```
+    /// use weir_pipeline::prelude::*;
+    /// let p = Pipeline::new().with_max_key_groups(4096);
+    /// assert_eq!(p.build().unwrap().max_key_groups, 4096);
+    /// assert!(Pipeline::new().with_max_key_groups(0).build().is_err());
+    /// ```
+    pub fn with_max_key_groups(self, n: u32) -> Self {
+        if n == 0 || n > MAX_KEY_GROUPS_LIMIT {
+            self.record_error(
+                "Pipeline",
+                format!("max key groups must be between 1 and {MAX_KEY_GROUPS_LIMIT}, not {n}"),
+            );
+        }
+        self.inner.borrow_mut().max_key_groups = Some(n);
+        self
     }
 
     /// Live counters of the transforms added so far.
     pub fn metrics(&self) -> Metrics {
-        Metrics { nodes: self.inner.borrow().nodes.iter().map(|n| (n.name.clone(), n.counters.clone())).collect() }
+        Metrics::of(self.inner.borrow().nodes.iter().map(|n| (n.name.clone(), n.counters.clone())))
     }
 
     /// Build and run with `runner`.

@@ -2,33 +2,28 @@
 //!
 //! Weir's typed pipeline API, in Beam's vocabulary: a [`Pipeline`] of
 //! [`PCollection`]s transformed by extension traits (`map`, `par_do`,
-//! `window_into`, `group_by_key`, `combine_per_key`, …), and the
-//! runner-agnostic [`Operator`] interface the runners execute. The windowing
-//! semantics come from `weir-model`, never re-implemented here.
+//! `window_into`, `group_by_key`, `combine_per_key`, …). Pipelines are
+//! frozen into `weir-runtime`'s graph of operators, which the runners
+//! execute; transform authors find the runtime's contracts re-exported
+//! here. The windowing semantics come from `weir-model`, never
+//! re-implemented here.
 
 #![warn(missing_docs)]
 
-pub mod batch;
-pub mod data;
-pub mod error;
 pub mod graph;
-pub mod operator;
 pub mod transforms;
-
-pub use batch::Batch;
-pub use data::{Data, Key, WindowedValue};
-pub use error::PipelineError;
-pub use graph::{
-    partition_by, partition_by_key, route_hash, Collected, Graph, HoldBack, Metrics, Node, NodeInput, NodeKind,
-    PCollection, Partitioner, Pipeline, Routing, RunResult, Runner, WatermarkSnapshot,
-};
-pub use operator::{
-    CounterSnapshot, Emitter, NodeCounters, OpContext, Operator, Source, SourceStatus, SplitState, WorkerInfo,
-};
 pub mod unbounded;
+
+pub use graph::{Collected, PCollection, Pipeline};
 pub use transforms::*;
-pub use unbounded::{
-    BoundedOutOfOrderness, QueueSource, ReadResult, UnboundedSource, WatermarkEstimator, WatermarkPolicy,
+pub use unbounded::{QueueSource, UnboundedSource};
+/// The runtime's contracts, for transform authors and runners.
+pub use weir_runtime as runtime;
+pub use weir_runtime::split::{BoundedOutOfOrderness, ReadResult, WatermarkEstimator, WatermarkPolicy};
+pub use weir_runtime::{
+    panic_message, Batch, CounterSnapshot, Data, Emitter, Graph, HoldBack, Key, Metrics, Node, NodeCounters, NodeInput,
+    NodeKind, OpContext, OpResult, Operator, Partitioner, PipelineError, Routing, RunResult, Runner, Source,
+    SourceStatus, SplitState, WatermarkSnapshot, WindowedValue, WorkerInfo,
 };
 
 /// Everything needed to write pipelines.

@@ -1,26 +1,19 @@
-//! Unbounded sources: splits (partitions) read in turn, a watermark
-//! estimator per split, the source's watermark as the minimum over its
-//! splits, and idleness: a split with no data for a configured processing
-//! time stops holding the watermark back until data arrives again.
+//! Unbounded sources defined by users: an [`UnboundedSource`] names its
+//! splits (partitions) and reads them; the runtime's split reader
+//! (`weir_runtime::split`) reads them in turn with a watermark estimator per
+//! split, the source's watermark as the minimum over its splits, and
+//! idleness: a split with no data for a configured processing time stops
+//! holding the watermark back until data arrives again.
 
 use std::sync::{Arc, Mutex};
 
-use weir_model::{Duration, Timestamp, WindowingStrategy};
+use weir_model::{Timestamp, WindowingStrategy};
+use weir_runtime::split::{ReadResult, Split, SplitOutput, SplitReader, SplitSource, WatermarkPolicy};
 
-use crate::data::{Data, WindowedValue};
-use crate::graph::{NodeKind, PCollection, Pipeline};
-use crate::operator::{NodeCounters, OpContext, Source, SourceStatus, SplitState, WorkerInfo};
-
-/// What a read of one split returned.
-#[derive(Copy, Clone, Debug, PartialEq, Eq)]
-pub enum ReadResult {
-    /// Some records were appended (possibly none for now).
-    Data,
-    /// The split has nothing to read right now.
-    Idle,
-    /// The split has no more data, ever.
-    Done,
-}
+use crate::graph::{PCollection, Pipeline};
+use weir_runtime::data::Data;
+use weir_runtime::NodeKind;
+use weir_runtime::{PipelineError, Source, WorkerInfo};
 
 /// A source of unbounded (or bounded) data divided into splits, e.g. the
 /// partitions of a topic. Splits are spread over the workers.
@@ -34,148 +27,62 @@ pub trait UnboundedSource: Send + Sync + 'static {
     fn splits(&self) -> Vec<(String, Self::Split)>;
     /// Append up to `max` records (with event timestamps) of `split` to `out`.
     fn read(&self, split: &mut Self::Split, max: usize, out: &mut Vec<(Self::Item, Timestamp)>) -> ReadResult;
-}
-
-/// Estimates a split's watermark from the timestamps it has read.
-pub trait WatermarkEstimator: Send + 'static {
-    /// A record with this timestamp was read.
-    fn observe(&mut self, t: Timestamp);
-    /// The split's watermark now.
-    fn watermark(&self) -> Timestamp;
-}
-
-/// Watermark = the largest timestamp seen minus a fixed bound.
-#[derive(Copy, Clone, Debug)]
-pub struct BoundedOutOfOrderness {
-    bound: Duration,
-    max_seen: Timestamp,
-}
-
-impl BoundedOutOfOrderness {
-    /// Records may arrive up to `bound` behind the latest one.
-    pub fn new(bound: Duration) -> Self {
-        BoundedOutOfOrderness { bound, max_seen: Timestamp::MIN }
+    /// The position of `split`, for checkpoints; `None` (the default) if
+    /// the source cannot say.
+    fn position(&self, split: &Self::Split) -> Option<Vec<u8>> {
+        let _ = split;
+        None
+    }
+    /// Move `split` to a [`position`](UnboundedSource::position).
+    fn seek(&self, split: &mut Self::Split, position: &[u8]) -> Result<(), PipelineError> {
+        let _ = (split, position);
+        Err(PipelineError::Runner("this unbounded source cannot seek".to_string()))
     }
 }
 
-impl WatermarkEstimator for BoundedOutOfOrderness {
-    fn observe(&mut self, t: Timestamp) {
-        self.max_seen = self.max_seen.max(t);
-    }
-    fn watermark(&self) -> Timestamp {
-        if self.max_seen == Timestamp::MIN {
-            Timestamp::MIN
-        } else {
-            self.max_seen - self.bound
-        }
-    }
-}
-
-/// How a source's watermark is made.
-#[derive(Clone)]
-pub struct WatermarkPolicy {
-    estimator: Arc<dyn Fn() -> Box<dyn WatermarkEstimator> + Send + Sync>,
-    idle_after: Option<Duration>,
-}
-
-impl WatermarkPolicy {
-    /// Bounded out-of-orderness per split, no idleness.
-    pub fn bounded_out_of_orderness(bound: Duration) -> Self {
-        WatermarkPolicy { estimator: Arc::new(move || Box::new(BoundedOutOfOrderness::new(bound))), idle_after: None }
-    }
-    /// Any estimator per split.
-    pub fn with_estimator(make: impl Fn() -> Box<dyn WatermarkEstimator> + Send + Sync + 'static) -> Self {
-        WatermarkPolicy { estimator: Arc::new(make), idle_after: None }
-    }
-    /// A split with no data for `d` of processing time stops holding the
-    /// watermark back; it holds it again when data arrives.
-    pub fn idle_after(mut self, d: Duration) -> Self {
-        self.idle_after = Some(d);
-        self
-    }
-}
-
-struct SplitReader<S> {
-    name: String,
-    split: S,
-    estimator: Box<dyn WatermarkEstimator>,
-    last_data: Option<Timestamp>,
-    idle: bool,
-    done: bool,
-}
-
-struct UnboundedSourceOp<U: UnboundedSource> {
+/// One split of an [`UnboundedSource`], as the runtime reads it.
+struct UnboundedSplit<U: UnboundedSource> {
     source: Arc<U>,
-    policy: WatermarkPolicy,
-    splits: Vec<SplitReader<U::Split>>,
-    next: usize,
-    watermark: Timestamp,
+    name: String,
+    split: U::Split,
     buf: Vec<(U::Item, Timestamp)>,
 }
 
-impl<U: UnboundedSource> Source for UnboundedSourceOp<U> {
-    fn poll(&mut self, max_records: usize, cx: &mut OpContext<'_>) -> SourceStatus {
-        let now = cx.processing_time;
-        let live: Vec<usize> = (0..self.splits.len()).filter(|&i| !self.splits[i].done).collect();
-        let mut out = Vec::new();
-        let mut any_data = false;
-        if !live.is_empty() {
-            let i = live[self.next % live.len()];
-            self.next = self.next.wrapping_add(1);
-            let s = &mut self.splits[i];
-            self.buf.clear();
-            match self.source.read(&mut s.split, max_records, &mut self.buf) {
-                ReadResult::Done => s.done = true,
-                ReadResult::Idle | ReadResult::Data => {}
-            }
-            for (v, ts) in self.buf.drain(..) {
-                match Timestamp::element(ts.millis()) {
-                    Ok(ts) => {
-                        s.estimator.observe(ts);
-                        out.push(WindowedValue::in_global(v, ts));
-                    }
-                    Err(e) => cx.fail_with(format!("split {}: {e}", s.name)),
-                }
-            }
-            if !out.is_empty() {
-                any_data = true;
-                s.last_data = Some(now);
-                s.idle = false;
-            } else if s.last_data.is_none() {
-                s.last_data = Some(now);
+impl<U: UnboundedSource> Split for UnboundedSplit<U> {
+    type Item = U::Item;
+    fn id(&self) -> String {
+        self.name.clone()
+    }
+    fn read(&mut self, max: usize, out: &mut SplitOutput<'_, U::Item>) -> Result<ReadResult, PipelineError> {
+        self.buf.clear();
+        let result = self.source.read(&mut self.split, max, &mut self.buf);
+        for (v, ts) in self.buf.drain(..) {
+            match Timestamp::element(ts.millis()) {
+                Ok(ts) => out.push(v, ts),
+                Err(e) => return Err(out.error(format!("split {}: {e}", self.name))),
             }
         }
-        if let Some(after) = self.policy.idle_after {
-            for s in &mut self.splits {
-                if !s.done && s.last_data.is_some_and(|t| now.since(t) >= after) {
-                    s.idle = true;
-                }
-            }
-        }
-        NodeCounters::add(&cx.counters.elements_out, out.len() as u64);
-        cx.out.emit(0, out);
-        for s in &self.splits {
-            cx.counters.publish_split(
-                &s.name,
-                SplitState {
-                    watermark: if s.done { Timestamp::MAX } else { s.estimator.watermark() },
-                    idle: s.idle,
-                    done: s.done,
-                },
-            );
-        }
-        let active: Vec<Timestamp> =
-            self.splits.iter().filter(|s| !s.done && !s.idle).map(|s| s.estimator.watermark()).collect();
-        let wm = if self.splits.iter().all(|s| s.done) {
-            Timestamp::MAX
-        } else if active.is_empty() {
-            // Every split is idle: none holds the watermark back.
-            self.splits.iter().filter(|s| !s.done).map(|s| s.estimator.watermark()).max().unwrap_or(Timestamp::MAX)
-        } else {
-            active.into_iter().min().expect("non-empty")
-        };
-        self.watermark = self.watermark.max(wm);
-        SourceStatus { watermark: self.watermark, idle: !any_data, processing_time: None }
+        Ok(result)
+    }
+    fn position(&self) -> Option<Vec<u8>> {
+        self.source.position(&self.split)
+    }
+    fn seek(&mut self, position: &[u8]) -> Result<(), PipelineError> {
+        self.source.seek(&mut self.split, position)
+    }
+}
+
+struct Splits<U>(Arc<U>);
+
+impl<U: UnboundedSource> SplitSource for Splits<U> {
+    type Split = UnboundedSplit<U>;
+    fn splits(&self, _workers: usize) -> Result<Vec<UnboundedSplit<U>>, PipelineError> {
+        let source = &self.0;
+        Ok(source
+            .splits()
+            .into_iter()
+            .map(|(name, split)| UnboundedSplit { source: source.clone(), name, split, buf: Vec::new() })
+            .collect())
     }
 }
 
@@ -184,34 +91,15 @@ impl Pipeline {
     /// timestamps outside the valid range fail the pipeline with the split's
     /// name.
     pub fn read_unbounded<U: UnboundedSource>(&self, source: U, policy: WatermarkPolicy) -> PCollection<U::Item> {
-        let source = Arc::new(source);
+        let splits = Arc::new(Splits(Arc::new(source)));
         let idx = self.add_node(
             "ReadUnbounded",
             vec![],
             1,
             NodeKind::Source(Arc::new(move |w: &WorkerInfo| {
-                let splits = source
-                    .splits()
-                    .into_iter()
-                    .enumerate()
-                    .filter(|(i, _)| i % w.peers == w.index)
-                    .map(|(_, (name, split))| SplitReader {
-                        name,
-                        split,
-                        estimator: (policy.estimator)(),
-                        last_data: None,
-                        idle: false,
-                        done: false,
-                    })
-                    .collect();
-                Box::new(UnboundedSourceOp {
-                    source: source.clone(),
-                    policy: policy.clone(),
-                    splits,
-                    next: 0,
-                    watermark: Timestamp::MIN,
-                    buf: Vec::new(),
-                }) as Box<dyn Source>
+                // Planning cannot fail for an unbounded source: its splits are given.
+                let reader = SplitReader::for_worker(&*splits, w, policy.clone(), false).expect("given splits");
+                Box::new(reader) as Box<dyn Source>
             })),
         );
         self.collection(idx, 0, Arc::new(WindowingStrategy::default()))

@@ -9,17 +9,17 @@
 //! its new input watermarks and processing time (`advance`), then
 //! publishing its output watermark `min(input watermarks, hold)`. Repeat
 //! until every watermark is +infinity. Processing time is simulated: it
-//! starts at 0 and only a [`TestStream`](weir_pipeline::TestStream) moves it,
+//! starts at 0 and only a `TestStream` (`weir_pipeline`) moves it,
 //! unless [`ProcessingTime::Wall`] is chosen.
 
 #![warn(missing_docs)]
 
 use std::collections::VecDeque;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use weir_model::Timestamp;
-use weir_pipeline::{
+use weir_runtime::{
     Batch, Emitter, Graph, NodeKind, OpContext, Operator, PipelineError, RunResult, Runner, Source, WorkerInfo,
 };
 
@@ -58,7 +58,7 @@ const POLL_BATCH: usize = 1024;
 
 /// The context of node `$i` with input watermarks `$wms`.
 macro_rules! node_cx {
-    ($graph:expr, $emitters:expr, $i:expr, $wms:expr, $clock:expr, $error:expr) => {
+    ($graph:expr, $emitters:expr, $i:expr, $wms:expr, $clock:expr) => {
         OpContext {
             name: &$graph.nodes[$i].name,
             out: &mut $emitters[$i],
@@ -66,16 +66,15 @@ macro_rules! node_cx {
             processing_time: $clock,
             stage_output_watermark: Timestamp::MAX,
             counters: &$graph.nodes[$i].counters,
-            error: &$error,
         }
     };
 }
 
-/// Run a transform's code; a panic in it ends the run with an error naming
-/// the transform and the panic's message.
-fn guard<R>(transform: &str, f: impl FnOnce() -> R) -> Result<R, PipelineError> {
+/// Run a transform's code; an error it returns, or a panic in it, ends the
+/// run (a panic with an error naming the transform and the panic's message).
+fn guard<R>(transform: &str, f: impl FnOnce() -> Result<R, PipelineError>) -> Result<R, PipelineError> {
     std::panic::catch_unwind(std::panic::AssertUnwindSafe(f))
-        .map_err(|panic| PipelineError::from_panic(transform, panic))
+        .map_err(|panic| PipelineError::from_panic(transform, panic))?
 }
 
 fn wall_clock() -> Timestamp {
@@ -110,7 +109,6 @@ impl Runner for ReferenceRunner {
             graph.nodes.iter().map(|node| vec![Timestamp::MIN; node.inputs.len()]).collect();
         let mut seen_clock = vec![Timestamp::MIN; n];
         let mut finished = vec![false; n];
-        let error = Mutex::new(None);
         let mut clock = match self.processing_time {
             ProcessingTime::Simulated => Timestamp::from_millis(0),
             ProcessingTime::Wall => wall_clock(),
@@ -146,7 +144,7 @@ impl Runner for ReferenceRunner {
                         continue;
                     }
                     let node = &graph.nodes[i];
-                    let mut cx = node_cx!(graph, emitters, i, &[], clock, error);
+                    let mut cx = node_cx!(graph, emitters, i, &[], clock);
                     let status = guard(&node.name, || src.poll(POLL_BATCH, &mut cx))?;
                     all_idle &= status.idle;
                     if let Some(t) = status.processing_time {
@@ -167,7 +165,7 @@ impl Runner for ReferenceRunner {
                 let Instance::Operator(op) = &mut instances[i] else { continue };
                 let node = &graph.nodes[i];
                 let in_wms: Vec<Timestamp> = node.inputs.iter().map(|inp| out_wm[inp.node]).collect();
-                let mut cx = node_cx!(graph, emitters, i, &seen_wms[i], clock, error);
+                let mut cx = node_cx!(graph, emitters, i, &seen_wms[i], clock);
                 while let Some((port, batch)) = queues[i].pop_front() {
                     guard(&node.name, || op.process(port, batch, &mut cx))?;
                     progressed = true;
@@ -176,7 +174,7 @@ impl Runner for ReferenceRunner {
                 if in_wms != seen_wms[i] || clock != seen_clock[i] || wakeup_due {
                     seen_wms[i] = in_wms.clone();
                     seen_clock[i] = clock;
-                    let mut cx = node_cx!(graph, emitters, i, &seen_wms[i], clock, error);
+                    let mut cx = node_cx!(graph, emitters, i, &seen_wms[i], clock);
                     guard(&node.name, || op.advance(&mut cx))?;
                     progressed = true;
                 }
@@ -188,13 +186,10 @@ impl Runner for ReferenceRunner {
                 node.counters.publish_watermarks(0, input_wm, out_wm[i]);
                 if out_wm[i] == Timestamp::MAX && !finished[i] {
                     finished[i] = true;
-                    let mut cx = node_cx!(graph, emitters, i, &seen_wms[i], clock, error);
+                    let mut cx = node_cx!(graph, emitters, i, &seen_wms[i], clock);
                     guard(&node.name, || op.finish(&mut cx))?;
                 }
                 route(&mut emitters[i], &mut queues, &consumers[i]);
-            }
-            if let Some(e) = error.lock().unwrap_or_else(|p| p.into_inner()).take() {
-                return Err(e);
             }
             let done = out_wm.iter().all(|w| *w == Timestamp::MAX) && queues.iter().all(VecDeque::is_empty);
             if done {

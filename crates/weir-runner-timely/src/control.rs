@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 use timely::dataflow::operators::vec::Map;
 use timely::dataflow::operators::{Exchange, Input, Inspect};
 use timely::dataflow::InputHandle;
-use weir_pipeline::PipelineError;
+use weir_runtime::PipelineError;
 
 use crate::cluster::Monitor;
 use crate::SharedError;

@@ -2,14 +2,13 @@
 //! built-in ones.
 
 use std::collections::BinaryHeap;
-use std::hash::Hash;
 use std::marker::PhantomData;
 
 use serde::{Deserialize, Serialize};
 use weir_model::Aggregator;
 
-use crate::data::Data;
-use crate::graph::route_hash;
+use weir_runtime::data::Data;
+use weir_runtime::keys::key_hash;
 
 /// Beam's `CombineFn`: create an accumulator, add inputs, merge
 /// accumulators, extract the output. Accumulators are data: a keyed combine
@@ -375,7 +374,8 @@ impl HyperLogLog {
 }
 
 fn mix(mut h: u64) -> u64 {
-    // SplitMix64 finaliser: spreads DefaultHasher output over all 64 bits.
+    // SplitMix64 finaliser over the stable key hash (XXH3 is already well
+    // mixed; kept so that the register index and rank use independent bits).
     h ^= h >> 30;
     h = h.wrapping_mul(0xbf58_476d_1ce4_e5b9);
     h ^= h >> 27;
@@ -383,14 +383,14 @@ fn mix(mut h: u64) -> u64 {
     h ^ (h >> 31)
 }
 
-impl<T: Hash + 'static> CombineFn<T> for ApproxDistinct<T> {
+impl<T: serde::Serialize + 'static> CombineFn<T> for ApproxDistinct<T> {
     type Acc = HyperLogLog;
     type Out = u64;
     fn create_accumulator(&self) -> HyperLogLog {
         HyperLogLog::new(self.precision)
     }
     fn add_input(&self, acc: &mut HyperLogLog, v: T) {
-        acc.add_hash(mix(route_hash(&v)))
+        acc.add_hash(mix(key_hash(&v)))
     }
     fn merge_accumulators(&self, acc: &mut HyperLogLog, other: HyperLogLog) {
         acc.merge(&other)

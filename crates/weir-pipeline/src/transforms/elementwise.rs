@@ -6,10 +6,11 @@ use std::sync::Arc;
 
 use weir_model::{PaneInfo, Timestamp, Window};
 
-use crate::batch::Batch;
-use crate::data::{Data, Key, WindowedValue};
-use crate::graph::{NodeKind, PCollection, Routing};
-use crate::operator::{NodeCounters, OpContext, Operator, WorkerInfo};
+use crate::graph::PCollection;
+use weir_runtime::batch::Batch;
+use weir_runtime::data::{Data, Key, WindowedValue};
+use weir_runtime::{NodeCounters, OpContext, OpResult, Operator, WorkerInfo};
+use weir_runtime::{NodeKind, Routing};
 
 /// An operator applying a per-element function that appends to an output
 /// vector, or fails with a message.
@@ -24,18 +25,18 @@ where
     O: Data,
     F: FnMut(WindowedValue<I>, &mut Vec<WindowedValue<O>>) -> Result<(), String> + Send,
 {
-    fn process(&mut self, _port: usize, batch: Batch, cx: &mut OpContext<'_>) {
-        let input = batch.into_vec::<I>();
+    fn process(&mut self, _port: usize, batch: Batch, cx: &mut OpContext<'_>) -> OpResult {
+        let input = batch.into_vec::<I>()?;
         NodeCounters::add(&cx.counters.elements_in, input.len() as u64);
         let mut out = Vec::with_capacity(input.len());
         for v in input {
             if let Err(message) = (self.f)(v, &mut out) {
-                cx.fail_with(message);
-                return;
+                return Err(cx.error(message));
             }
         }
         NodeCounters::add(&cx.counters.elements_out, out.len() as u64);
         cx.out.emit(0, out);
+        Ok(())
     }
 }
 
@@ -397,7 +398,7 @@ impl<D: DoFn> DoFnRunner<D> {
         elements: &[WindowedValue<D::In>],
         sides: &[crate::transforms::side::SideEntry],
         cx: &mut OpContext<'_>,
-    ) {
+    ) -> OpResult {
         if !self.started {
             self.dofn.setup();
             self.started = true;
@@ -410,8 +411,7 @@ impl<D: DoFn> DoFnRunner<D> {
             let mut pcx = ProcessContext::new(v, &mut main, &mut self.tagged, &mut error, sides);
             self.dofn.process(&mut pcx);
             if let Some(message) = error.take() {
-                cx.fail_with(message);
-                return;
+                return Err(cx.error(message));
             }
         }
         self.dofn.finish_bundle();
@@ -421,6 +421,7 @@ impl<D: DoFn> DoFnRunner<D> {
             n += buf.flush(i + 1, cx);
         }
         NodeCounters::add(&cx.counters.elements_out, n);
+        Ok(())
     }
 
     pub(crate) fn teardown(&mut self) {
@@ -435,14 +436,16 @@ struct ParDoOp<D: DoFn> {
 }
 
 impl<D: DoFn> Operator for ParDoOp<D> {
-    fn process(&mut self, _port: usize, batch: Batch, cx: &mut OpContext<'_>) {
-        let input = batch.into_vec::<D::In>();
+    fn process(&mut self, _port: usize, batch: Batch, cx: &mut OpContext<'_>) -> OpResult {
+        let input = batch.into_vec::<D::In>()?;
         NodeCounters::add(&cx.counters.elements_in, input.len() as u64);
-        self.runner.run_bundle(&input, &[], cx);
+        self.runner.run_bundle(&input, &[], cx)?;
+        Ok(())
     }
 
-    fn finish(&mut self, _cx: &mut OpContext<'_>) {
+    fn finish(&mut self, _cx: &mut OpContext<'_>) -> OpResult {
         self.runner.teardown();
+        Ok(())
     }
 }
 

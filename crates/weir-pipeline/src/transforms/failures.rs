@@ -12,11 +12,12 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use crate::batch::Batch;
-use crate::data::{Data, WindowedValue};
-use crate::error::panic_message;
-use crate::graph::{NodeKind, PCollection, Routing};
-use crate::operator::{NodeCounters, OpContext, Operator, WorkerInfo};
+use crate::graph::PCollection;
+use weir_runtime::batch::Batch;
+use weir_runtime::data::{Data, WindowedValue};
+use weir_runtime::error::panic_message;
+use weir_runtime::{NodeCounters, OpContext, OpResult, Operator, WorkerInfo};
+use weir_runtime::{NodeKind, Routing};
 
 /// An element that a function could not process, and why.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -75,8 +76,8 @@ where
     O: Data,
     F: Fn(I, &mut Vec<O>) -> Result<(), String> + Send,
 {
-    fn process(&mut self, _port: usize, batch: Batch, cx: &mut OpContext<'_>) {
-        let input = batch.into_vec::<I>();
+    fn process(&mut self, _port: usize, batch: Batch, cx: &mut OpContext<'_>) -> OpResult {
+        let input = batch.into_vec::<I>()?;
         NodeCounters::add(&cx.counters.elements_in, input.len() as u64);
         let mut out = Vec::with_capacity(input.len());
         let mut failed = Vec::new();
@@ -100,6 +101,7 @@ where
         NodeCounters::add(&cx.counters.dead_letters, failed.len() as u64);
         cx.out.emit(0, out);
         cx.out.emit(1, failed);
+        Ok(())
     }
 }
 

@@ -11,14 +11,15 @@ use weir_model::{
     TimestampCombiner, Trigger, Window, WindowFn, WindowingStrategy,
 };
 
-use crate::batch::Batch;
-use crate::data::{Data, Key, WindowedValue};
-use crate::graph::{partition_by_key, NodeKind, PCollection, Routing};
-use crate::operator::{NodeCounters, OpContext, Operator, WorkerInfo};
+use crate::graph::PCollection;
 use crate::transforms::combine::{CombineAggregator, CombineFn, Count, Partial, PartialAggregator};
 use crate::transforms::elementwise::{apply_fn, DoFn, ElementwiseExt, KvElementwiseExt, ProcessContext};
 use crate::transforms::other::FlattenExt;
 use crate::transforms::side::{SideInput, SideInputExt, SideParDoExt};
+use weir_runtime::batch::Batch;
+use weir_runtime::data::{Data, Key, WindowedValue};
+use weir_runtime::{NodeCounters, OpContext, OpResult, Operator, WorkerInfo};
+use weir_runtime::{NodeKind, Routing};
 
 /// `window_into`: assign windows and set the windowing strategy.
 pub trait WindowExt<T: Data> {
@@ -130,13 +131,13 @@ where
     A::Acc: Send,
     A::Out: Send,
 {
-    fn process(&mut self, _port: usize, batch: Batch, cx: &mut OpContext<'_>) {
+    fn process(&mut self, _port: usize, batch: Batch, cx: &mut OpContext<'_>) -> OpResult {
         let before = self.gbw.counters();
         self.gbw.set_stage_output_watermark(cx.stage_output_watermark);
         // Elements are processed at the current processing time: timers due
         // before it fire first, and triggers see it (pastFirstElementInPane).
         self.gbw.advance_processing_time(cx.processing_time, &mut self.scratch);
-        let input = batch.into_vec::<(K, V)>();
+        let input = batch.into_vec::<(K, V)>()?;
         NodeCounters::add(&cx.counters.elements_in, input.len() as u64);
         // One bundle per key per batch (Beam's keyed bundles).
         for v in input {
@@ -149,15 +150,17 @@ where
         self.by_key = by_key;
         self.sync_counters(cx, before);
         self.flush(cx);
+        Ok(())
     }
 
-    fn advance(&mut self, cx: &mut OpContext<'_>) {
+    fn advance(&mut self, cx: &mut OpContext<'_>) -> OpResult {
         let before = self.gbw.counters();
         self.gbw.set_stage_output_watermark(cx.stage_output_watermark);
         self.gbw.advance_processing_time(cx.processing_time, &mut self.scratch);
         self.gbw.advance_input_watermark(cx.input_watermark(), &mut self.scratch);
         self.sync_counters(cx, before);
         self.flush(cx);
+        Ok(())
     }
 
     fn hold(&self) -> Timestamp {
@@ -193,7 +196,7 @@ where
     let s2 = strategy.clone();
     let idx = p.add_node(
         name,
-        vec![input.as_input(partition_by_key::<K, V>())],
+        vec![input.as_input(Routing::by_key::<K, V>())],
         2,
         NodeKind::Operator(Arc::new(move |_w: &WorkerInfo| {
             let mut s = (*s2).clone();
@@ -248,8 +251,8 @@ struct PartialCombineOp<K, V, C: CombineFn<V>> {
 }
 
 impl<K: Key, V: Data, C: CombineFn<V>> Operator for PartialCombineOp<K, V, C> {
-    fn process(&mut self, _port: usize, batch: Batch, cx: &mut OpContext<'_>) {
-        let input = batch.into_vec::<(K, V)>();
+    fn process(&mut self, _port: usize, batch: Batch, cx: &mut OpContext<'_>) -> OpResult {
+        let input = batch.into_vec::<(K, V)>()?;
         NodeCounters::add(&cx.counters.elements_in, input.len() as u64);
         for v in input {
             let (k, value) = v.value;
@@ -268,6 +271,7 @@ impl<K: Key, V: Data, C: CombineFn<V>> Operator for PartialCombineOp<K, V, C> {
             .collect();
         NodeCounters::add(&cx.counters.elements_out, out.len() as u64);
         cx.out.emit(0, out);
+        Ok(())
     }
 }
 

@@ -6,10 +6,11 @@ use std::sync::{Arc, Mutex};
 
 use weir_model::{Duration, PaneInfo, Timestamp, Window, WindowingStrategy};
 
-use crate::batch::Batch;
-use crate::data::{Data, Key, WindowedValue};
-use crate::graph::{partition_by_key, Collected, NodeKind, PCollection, Pipeline, Routing};
-use crate::operator::{NodeCounters, OpContext, Operator, Source, SourceStatus, WorkerInfo};
+use crate::graph::{Collected, PCollection, Pipeline};
+use weir_runtime::batch::Batch;
+use weir_runtime::data::{Data, Key, WindowedValue};
+use weir_runtime::{KeyGroups, NodeKind, PipelineError, Routing};
+use weir_runtime::{NodeCounters, OpContext, OpResult, Operator, Source, SourceStatus, WorkerInfo};
 
 const BATCH: usize = 8192;
 
@@ -20,7 +21,7 @@ struct CreateSource<T> {
 }
 
 impl<T: Data> Source for CreateSource<T> {
-    fn poll(&mut self, max_records: usize, cx: &mut OpContext<'_>) -> SourceStatus {
+    fn poll(&mut self, max_records: usize, cx: &mut OpContext<'_>) -> Result<SourceStatus, PipelineError> {
         let mut out = Vec::with_capacity(max_records.min(BATCH));
         while self.next < self.items.len() && out.len() < max_records {
             let (v, ts) = &self.items[self.next];
@@ -30,11 +31,11 @@ impl<T: Data> Source for CreateSource<T> {
         NodeCounters::add(&cx.counters.elements_out, out.len() as u64);
         cx.out.emit(0, out);
         let done = self.next >= self.items.len();
-        SourceStatus {
+        Ok(SourceStatus {
             watermark: if done { Timestamp::MAX } else { Timestamp::MIN },
             idle: false,
             processing_time: None,
-        }
+        })
     }
 }
 
@@ -176,14 +177,14 @@ struct TestStreamSource<T> {
 }
 
 impl<T: Data> Source for TestStreamSource<T> {
-    fn poll(&mut self, _max_records: usize, cx: &mut OpContext<'_>) -> SourceStatus {
+    fn poll(&mut self, _max_records: usize, cx: &mut OpContext<'_>) -> Result<SourceStatus, PipelineError> {
         // The script plays on worker 0; the others hold nothing back.
         let mut status = SourceStatus { watermark: Timestamp::MAX, idle: false, processing_time: None };
         if self.worker != 0 {
-            return status;
+            return Ok(status);
         }
         match self.events.get(self.next) {
-            None => return status,
+            None => return Ok(status),
             Some(TestEvent::Elements(items)) => {
                 let out: Vec<WindowedValue<T>> =
                     items.iter().map(|(v, ts)| WindowedValue::in_global(v.clone(), *ts)).collect();
@@ -204,18 +205,19 @@ impl<T: Data> Source for TestStreamSource<T> {
         // The stream ends (watermark +inf) one poll after its last step, so
         // a final processing-time step happens before the end of input.
         status.watermark = self.wm;
-        status
+        Ok(status)
     }
 }
 
 struct ForwardOp;
 
 impl Operator for ForwardOp {
-    fn process(&mut self, _port: usize, batch: Batch, cx: &mut OpContext<'_>) {
+    fn process(&mut self, _port: usize, batch: Batch, cx: &mut OpContext<'_>) -> OpResult {
         let n = batch.len() as u64;
         NodeCounters::add(&cx.counters.elements_in, n);
         NodeCounters::add(&cx.counters.elements_out, n);
         cx.out.emit_batch(0, batch);
+        Ok(())
     }
 }
 
@@ -247,8 +249,8 @@ struct PartitionOp<T, F> {
 }
 
 impl<T: Data, F: Fn(&T, usize) -> usize + Send> Operator for PartitionOp<T, F> {
-    fn process(&mut self, _port: usize, batch: Batch, cx: &mut OpContext<'_>) {
-        let input = batch.into_vec::<T>();
+    fn process(&mut self, _port: usize, batch: Batch, cx: &mut OpContext<'_>) -> OpResult {
+        let input = batch.into_vec::<T>()?;
         NodeCounters::add(&cx.counters.elements_in, input.len() as u64);
         NodeCounters::add(&cx.counters.elements_out, input.len() as u64);
         let mut parts: Vec<Vec<WindowedValue<T>>> = (0..self.n).map(|_| Vec::new()).collect();
@@ -257,14 +259,14 @@ impl<T: Data, F: Fn(&T, usize) -> usize + Send> Operator for PartitionOp<T, F> {
             match parts.get_mut(i) {
                 Some(part) => part.push(v),
                 None => {
-                    cx.fail_with(format!("partition function returned {i} for {} partitions", self.n));
-                    return;
+                    return Err(cx.error(format!("partition function returned {i} for {} partitions", self.n)));
                 }
             }
         }
         for (i, part) in parts.into_iter().enumerate() {
             cx.out.emit(i, part);
         }
+        Ok(())
     }
 }
 
@@ -305,13 +307,14 @@ impl<T: Data> PartitionExt<T> for PCollection<T> {
     fn reshuffle(&self) -> PCollection<T> {
         let p = self.pipeline().clone();
         let next = Arc::new(AtomicUsize::new(0));
-        let routing = Routing::Partitioned(Arc::new(move |batch: Batch, peers: usize| {
+        let routing = Routing::Partitioned(Arc::new(move |batch: Batch, groups: &KeyGroups| {
+            let peers = groups.workers();
             let mut parts: Vec<Vec<WindowedValue<T>>> = (0..peers).map(|_| Vec::new()).collect();
             let start = next.fetch_add(1, Ordering::Relaxed);
-            for (i, v) in batch.into_vec::<T>().into_iter().enumerate() {
+            for (i, v) in batch.into_vec::<T>()?.into_iter().enumerate() {
                 parts[(start + i) % peers].push(v);
             }
-            parts.into_iter().map(Batch::new).collect()
+            Ok(parts.into_iter().map(Batch::new).collect())
         }));
         let idx = p.add_node(
             "Reshuffle",
@@ -334,7 +337,7 @@ impl<K: Key, V: Data> ReshuffleKeyExt<K, V> for PCollection<(K, V)> {
         let p = self.pipeline().clone();
         let idx = p.add_node(
             "ReshufflePerKey",
-            vec![self.as_input(partition_by_key::<K, V>())],
+            vec![self.as_input(Routing::by_key::<K, V>())],
             1,
             NodeKind::Operator(Arc::new(|_: &WorkerInfo| Box::new(ForwardOp) as Box<dyn Operator>)),
         );
@@ -347,10 +350,11 @@ struct CollectOp<T> {
 }
 
 impl<T: Data> Operator for CollectOp<T> {
-    fn process(&mut self, _port: usize, batch: Batch, cx: &mut OpContext<'_>) {
-        let v = batch.into_vec::<T>();
+    fn process(&mut self, _port: usize, batch: Batch, cx: &mut OpContext<'_>) -> OpResult {
+        let v = batch.into_vec::<T>()?;
         NodeCounters::add(&cx.counters.elements_in, v.len() as u64);
         self.into.lock().unwrap_or_else(|p| p.into_inner()).extend(v);
+        Ok(())
     }
 }
 

@@ -13,11 +13,12 @@ use std::sync::{Arc, OnceLock};
 
 use weir_model::{Timestamp, Window, WindowFn, WindowingStrategy};
 
-use crate::batch::Batch;
-use crate::data::{Data, Key, WindowedValue};
-use crate::graph::{NodeKind, PCollection, Routing};
-use crate::operator::{NodeCounters, OpContext, Operator, WorkerInfo};
+use crate::graph::PCollection;
 use crate::transforms::elementwise::{DoFn, DoFnRunner, ErasedTag, ParDoOutputs, ProcessContext};
+use weir_runtime::batch::Batch;
+use weir_runtime::data::{Data, Key, WindowedValue};
+use weir_runtime::{NodeCounters, OpContext, OpResult, Operator, WorkerInfo};
+use weir_runtime::{NodeKind, Routing};
 
 /// A handle to a collection used as a side input.
 pub struct SideInput<T> {
@@ -79,7 +80,7 @@ pub struct ErasedSide {
 
 #[doc(hidden)]
 pub trait SideStore: Send {
-    fn add(&mut self, batch: Batch);
+    fn add(&mut self, batch: Batch) -> OpResult;
     fn as_any(&self) -> &dyn std::any::Any;
 }
 
@@ -109,12 +110,13 @@ impl<T> Default for SideValues<T> {
 }
 
 impl<T: Data> SideStore for SideValues<T> {
-    fn add(&mut self, batch: Batch) {
-        for v in batch.into_vec::<T>() {
+    fn add(&mut self, batch: Batch) -> OpResult {
+        for v in batch.into_vec::<T>()? {
             let w = self.by_window.entry(v.window).or_default();
             w.values.push(v.value);
             w.view.take();
         }
+        Ok(())
     }
     fn as_any(&self) -> &dyn std::any::Any {
         self
@@ -202,49 +204,53 @@ impl<D: DoFn> SideParDoOp<D> {
         })
     }
 
-    fn release_ready(&mut self, cx: &mut OpContext<'_>) {
+    fn release_ready(&mut self, cx: &mut OpContext<'_>) -> OpResult {
         if self.pending.is_empty() {
-            return;
+            return Ok(());
         }
         let wms = cx.input_watermarks.to_vec();
         let (ready, wait): (Vec<_>, Vec<_>) =
             std::mem::take(&mut self.pending).into_iter().partition(|v| self.ready(&v.window, &wms));
         self.pending = wait;
         if !ready.is_empty() {
-            self.runner.run_bundle(&ready, &self.sides, cx);
+            self.runner.run_bundle(&ready, &self.sides, cx)?;
         }
+        Ok(())
     }
 }
 
 impl<D: DoFn> Operator for SideParDoOp<D> {
-    fn process(&mut self, port: usize, batch: Batch, cx: &mut OpContext<'_>) {
+    fn process(&mut self, port: usize, batch: Batch, cx: &mut OpContext<'_>) -> OpResult {
         if port == 0 {
-            let input = batch.into_vec::<D::In>();
+            let input = batch.into_vec::<D::In>()?;
             NodeCounters::add(&cx.counters.elements_in, input.len() as u64);
             self.pending.extend(input);
         } else {
-            self.sides[port - 1].store.add(batch);
+            self.sides[port - 1].store.add(batch)?;
         }
-        self.release_ready(cx);
+        self.release_ready(cx)?;
+        Ok(())
     }
 
-    fn advance(&mut self, cx: &mut OpContext<'_>) {
-        self.release_ready(cx);
+    fn advance(&mut self, cx: &mut OpContext<'_>) -> OpResult {
+        self.release_ready(cx)?;
+        Ok(())
     }
 
     fn hold(&self) -> Timestamp {
         self.pending.iter().map(|v| v.timestamp).min().unwrap_or(Timestamp::MAX)
     }
 
-    fn finish(&mut self, cx: &mut OpContext<'_>) {
-        self.release_ready(cx);
+    fn finish(&mut self, cx: &mut OpContext<'_>) -> OpResult {
+        self.release_ready(cx)?;
         self.runner.teardown();
+        Ok(())
     }
 }
 
 /// Sends every batch to every worker.
 fn broadcast() -> Routing {
-    Routing::Partitioned(Arc::new(|batch: Batch, peers: usize| (0..peers).map(|_| batch.clone()).collect()))
+    Routing::broadcast()
 }
 
 /// `par_do_with_side_inputs`.
@@ -270,7 +276,7 @@ impl<T: Data> SideParDoExt<T> for PCollection<T> {
         let p = self.pipeline().clone();
         let mut inputs = vec![self.as_input(Routing::Forward)];
         for s in sides {
-            inputs.push(crate::graph::NodeInput { node: s.source.0, port: s.source.1, routing: broadcast() });
+            inputs.push(weir_runtime::NodeInput { node: s.source.0, port: s.source.1, routing: broadcast() });
         }
         let sides: Vec<ErasedSide> = sides.to_vec();
         let tags: Vec<ErasedTag> = tags.to_vec();

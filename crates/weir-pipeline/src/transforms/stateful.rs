@@ -32,12 +32,13 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use weir_model::{Duration, Timestamp, Window, WindowFn, WindowingStrategy};
 
-use crate::batch::Batch;
-use crate::data::{Data, Key, WindowedValue};
-use crate::error::PipelineError;
-use crate::graph::{partition_by_key, NodeKind, PCollection};
-use crate::operator::{NodeCounters, OpContext, Operator, WorkerInfo};
+use crate::graph::PCollection;
 use crate::transforms::combine::CombineFn;
+use weir_runtime::batch::Batch;
+use weir_runtime::data::{Data, Key, WindowedValue};
+use weir_runtime::error::PipelineError;
+use weir_runtime::{NodeCounters, OpContext, OpResult, Operator, WorkerInfo};
+use weir_runtime::{NodeKind, Routing};
 
 /// Which clock a timer follows.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -808,7 +809,7 @@ impl<D: StatefulDoFn> StatefulOp<D> {
         hold: Timestamp,
         what: Call<'_, D::Value>,
         cx: &mut OpContext<'_>,
-    ) {
+    ) -> OpResult {
         let gc = self.gc(&window);
         let ck = (key.clone(), window);
         if !self.cells.contains_key(&ck) {
@@ -845,11 +846,12 @@ impl<D: StatefulDoFn> StatefulOp<D> {
             self.cells.remove(&(key.clone(), window));
         }
         if let Some(e) = error {
-            cx.fail_with(e);
+            return Err(cx.error(e));
         }
         for r in requests {
             self.apply(key, window, r);
         }
+        Ok(())
     }
 
     fn remove_timer(&mut self, k: &TimerKey<D::Key>) {
@@ -898,49 +900,50 @@ impl<D: StatefulDoFn> StatefulOp<D> {
     /// Release buffered elements and fire event-time timers before the input
     /// watermark, in timestamp order (an element before a timer at the same
     /// time).
-    fn fire_event_time(&mut self, cx: &mut OpContext<'_>) {
+    fn fire_event_time(&mut self, cx: &mut OpContext<'_>) -> OpResult {
         loop {
             let element = self.next_released();
             let timer = self.event_queue.first().map(|(t, _)| *t).filter(|t| *t < self.input_wm);
             match (element, timer) {
                 (Some(e), t) if t.is_none_or(|t| e <= t) => {
                     let ((ts, _), (key, window, value)) = self.buffer.pop_first().expect("a released element");
-                    self.call(&key, window, ts, ts, Call::Element(value), cx);
+                    self.call(&key, window, ts, ts, Call::Element(value), cx)?;
                 }
-                (_, Some(_)) => self.fire_first(TimeDomain::EventTime, cx),
-                _ => break,
+                (_, Some(_)) => self.fire_first(TimeDomain::EventTime, cx)?,
+                _ => return Ok(()),
             }
         }
     }
 
-    fn fire_processing_time(&mut self, cx: &mut OpContext<'_>) {
+    fn fire_processing_time(&mut self, cx: &mut OpContext<'_>) -> OpResult {
         while self.pt_queue.first().is_some_and(|(t, _)| *t < self.processing_time) {
-            self.fire_first(TimeDomain::ProcessingTime, cx);
+            self.fire_first(TimeDomain::ProcessingTime, cx)?;
         }
+        Ok(())
     }
 
-    fn fire_first(&mut self, domain: TimeDomain, cx: &mut OpContext<'_>) {
+    fn fire_first(&mut self, domain: TimeDomain, cx: &mut OpContext<'_>) -> OpResult {
         let queue = match domain {
             TimeDomain::EventTime => &self.event_queue,
             TimeDomain::ProcessingTime => &self.pt_queue,
         };
-        let Some((target, k)) = queue.first().cloned() else { return };
+        let Some((target, k)) = queue.first().cloned() else { return Ok(()) };
         let (_, _, output) = self.timers[&k];
         self.remove_timer(&k);
         let (key, window, family, tag) = k;
         if domain == TimeDomain::ProcessingTime && self.gc(&window) < self.input_wm {
-            return; // a processing-time timer of an expired window is ignored
+            return Ok(()); // a processing-time timer of an expired window is ignored
         }
         let firing = TimerFiring { family, tag, domain, firing_timestamp: target, output_timestamp: output };
-        self.call(&key, window, output, output, Call::Timer(&firing), cx);
+        self.call(&key, window, output, output, Call::Timer(&firing), cx)
     }
 
-    fn expire(&mut self, cx: &mut OpContext<'_>) {
+    fn expire(&mut self, cx: &mut OpContext<'_>) -> OpResult {
         while let Some((at, key, window)) = self.windows.first().cloned() {
             if at >= self.input_wm {
                 break;
             }
-            self.call(&key, window, window.max_timestamp(), window.max_timestamp(), Call::Expire, cx);
+            self.call(&key, window, window.max_timestamp(), window.max_timestamp(), Call::Expire, cx)?;
             self.windows.remove(&(at, key.clone(), window));
             if let Some(cells) = self.cells.remove(&(key.clone(), window)) {
                 self.live_cells -= cells.len() as u64;
@@ -957,6 +960,7 @@ impl<D: StatefulDoFn> StatefulOp<D> {
                 self.remove_timer(&k);
             }
         }
+        Ok(())
     }
 
     fn flush(&mut self, cx: &mut OpContext<'_>) {
@@ -969,13 +973,13 @@ impl<D: StatefulDoFn> StatefulOp<D> {
 }
 
 impl<D: StatefulDoFn> Operator for StatefulOp<D> {
-    fn process(&mut self, _port: usize, batch: Batch, cx: &mut OpContext<'_>) {
-        let input = batch.into_vec::<(D::Key, D::Value)>();
+    fn process(&mut self, _port: usize, batch: Batch, cx: &mut OpContext<'_>) -> OpResult {
+        let input = batch.into_vec::<(D::Key, D::Value)>()?;
         NodeCounters::add(&cx.counters.elements_in, input.len() as u64);
         // Elements are processed at the current processing time: timers due
         // before it fire first; relative timers use it.
         self.processing_time = self.processing_time.max(cx.processing_time);
-        self.fire_processing_time(cx);
+        self.fire_processing_time(cx)?;
         let lateness = self.strategy.allowed_lateness;
         for v in input {
             if self.gc(&v.window) < self.input_wm {
@@ -992,22 +996,24 @@ impl<D: StatefulDoFn> Operator for StatefulOp<D> {
                 self.buffer.insert((v.timestamp, self.next_seq), (k, v.window, value));
                 self.next_seq += 1;
             } else {
-                self.call(&k, v.window, v.timestamp, v.timestamp, Call::Element(value), cx);
+                self.call(&k, v.window, v.timestamp, v.timestamp, Call::Element(value), cx)?;
             }
         }
         self.flush(cx);
+        Ok(())
     }
 
-    fn advance(&mut self, cx: &mut OpContext<'_>) {
+    fn advance(&mut self, cx: &mut OpContext<'_>) -> OpResult {
         self.processing_time = self.processing_time.max(cx.processing_time);
-        self.fire_processing_time(cx);
+        self.fire_processing_time(cx)?;
         let wm = cx.input_watermark();
         if wm > self.input_wm {
             self.input_wm = wm;
-            self.fire_event_time(cx);
-            self.expire(cx);
+            self.fire_event_time(cx)?;
+            self.expire(cx)?;
         }
         self.flush(cx);
+        Ok(())
     }
 
     fn hold(&self) -> Timestamp {
@@ -1083,7 +1089,7 @@ impl<K: Key, V: Data> StatefulExt<K, V> for PCollection<(K, V)> {
         let s2 = strategy.clone();
         let idx = p.add_node(
             "StatefulParDo",
-            vec![self.as_input(partition_by_key::<K, V>())],
+            vec![self.as_input(Routing::by_key::<K, V>())],
             1,
             NodeKind::Operator(Arc::new(move |w: &WorkerInfo| {
                 Box::new(StatefulOp::new(dofn.clone(), s2.clone(), w.index)) as Box<dyn Operator>
@@ -1102,9 +1108,9 @@ impl<K: Key, V: Data> StatefulExt<K, V> for PCollection<(K, V)> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::operator::Emitter;
     use crate::transforms::combine::Sum;
     use weir_model::FixedWindows;
+    use weir_runtime::Emitter;
 
     const V: ValueState<u32> = ValueState::new("v");
     const B: BagState<u32> = BagState::new("b");
@@ -1223,9 +1229,8 @@ mod tests {
                 processing_time: pt,
                 stage_output_watermark: Timestamp::MAX,
                 counters: &counters,
-                error: &error,
             };
-            match step {
+            let result = match step {
                 Step::Data(xs) => {
                     let batch = xs
                         .into_iter()
@@ -1237,13 +1242,19 @@ mod tests {
                             WindowedValue::new((k, x), t, w, weir_model::PaneInfo::NO_FIRING)
                         })
                         .collect();
-                    op.process(0, Batch::new(batch), &mut cx);
+                    op.process(0, Batch::new(batch), &mut cx)
                 }
                 _ => op.advance(&mut cx),
+            };
+            if let Err(e) = result {
+                error.lock().unwrap().get_or_insert(e);
             }
             for b in emitter.drain(0) {
                 outputs.extend(
-                    b.into_vec::<String>().into_iter().map(|v| format!("{} @{} {:?}", v.value, v.timestamp, v.window)),
+                    b.into_vec::<String>()
+                        .unwrap()
+                        .into_iter()
+                        .map(|v| format!("{} @{} {:?}", v.value, v.timestamp, v.window)),
                 );
             }
             holds.push(op.hold());
@@ -1285,7 +1296,9 @@ mod tests {
         assert!(op.restore(&[1, 2, 3]).is_err());
         struct Plain;
         impl Operator for Plain {
-            fn process(&mut self, _port: usize, _batch: Batch, _cx: &mut OpContext<'_>) {}
+            fn process(&mut self, _port: usize, _batch: Batch, _cx: &mut OpContext<'_>) -> OpResult {
+                Ok(())
+            }
         }
         assert!(Plain.snapshot().is_none());
         assert!(Plain.restore(&[]).unwrap_err().to_string().contains("not snapshottable"));

@@ -20,7 +20,7 @@ impl<T: Data + Hash + Eq + Ord> Key for T {}
 /// An element with its event timestamp, its window and the pane it belongs to.
 ///
 /// ```
-/// use weir_pipeline::WindowedValue;
+/// use weir_runtime::WindowedValue;
 /// use weir_model::{PaneInfo, Timestamp, Window};
 /// let v = WindowedValue::in_global("hello", Timestamp::from_millis(5));
 /// assert_eq!((v.window, v.pane), (Window::Global, PaneInfo::NO_FIRING));

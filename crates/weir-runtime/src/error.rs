@@ -1,4 +1,5 @@
-//! The one error type of the pipeline crate.
+//! The one error type of the runtime, shared by the pipeline API and the
+//! runners.
 
 /// Errors of building or running a pipeline.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -27,6 +28,10 @@ pub enum PipelineError {
     /// every process of the cluster stops with this error.
     #[error("cluster: {0}")]
     Cluster(String),
+    /// A broken invariant inside Weir (a corrupted or mistyped batch, …):
+    /// a bug to report, never the user's fault.
+    #[error("internal error (a bug in Weir): {0}")]
+    Internal(String),
     /// An error of the model (windows, triggers, strategies).
     #[error(transparent)]
     Model(#[from] weir_model::ModelError),
@@ -37,7 +42,7 @@ impl PipelineError {
     /// transform's name and the panic's message.
     ///
     /// ```
-    /// use weir_pipeline::PipelineError;
+    /// use weir_runtime::PipelineError;
     /// let panic = std::panic::catch_unwind(|| panic!("bad input 7")).unwrap_err();
     /// let e = PipelineError::from_panic("Parse", panic);
     /// assert_eq!(e.to_string(), "transform 'Parse' failed: panicked: bad input 7");

@@ -4,15 +4,12 @@
 //! ports, and says how far it holds back the output watermark. Runners own
 //! scheduling, routing between workers, watermarks and processing time.
 
-use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
-
 use weir_model::Timestamp;
 
 use crate::batch::Batch;
 use crate::data::{Data, WindowedValue};
 use crate::error::PipelineError;
+use crate::metrics::NodeCounters;
 
 /// Which worker an operator instance runs on.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
@@ -21,101 +18,6 @@ pub struct WorkerInfo {
     pub index: usize,
     /// Number of workers in the whole run (all processes).
     pub peers: usize,
-}
-
-/// Live counters of one transform, shared by all its workers.
-#[derive(Debug, Default)]
-pub struct NodeCounters {
-    /// Elements received.
-    pub elements_in: AtomicU64,
-    /// Elements emitted.
-    pub elements_out: AtomicU64,
-    /// Elements dropped because their window had expired.
-    pub dropped_expired: AtomicU64,
-    /// Elements dropped because their window's trigger had finished.
-    pub dropped_closed: AtomicU64,
-    /// Elements that could not be processed and went to a dead-letter output.
-    pub dead_letters: AtomicU64,
-    /// Per worker: live state cells and pending timers (stateful transforms).
-    pub state: Mutex<BTreeMap<usize, (u64, u64)>>,
-    /// Per worker: (input watermark, output watermark), as last published.
-    pub watermarks: Mutex<BTreeMap<usize, (Timestamp, Timestamp)>>,
-    /// Per split of a source: its watermark and whether it is idle.
-    pub splits: Mutex<BTreeMap<String, SplitState>>,
-}
-
-/// The state of one split of a source, for introspection.
-#[derive(Copy, Clone, Debug, PartialEq, Eq)]
-pub struct SplitState {
-    /// The split's watermark.
-    pub watermark: Timestamp,
-    /// Idle splits do not hold the source's watermark back.
-    pub idle: bool,
-    /// The split has no more data.
-    pub done: bool,
-}
-
-/// A snapshot of [`NodeCounters`].
-#[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
-pub struct CounterSnapshot {
-    /// Elements received.
-    pub elements_in: u64,
-    /// Elements emitted.
-    pub elements_out: u64,
-    /// Dropped: expired window.
-    pub dropped_expired: u64,
-    /// Dropped: closed window.
-    pub dropped_closed: u64,
-    /// Sent to a dead-letter output.
-    pub dead_letters: u64,
-    /// Live state cells, over all workers of this process.
-    pub state_cells: u64,
-    /// Pending timers, over all workers of this process.
-    pub pending_timers: u64,
-}
-
-impl NodeCounters {
-    /// Read every counter.
-    pub fn snapshot(&self) -> CounterSnapshot {
-        let r = |a: &AtomicU64| a.load(Ordering::Relaxed);
-        let (state_cells, pending_timers) = {
-            let state = self.state.lock().unwrap_or_else(|p| p.into_inner());
-            state.values().fold((0, 0), |(c, t), s| (c + s.0, t + s.1))
-        };
-        CounterSnapshot {
-            elements_in: r(&self.elements_in),
-            elements_out: r(&self.elements_out),
-            dropped_expired: r(&self.dropped_expired),
-            dropped_closed: r(&self.dropped_closed),
-            dead_letters: r(&self.dead_letters),
-            state_cells,
-            pending_timers,
-        }
-    }
-    /// Publish a worker's input and output watermark.
-    pub fn publish_watermarks(&self, worker: usize, input: Timestamp, output: Timestamp) {
-        self.watermarks.lock().unwrap_or_else(|p| p.into_inner()).insert(worker, (input, output));
-    }
-    /// Publish the state of a source's split.
-    pub fn publish_split(&self, split: &str, state: SplitState) {
-        let mut splits = self.splits.lock().unwrap_or_else(|p| p.into_inner());
-        match splits.get_mut(split) {
-            Some(s) => *s = state,
-            None => {
-                splits.insert(split.to_string(), state);
-            }
-        }
-    }
-    /// Publish a worker's live state cells and pending timers.
-    pub fn publish_state(&self, worker: usize, cells: u64, timers: u64) {
-        self.state.lock().unwrap_or_else(|p| p.into_inner()).insert(worker, (cells, timers));
-    }
-    /// Add to a counter.
-    pub fn add(counter: &AtomicU64, n: u64) {
-        if n > 0 {
-            counter.fetch_add(n, Ordering::Relaxed);
-        }
-    }
 }
 
 /// Where an operator's output goes during one call: one list of batches per
@@ -171,10 +73,8 @@ pub struct OpContext<'a> {
     /// knows it (the Timely runner shares holds between the workers of a
     /// process); `Timestamp::MAX` when this instance is the only one.
     pub stage_output_watermark: Timestamp,
-    /// This transform's counters.
+    /// This transform's counters (written for observers only).
     pub counters: &'a NodeCounters,
-    /// The first fatal error reported (the runner stops the pipeline).
-    pub error: &'a Mutex<Option<PipelineError>>,
 }
 
 impl OpContext<'_> {
@@ -182,26 +82,27 @@ impl OpContext<'_> {
     pub fn input_watermark(&self) -> Timestamp {
         self.input_watermarks.iter().copied().min().unwrap_or(Timestamp::MAX)
     }
-    /// Report a fatal execution error of this transform.
-    pub fn fail_with(&self, message: impl Into<String>) {
-        self.fail(PipelineError::Execution { transform: self.name.to_string(), message: message.into() })
-    }
-    /// Report a fatal error; the runner stops the pipeline and returns it.
-    pub fn fail(&self, e: PipelineError) {
-        let mut slot = self.error.lock().unwrap_or_else(|p| p.into_inner());
-        if slot.is_none() {
-            *slot = Some(e);
-        }
+    /// An execution error of this transform, to return from a hook: the
+    /// runner stops the pipeline with it.
+    pub fn error(&self, message: impl Into<String>) -> PipelineError {
+        PipelineError::Execution { transform: self.name.to_string(), message: message.into() }
     }
 }
 
+/// What an operator hook returns: an error stops the pipeline.
+pub type OpResult = Result<(), PipelineError>;
+
 /// One instance of a transform on one worker.
+///
+/// The hooks are called one at a time, never concurrently. An error
+/// returned from any of them stops the pipeline and is what `run` returns.
 pub trait Operator: Send {
     /// A batch arrived on input `port`.
-    fn process(&mut self, port: usize, batch: Batch, cx: &mut OpContext<'_>);
+    fn process(&mut self, port: usize, batch: Batch, cx: &mut OpContext<'_>) -> OpResult;
     /// Input watermarks or processing time moved (see `cx`).
-    fn advance(&mut self, cx: &mut OpContext<'_>) {
+    fn advance(&mut self, cx: &mut OpContext<'_>) -> OpResult {
         let _ = cx;
+        Ok(())
     }
     /// The operator will emit nothing non-late before this time: the output
     /// watermark is `min(input watermark, hold())`.
@@ -220,17 +121,29 @@ pub trait Operator: Send {
         None
     }
     /// Every input is done (watermark +inf) and everything was processed.
-    fn finish(&mut self, cx: &mut OpContext<'_>) {
+    fn finish(&mut self, cx: &mut OpContext<'_>) -> OpResult {
         let _ = cx;
+        Ok(())
+    }
+    /// The barrier of checkpoint epoch `epoch` passed this operator: every
+    /// input before it was processed and nothing after it yet. Returns the
+    /// state to store for the epoch, or `None` if the operator keeps none.
+    /// The default snapshots the whole state with
+    /// [`snapshot`](Operator::snapshot); an operator with a state backend
+    /// that can snapshot incrementally overrides it.
+    fn snapshot_epoch(&mut self, epoch: u64) -> Result<Option<Vec<u8>>, PipelineError> {
+        let _ = epoch;
+        Ok(self.snapshot())
     }
     /// The operator's whole state as bytes, for a checkpoint; `None` if it
-    /// cannot be snapshotted. Taken between calls, never during one.
+    /// keeps none or cannot be snapshotted. Taken between calls, never
+    /// during one.
     fn snapshot(&self) -> Option<Vec<u8>> {
         None
     }
     /// Replace the operator's state with a [`snapshot`](Operator::snapshot)
     /// taken from an instance of the same transform.
-    fn restore(&mut self, bytes: &[u8]) -> Result<(), PipelineError> {
+    fn restore(&mut self, bytes: &[u8]) -> OpResult {
         let _ = bytes;
         Err(PipelineError::Runner("this operator is not snapshottable".to_string()))
     }
@@ -247,8 +160,25 @@ pub struct SourceStatus {
     pub processing_time: Option<Timestamp>,
 }
 
+/// Where a source is in its input: one encoded position per split it
+/// reads, by split id. Stored in checkpoints; handed back to
+/// [`Source::seek`] on recovery.
+pub type SourcePosition = Vec<(String, Vec<u8>)>;
+
 /// One instance of a source on one worker.
 pub trait Source: Send {
     /// Emit up to about `max_records` on output 0 and report the watermark.
-    fn poll(&mut self, max_records: usize, cx: &mut OpContext<'_>) -> SourceStatus;
+    fn poll(&mut self, max_records: usize, cx: &mut OpContext<'_>) -> Result<SourceStatus, PipelineError>;
+    /// Where the source is: after a checkpoint's barrier, the position to
+    /// rewind to on recovery. `None` if it cannot say (then a checkpoint
+    /// of the pipeline cannot be taken).
+    fn position(&self) -> Option<SourcePosition> {
+        None
+    }
+    /// Rewind or forward to a [`position`](Source::position) taken from
+    /// the same source of the same pipeline.
+    fn seek(&mut self, position: &SourcePosition) -> OpResult {
+        let _ = position;
+        Err(PipelineError::Runner("this source cannot seek".to_string()))
+    }
 }

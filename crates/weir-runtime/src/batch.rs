@@ -6,6 +6,7 @@ use std::any::Any;
 use std::io::Write;
 
 use crate::data::{Data, WindowedValue};
+use crate::error::PipelineError;
 
 trait ErasedVec: Send {
     fn into_any(self: Box<Self>) -> Box<dyn Any>;
@@ -43,12 +44,15 @@ enum Payload {
 /// consumer of an edge, not to the runner.
 ///
 /// ```
-/// use weir_pipeline::{Batch, WindowedValue};
+/// use weir_runtime::{Batch, WindowedValue};
 /// use weir_model::Timestamp;
 /// let b = Batch::new(vec![WindowedValue::in_global(7u32, Timestamp::from_millis(1))]);
-/// let wire = Batch::from_encoded(&b.encode());
+/// let wire = Batch::from_encoded(&b.encode()).unwrap();
 /// assert_eq!(wire.len(), 1);
-/// assert_eq!(wire.into_vec::<u32>()[0].value, 7);
+/// assert_eq!(wire.into_vec::<u32>().unwrap()[0].value, 7);
+/// // What cannot be decoded is an error, not a panic.
+/// assert!(Batch::from_encoded(&[1, 0]).is_err());
+/// assert!(Batch::from_encoded(&[1, 0, 0, 0, 0, 0, 0, 0, 9]).unwrap().into_vec::<String>().is_err());
 /// ```
 pub struct Batch(Payload);
 
@@ -106,19 +110,33 @@ impl Batch {
         self.len() == 0
     }
 
-    /// The values. Panics if the batch holds another type: edges are typed
-    /// when the pipeline is built, so that is a bug in Weir.
-    pub fn into_vec<T: Data>(self) -> Vec<WindowedValue<T>> {
+    /// The values. An error if the batch holds another type or does not
+    /// decode: edges are typed when the pipeline is built, so either is a
+    /// bug in Weir or a corrupted wire, reported as an internal error.
+    pub fn into_vec<T: Data>(self) -> Result<Vec<WindowedValue<T>>, PipelineError> {
         match self.0 {
-            Payload::Empty => Vec::new(),
+            Payload::Empty => Ok(Vec::new()),
             Payload::Typed { data, .. } => {
                 let name = data.type_name();
-                *data.into_any().downcast::<Vec<WindowedValue<T>>>().unwrap_or_else(|_| {
-                    panic!("edge type mismatch: batch of {name}, consumer expects {}", std::any::type_name::<T>())
+                data.into_any().downcast::<Vec<WindowedValue<T>>>().map(|b| *b).map_err(|_| {
+                    PipelineError::Internal(format!(
+                        "edge type mismatch: batch of {name}, consumer expects {}",
+                        std::any::type_name::<T>()
+                    ))
                 })
             }
-            Payload::Encoded { bytes, .. } => bincode::deserialize(&bytes[8..])
-                .unwrap_or_else(|e| panic!("undecodable batch for {}: {e}", std::any::type_name::<T>())),
+            Payload::Encoded { bytes, len } => {
+                let values: Vec<WindowedValue<T>> = bincode::deserialize(&bytes[8..]).map_err(|e| {
+                    PipelineError::Internal(format!("undecodable batch for {}: {e}", std::any::type_name::<T>()))
+                })?;
+                if values.len() != len {
+                    return Err(PipelineError::Internal(format!(
+                        "a batch announced {len} values and holds {}",
+                        values.len()
+                    )));
+                }
+                Ok(values)
+            }
         }
     }
 
@@ -150,12 +168,11 @@ impl Batch {
     }
 
     /// A batch from its wire form; decoded lazily by its consumer.
-    pub fn from_encoded(bytes: &[u8]) -> Batch {
-        let len = u64::from_le_bytes(bytes[..8].try_into().expect("a batch starts with its length")) as usize;
-        if len == 0 {
-            Batch(Payload::Empty)
-        } else {
-            Batch(Payload::Encoded { len, bytes: bytes.to_vec() })
-        }
+    pub fn from_encoded(bytes: &[u8]) -> Result<Batch, PipelineError> {
+        let Some(head) = bytes.get(..8) else {
+            return Err(PipelineError::Internal(format!("a batch of {} bytes has no length", bytes.len())));
+        };
+        let len = u64::from_le_bytes(head.try_into().expect("8 bytes")) as usize;
+        Ok(if len == 0 { Batch(Payload::Empty) } else { Batch(Payload::Encoded { len, bytes: bytes.to_vec() }) })
     }
 }

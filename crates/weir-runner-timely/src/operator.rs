@@ -1,0 +1,320 @@
+//! The operator driver: one operator instance on one worker. It takes
+//! messages from its input ports in watermark order (through a stash per
+//! port), calls the operator's hooks, sends what it emitted, and moves its
+//! capabilities to its output watermark `min(input watermarks, hold)`.
+//!
+//! The instances of one transform on one process share their holds
+//! ([`StageShare`]): operators that read the stage's output watermark
+//! (groupings) see the same one, whichever instance is scheduled first.
+
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration as StdDuration;
+
+use timely::dataflow::channels::pushers::Output;
+use timely::dataflow::operators::Capability;
+use timely::scheduling::Activator;
+use weir_model::Timestamp;
+use weir_runtime::{Batch, Emitter, NodeCounters, OpContext, Operator, PipelineError};
+
+use crate::board::WatermarkBoard;
+use crate::clock::Clock;
+use crate::flow::Flow;
+use crate::stash::Stash;
+use crate::time::{dec, enc, frontier_watermark};
+use crate::wire::{InputPort, TBatch};
+
+/// What the instances of one transform on one process share.
+pub(crate) struct StageShare {
+    holds: Vec<AtomicI64>,
+    seen: Vec<AtomicI64>,
+    /// With a scripted source (played step by step): every instance's hold
+    /// as it was when the previous step settled. The stage's output
+    /// watermark during a step is computed from these, as the reference
+    /// runner's single instance sees its own output watermark from before
+    /// the step, whichever instance happens to process the step first.
+    settled: Option<Vec<AtomicI64>>,
+    /// Each local instance's activator: an instance whose hold held the
+    /// stage back wakes the others when it releases it, so that they move
+    /// their capabilities to the stage's new output watermark.
+    activators: Mutex<Vec<Option<timely::scheduling::SyncActivator>>>,
+}
+
+impl StageShare {
+    pub fn new(threads: usize, scripted: bool) -> Self {
+        let slots = || (0..threads).map(|_| AtomicI64::new(i64::MIN)).collect();
+        StageShare {
+            holds: slots(),
+            seen: slots(),
+            settled: scripted.then(slots),
+            activators: Mutex::new((0..threads).map(|_| None).collect()),
+        }
+    }
+
+    /// The previous step has settled everywhere: record every hold.
+    pub fn settle(&self) {
+        if let Some(settled) = &self.settled {
+            for (s, h) in settled.iter().zip(&self.holds) {
+                s.store(h.load(Ordering::Acquire), Ordering::Release);
+            }
+        }
+    }
+
+    /// Local instance `local` is woken by this activator.
+    pub fn register(&self, local: usize, activator: timely::scheduling::SyncActivator) {
+        self.activators.lock().unwrap_or_else(|p| p.into_inner())[local] = Some(activator);
+    }
+}
+
+/// The operator context of a driver, from its fields (a macro so the
+/// borrows of `op` and of the context's fields stay disjoint).
+macro_rules! driver_cx {
+    ($d:expr, $now:expr, $stage:expr) => {
+        OpContext {
+            name: &$d.name,
+            out: &mut $d.emitter,
+            input_watermarks: &$d.seen,
+            processing_time: $now,
+            stage_output_watermark: $stage,
+            counters: &$d.counters,
+        }
+    };
+}
+
+/// One operator on one worker, with its output capabilities.
+pub(crate) struct OpDriver {
+    pub op: Box<dyn Operator>,
+    pub node: usize,
+    pub name: String,
+    pub counters: Arc<NodeCounters>,
+    pub emitter: Emitter,
+    /// Each input port's watermark as the operator last saw it.
+    pub seen: Vec<Timestamp>,
+    pub finished: bool,
+    pub outputs: Vec<Output<u64, TBatch>>,
+    pub caps: Vec<Capability<u64>>,
+    /// The holds and input watermarks of this transform's instances on this
+    /// process's workers.
+    pub stage: Arc<StageShare>,
+    /// This worker's slot in `stage.holds`.
+    pub local: usize,
+    /// This worker's index.
+    pub worker: usize,
+    pub flow: Flow,
+    pub board: Arc<WatermarkBoard>,
+    pub clock: Arc<Clock>,
+    /// The simulated processing time last applied.
+    pub applied: Timestamp,
+    pub stage_wm: Timestamp,
+    /// The output watermark last published (the capabilities' time).
+    pub out_wm: Timestamp,
+    pub stashes: Vec<Stash>,
+}
+
+impl OpDriver {
+    /// A failed job: drop what arrives (and stop counting it in flight).
+    pub fn discard(&mut self, inputs: &mut [Box<dyn InputPort>]) {
+        for input in inputs.iter_mut() {
+            input.drain(&mut |_, batch| {
+                if let Ok(batch) = batch {
+                    if !batch.is_encoded() {
+                        self.flow.in_flight.sub(batch.len() as i64);
+                    }
+                }
+            });
+        }
+    }
+
+    /// One activation: process what may be processed, react to moved
+    /// watermarks and due wakeups, settle the capabilities.
+    pub fn schedule(
+        &mut self,
+        inputs: &mut [Box<dyn InputPort>],
+        frontiers: &[timely::progress::frontier::MutableAntichain<u64>],
+        activator: &Activator,
+    ) -> Result<(), PipelineError> {
+        let now = self.clock.now();
+        let wms: Vec<Timestamp> = frontiers.iter().map(|f| frontier_watermark(f.frontier().iter())).collect();
+        for (port, input) in inputs.iter_mut().enumerate() {
+            let mut corrupt = None;
+            let stash = &mut self.stashes[port];
+            input.drain(&mut |time, batch| match batch {
+                Ok(batch) => {
+                    // A local batch counts as in flight until processed or parked.
+                    let counted = if batch.is_encoded() { 0 } else { batch.len() as i64 };
+                    stash.push(time, batch, counted);
+                }
+                Err(e) => corrupt = Some(e),
+            });
+            if let Some(e) = corrupt {
+                return Err(e);
+            }
+            let frontier = wms[port];
+            // In time order: once drained, a message no longer holds the
+            // frontier back, so the port's watermark must never pass a
+            // message still in the stash (senders on other processes are
+            // not kept in step, and their messages interleave).
+            while let Some(t) = self.stashes[port].min_time() {
+                let t = dec(t);
+                let within_limit = !self.stashes[port].over_limit();
+                if within_limit && (t > frontier || !self.peers_reached(t.min(frontier))) {
+                    break;
+                }
+                let s = self.stashes[port].pop().expect("a message exists");
+                let target = t.min(frontier);
+                if target > self.seen[port] {
+                    self.seen[port] = target;
+                    self.advance(now)?;
+                }
+                self.process(port, s.batch, now)?;
+                self.flow.in_flight.sub(s.counted);
+                self.flow.in_flight.unpark(s.parked);
+            }
+            if !self.stashes[port].is_empty() {
+                // Parked until progress: not in flight any more (the stash is
+                // bounded by STASH_LIMIT), so paused sources can move the frontier.
+                let n = self.stashes[port].park_all();
+                self.flow.in_flight.park(n);
+                activator.activate();
+            }
+        }
+        let wakeup_due = self.op.next_wakeup().is_some_and(|t| t < now);
+        // A port's watermark never passes a message still waiting in its stash.
+        let reachable: Vec<Timestamp> =
+            wms.iter().zip(&self.stashes).map(|(f, st)| st.min_time().map_or(*f, |t| (*f).min(dec(t)))).collect();
+        let moved = reachable.iter().zip(&self.seen).any(|(f, s)| f > s);
+        if moved || wakeup_due {
+            for (s, f) in self.seen.iter_mut().zip(&reachable) {
+                *s = (*s).max(*f);
+            }
+            self.advance(now)?;
+        } else {
+            self.settle(now)?;
+        }
+        if self.clock.simulated && self.applied != now {
+            self.applied = now;
+            self.clock.applied(self.node, self.local, now);
+        }
+        // A simulated clock only moves in steps, which wake every operator;
+        // a wall clock needs a wakeup at the next timer.
+        if let Some(next) = self.op.next_wakeup().filter(|_| !self.clock.simulated) {
+            if !self.caps.is_empty() {
+                let wait = (next.millis() - now.millis() + 1).clamp(0, 60_000) as u64;
+                activator.activate_after(StdDuration::from_millis(wait));
+            }
+        }
+        Ok(())
+    }
+
+    /// The output watermark of the transform over the workers of this
+    /// process: min(this worker's input watermark, every worker's hold),
+    /// never decreasing.
+    fn stage_output_watermark(&mut self) -> Timestamp {
+        if self.stage.holds.len() <= 1 {
+            return Timestamp::MAX;
+        }
+        let input = self.seen.iter().copied().min().unwrap_or(Timestamp::MAX);
+        let holds = self.stage.settled.as_ref().unwrap_or(&self.stage.holds);
+        let holds = holds.iter().map(|h| h.load(Ordering::Acquire)).min().unwrap_or(i64::MAX);
+        let stage = input.min(Timestamp::from_millis(holds));
+        self.stage_wm = self.stage_wm.max(stage);
+        self.stage_wm
+    }
+
+    fn publish_hold(&self) {
+        if self.stage.holds.len() > 1 {
+            let input = self.seen.iter().copied().min().unwrap_or(Timestamp::MAX);
+            self.stage.seen[self.local].store(input.millis(), Ordering::Release);
+            let hold = self.op.hold().millis();
+            let old = self.stage.holds[self.local].swap(hold, Ordering::AcqRel);
+            if hold > old && self.op.uses_stage_watermark() {
+                let others = self.stage.holds.iter().enumerate().filter(|(j, _)| *j != self.local);
+                if others.map(|(_, h)| h.load(Ordering::Acquire)).all(|h| old <= h) {
+                    for (j, a) in self.stage.activators.lock().unwrap_or_else(|p| p.into_inner()).iter().enumerate() {
+                        if let (true, Some(a)) = (j != self.local, a) {
+                            let _ = a.activate();
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// The lowest hold of this stage's instances on this process, now
+    /// (`MAX` for a single instance or an operator that does not share
+    /// its stage's watermark).
+    fn stage_hold(&self) -> Timestamp {
+        if self.stage.holds.len() <= 1 || !self.op.uses_stage_watermark() {
+            return Timestamp::MAX;
+        }
+        Timestamp::from_millis(self.stage.holds.iter().map(|h| h.load(Ordering::Acquire)).min().unwrap_or(i64::MAX))
+    }
+
+    /// Whether every other instance of this stage on this process has
+    /// reached input watermark `t` (always true for operators that do not
+    /// read the stage watermark).
+    fn peers_reached(&self, t: Timestamp) -> bool {
+        !self.op.uses_stage_watermark()
+            || self
+                .stage
+                .seen
+                .iter()
+                .enumerate()
+                .all(|(j, s)| j == self.local || s.load(Ordering::Acquire) >= t.millis())
+    }
+
+    /// The input watermarks moved (or a processing-time wakeup is due):
+    /// let the operator react, send what it emitted at the current
+    /// capabilities, then downgrade them to the new output watermark.
+    fn advance(&mut self, now: Timestamp) -> Result<(), PipelineError> {
+        let stage = self.stage_output_watermark();
+        let mut cx = driver_cx!(self, now, stage);
+        self.op.advance(&mut cx)?;
+        self.settle(now)
+    }
+
+    /// Process one batch and send its output at the current capabilities.
+    fn process(&mut self, port: usize, batch: Batch, now: Timestamp) -> Result<(), PipelineError> {
+        let stage = self.stage_output_watermark();
+        let mut cx = driver_cx!(self, now, stage);
+        self.op.process(port, batch, &mut cx)?;
+        self.publish_hold();
+        self.flow.send(&mut self.outputs, &self.caps, &mut self.emitter)
+    }
+
+    /// Send pending output, then move the capabilities to the output
+    /// watermark `min(input watermarks, hold)`; at +inf, finish and release.
+    fn settle(&mut self, now: Timestamp) -> Result<(), PipelineError> {
+        self.publish_hold();
+        self.flow.send(&mut self.outputs, &self.caps, &mut self.emitter)?;
+        let input_wm = self.seen.iter().copied().min().unwrap_or(Timestamp::MAX);
+        // Never decreasing: a hold placed behind the output watermark (which
+        // the model allows, as the stage's output watermark can be lower
+        // than this instance's) does not pull it back.
+        // The capabilities follow the stage's output watermark over this
+        // process's instances, so that what one instance sends is stamped
+        // as the stage's output, as on a runner with one instance.
+        let out_wm = input_wm.min(self.op.hold()).min(self.stage_hold()).max(self.out_wm);
+        self.out_wm = out_wm;
+        self.board.publish(self.node, self.worker, input_wm, out_wm);
+        self.counters.publish_watermarks(self.worker, input_wm, out_wm);
+        if out_wm == Timestamp::MAX {
+            if !self.finished {
+                self.finished = true;
+                let stage = self.stage_output_watermark();
+                let mut cx = driver_cx!(self, now, stage);
+                self.op.finish(&mut cx)?;
+                self.flow.send(&mut self.outputs, &self.caps, &mut self.emitter)?;
+            }
+            self.caps.clear();
+        } else {
+            let t = enc(out_wm);
+            for cap in self.caps.iter_mut() {
+                if *cap.time() < t {
+                    cap.downgrade(&t);
+                }
+            }
+        }
+        Ok(())
+    }
+}

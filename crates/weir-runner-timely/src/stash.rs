@@ -1,0 +1,69 @@
+//! Messages of one input port that arrived ahead of its frontier.
+//!
+//! A message was sent when its producer's output watermark was its time.
+//! It is processed once the port's watermark has reached that time (never
+//! past the port's frontier), so data sent after a watermark advance is
+//! processed after it, as on the reference runner. The frontier can lag
+//! the message by a round of progress tracking: such messages wait here,
+//! in (time, arrival) order. The stash is bounded: past [`STASH_LIMIT`]
+//! records a message is processed with the (lower) frontier, which is still
+//! a valid execution of the model.
+
+use std::collections::BTreeMap;
+
+use weir_runtime::Batch;
+
+/// Records a port may hold back waiting for its frontier.
+pub(crate) const STASH_LIMIT: usize = 1 << 14;
+
+/// One stashed message: the batch, the records of it still counted as in
+/// flight, and those counted as parked (see `flow::InFlight`).
+pub(crate) struct Stashed {
+    pub batch: Batch,
+    pub counted: i64,
+    pub parked: i64,
+}
+
+/// The waiting messages of one input port.
+#[derive(Default)]
+pub(crate) struct Stash {
+    queue: BTreeMap<(u64, u64), Stashed>,
+    arrivals: u64,
+    records: usize,
+}
+
+impl Stash {
+    pub fn push(&mut self, time: u64, batch: Batch, counted: i64) {
+        self.records += batch.len();
+        self.arrivals += 1;
+        self.queue.insert((time, self.arrivals), Stashed { batch, counted, parked: 0 });
+    }
+    /// The earliest time waiting.
+    pub fn min_time(&self) -> Option<u64> {
+        self.queue.first_key_value().map(|(k, _)| k.0)
+    }
+    pub fn pop(&mut self) -> Option<Stashed> {
+        let (_, v) = self.queue.pop_first()?;
+        self.records -= v.batch.len();
+        Some(v)
+    }
+    /// Whether the stash is over its limit (its earliest message is then
+    /// processed whatever the frontier).
+    pub fn over_limit(&self) -> bool {
+        self.records > STASH_LIMIT
+    }
+    pub fn is_empty(&self) -> bool {
+        self.queue.is_empty()
+    }
+    /// Move every record still counted as in flight to parked; returns how
+    /// many moved.
+    pub fn park_all(&mut self) -> i64 {
+        let mut moved = 0;
+        for s in self.queue.values_mut() {
+            let n = std::mem::take(&mut s.counted);
+            s.parked += n;
+            moved += n;
+        }
+        moved
+    }
+}

@@ -1,0 +1,415 @@
+//! Split sources: a source made of *splits* (a file, a stripe of blocks of a
+//! file, a generator's share of the events, a partition of a topic), each
+//! read in order, each with a serializable [position](Split::position) and
+//! its own watermark.
+//!
+//! A [`SplitSource`] plans every split of a run; split `i` is read by
+//! worker `i % workers` ([`assigned`]). A split is a value independent of
+//! the worker reading it, so it can be handed to another worker (at a
+//! restart with another worker count, or by a future rebalancer) together
+//! with its position. [`SplitReader`] is the one [`Source`] that drives
+//! splits: it reads them in turn, tracks each one's watermark under a
+//! [`WatermarkPolicy`] (batch, bounded out-of-orderness, idleness, or the
+//! split's own lower bound), publishes their state for observers, and
+//! reports the source's position for checkpoints.
+//!
+//! ```
+//! use weir_model::Timestamp;
+//! use weir_runtime::split::{ReadResult, Split, SplitOutput};
+//! use weir_runtime::PipelineError;
+//! /// Counts from `next` to `end`, one event per millisecond.
+//! struct Count { next: u64, end: u64 }
+//! impl Split for Count {
+//!     type Item = u64;
+//!     fn id(&self) -> String { "count".into() }
+//!     fn read(&mut self, max: usize, out: &mut SplitOutput<'_, u64>) -> Result<ReadResult, PipelineError> {
+//!         while self.next < self.end && out.len() < max {
+//!             out.push(self.next, Timestamp::from_millis(self.next as i64));
+//!             self.next += 1;
+//!         }
+//!         Ok(if self.next == self.end { ReadResult::Done } else { ReadResult::Data })
+//!     }
+//!     fn position(&self) -> Option<Vec<u8>> { Some(self.next.to_le_bytes().to_vec()) }
+//!     fn seek(&mut self, at: &[u8]) -> Result<(), PipelineError> {
+//!         self.next = u64::from_le_bytes(at.try_into().map_err(|_| PipelineError::Runner("bad position".into()))?);
+//!         Ok(())
+//!     }
+//! }
+//! ```
+
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+use weir_model::{Duration, Timestamp};
+
+use crate::data::{Data, WindowedValue};
+use crate::error::PipelineError;
+use crate::metrics::{NodeCounters, SplitState};
+use crate::operator::{OpContext, OpResult, Source, SourcePosition, SourceStatus, WorkerInfo};
+
+/// What one read of a split returned.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum ReadResult {
+    /// Some records were read (possibly none for now).
+    Data,
+    /// The split has nothing to read right now.
+    Idle,
+    /// The split has no more data, ever.
+    Done,
+}
+
+/// A record that could not be read as data, with the reason: what a
+/// source's dead-letter output (port 1) carries.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeadLetter {
+    /// Where it came from (the file, or the split).
+    pub file: String,
+    /// The record, as text.
+    pub line: String,
+    /// Why it was rejected.
+    pub reason: String,
+}
+
+/// Where a split's read puts records and dead letters.
+pub struct SplitOutput<'a, T> {
+    records: &'a mut Vec<WindowedValue<T>>,
+    dead: &'a mut Vec<WindowedValue<DeadLetter>>,
+    transform: &'a str,
+}
+
+impl<T> SplitOutput<'_, T> {
+    /// A record with its event time.
+    pub fn push(&mut self, value: T, timestamp: Timestamp) {
+        self.records.push(WindowedValue::in_global(value, timestamp));
+    }
+    /// A record that cannot be read (counted, sent to the dead letters).
+    pub fn dead_letter(&mut self, dead: DeadLetter) {
+        self.dead.push(WindowedValue::in_global(dead, Timestamp::MIN));
+    }
+    /// Records pushed so far in this read.
+    pub fn len(&self) -> usize {
+        self.records.len()
+    }
+    /// Whether nothing was pushed yet in this read.
+    pub fn is_empty(&self) -> bool {
+        self.records.is_empty()
+    }
+    /// The error that ends the job, for a split that cannot go on.
+    pub fn error(&self, message: impl Into<String>) -> PipelineError {
+        PipelineError::Execution { transform: self.transform.to_string(), message: message.into() }
+    }
+}
+
+/// One split: a part of a source's input, read in order.
+pub trait Split: Send + 'static {
+    /// The records.
+    type Item: Data;
+    /// A stable name, unique within the source (a file and its stripe, a
+    /// partition): positions are stored under it.
+    fn id(&self) -> String;
+    /// Read up to about `max` records.
+    fn read(&mut self, max: usize, out: &mut SplitOutput<'_, Self::Item>) -> Result<ReadResult, PipelineError>;
+    /// A lower bound of every timestamp the split will still read, when the
+    /// split knows one (a generator producing events in time order). Used
+    /// by [`WatermarkPolicy::from_splits`].
+    fn known_watermark(&self) -> Option<Timestamp> {
+        None
+    }
+    /// Where the split is: reading resumes here after a [`seek`](Split::seek).
+    /// `None` if the split cannot say.
+    fn position(&self) -> Option<Vec<u8>> {
+        None
+    }
+    /// Go to a [`position`](Split::position) of the same split.
+    fn seek(&mut self, position: &[u8]) -> OpResult {
+        let _ = position;
+        Err(PipelineError::Runner(format!("split {} cannot seek", self.id())))
+    }
+}
+
+/// Plans the splits of a source.
+pub trait SplitSource: Send + Sync + 'static {
+    /// The splits.
+    type Split: Split;
+    /// Every split of a run with `workers` workers, in a fixed order.
+    fn splits(&self, workers: usize) -> Result<Vec<Self::Split>, PipelineError>;
+}
+
+/// Whether split `i` is read by `worker`: splits are dealt round robin.
+pub fn assigned(i: usize, worker: &WorkerInfo) -> bool {
+    i % worker.peers.max(1) == worker.index
+}
+
+/// Estimates a split's watermark from the timestamps it has read.
+pub trait WatermarkEstimator: Send + 'static {
+    /// A record with this timestamp was read.
+    fn observe(&mut self, t: Timestamp);
+    /// The split's watermark now.
+    fn watermark(&self) -> Timestamp;
+    /// The estimator's state, for a checkpoint (with the split's position).
+    fn save(&self) -> Vec<u8> {
+        Vec::new()
+    }
+    /// Restore a [`save`](WatermarkEstimator::save)d state.
+    fn load(&mut self, state: &[u8]) {
+        let _ = state;
+    }
+}
+
+/// Watermark = the largest timestamp seen minus a fixed bound (`-inf`
+/// before the first record).
+#[derive(Copy, Clone, Debug)]
+pub struct BoundedOutOfOrderness {
+    bound: Duration,
+    max_seen: Timestamp,
+}
+
+impl BoundedOutOfOrderness {
+    /// Records may arrive up to `bound` behind the latest one.
+    pub fn new(bound: Duration) -> Self {
+        BoundedOutOfOrderness { bound, max_seen: Timestamp::MIN }
+    }
+}
+
+impl WatermarkEstimator for BoundedOutOfOrderness {
+    fn observe(&mut self, t: Timestamp) {
+        self.max_seen = self.max_seen.max(t);
+    }
+    fn watermark(&self) -> Timestamp {
+        if self.max_seen == Timestamp::MIN {
+            Timestamp::MIN
+        } else {
+            self.max_seen - self.bound
+        }
+    }
+    fn save(&self) -> Vec<u8> {
+        self.max_seen.millis().to_le_bytes().to_vec()
+    }
+    fn load(&mut self, state: &[u8]) {
+        if let Ok(b) = state.try_into() {
+            self.max_seen = Timestamp::from_millis(i64::from_le_bytes(b));
+        }
+    }
+}
+
+/// A split's watermark is `-inf` until it is done: bounded input as a batch.
+struct NoWatermark;
+
+impl WatermarkEstimator for NoWatermark {
+    fn observe(&mut self, _: Timestamp) {}
+    fn watermark(&self) -> Timestamp {
+        Timestamp::MIN
+    }
+}
+
+/// How a source's watermark is made from its splits' watermarks.
+///
+/// The source's watermark is `+inf` once every split is done; else the
+/// minimum over the splits that are neither done nor idle; if every
+/// unfinished split is idle, the largest of their watermarks (so that idle
+/// splits do not stall windows). It never goes back.
+#[derive(Clone)]
+pub struct WatermarkPolicy {
+    estimator: Arc<dyn Fn() -> Box<dyn WatermarkEstimator> + Send + Sync>,
+    idle_after: Option<Duration>,
+    from_splits: bool,
+}
+
+impl WatermarkPolicy {
+    /// Bounded input processed as a batch: `-inf` until every split is
+    /// done, then `+inf`; no element is late whatever the order.
+    pub fn batch() -> Self {
+        WatermarkPolicy::with_estimator(|| Box::new(NoWatermark))
+    }
+    /// Bounded out-of-orderness per split, no idleness.
+    pub fn bounded_out_of_orderness(bound: Duration) -> Self {
+        WatermarkPolicy::with_estimator(move || Box::new(BoundedOutOfOrderness::new(bound)))
+    }
+    /// Each split's own lower bound ([`Split::known_watermark`]).
+    pub fn from_splits() -> Self {
+        WatermarkPolicy { from_splits: true, ..WatermarkPolicy::batch() }
+    }
+    /// Any estimator per split.
+    pub fn with_estimator(make: impl Fn() -> Box<dyn WatermarkEstimator> + Send + Sync + 'static) -> Self {
+        WatermarkPolicy { estimator: Arc::new(make), idle_after: None, from_splits: false }
+    }
+    /// A split with no data for `d` of processing time stops holding the
+    /// watermark back; it holds it again when data arrives.
+    pub fn idle_after(mut self, d: Duration) -> Self {
+        self.idle_after = Some(d);
+        self
+    }
+}
+
+struct Reading<S> {
+    split: S,
+    id: String,
+    estimator: Box<dyn WatermarkEstimator>,
+    last_data: Option<Timestamp>,
+    idle: bool,
+    done: bool,
+}
+
+impl<S: Split> Reading<S> {
+    fn watermark(&self, from_splits: bool) -> Timestamp {
+        if self.done {
+            return Timestamp::MAX;
+        }
+        let estimated = self.estimator.watermark();
+        match from_splits.then(|| self.split.known_watermark()).flatten() {
+            Some(known) => known.max(estimated),
+            None => estimated,
+        }
+    }
+}
+
+/// How a split's position is stored in a [`SourcePosition`].
+#[derive(Serialize, Deserialize)]
+struct StoredPosition {
+    done: bool,
+    split: Vec<u8>,
+    estimator: Vec<u8>,
+}
+
+/// The [`Source`] that reads one worker's splits, a chunk from each in turn.
+pub struct SplitReader<S: Split> {
+    splits: Vec<Reading<S>>,
+    policy: WatermarkPolicy,
+    next: usize,
+    watermark: Timestamp,
+    dead_letters: bool,
+    records: Vec<WindowedValue<S::Item>>,
+    dead: Vec<WindowedValue<DeadLetter>>,
+}
+
+impl<S: Split> SplitReader<S> {
+    /// Read `splits` under `policy`; with `dead_letters`, records that
+    /// cannot be read go to output port 1 (else the source has one port and
+    /// a split must not produce any).
+    pub fn new(splits: Vec<S>, policy: WatermarkPolicy, dead_letters: bool) -> Self {
+        let splits = splits
+            .into_iter()
+            .map(|split| Reading {
+                id: split.id(),
+                split,
+                estimator: (policy.estimator)(),
+                last_data: None,
+                idle: false,
+                done: false,
+            })
+            .collect();
+        SplitReader {
+            splits,
+            policy,
+            next: 0,
+            watermark: Timestamp::MIN,
+            dead_letters,
+            records: Vec::new(),
+            dead: Vec::new(),
+        }
+    }
+
+    /// The reader of `worker`'s share of `source`'s splits.
+    pub fn for_worker<P: SplitSource<Split = S>>(
+        source: &P,
+        worker: &WorkerInfo,
+        policy: WatermarkPolicy,
+        dead_letters: bool,
+    ) -> Result<Self, PipelineError> {
+        let splits =
+            source.splits(worker.peers)?.into_iter().enumerate().filter(|(i, _)| assigned(*i, worker)).map(|s| s.1);
+        Ok(SplitReader::new(splits.collect(), policy, dead_letters))
+    }
+
+    fn read_one(&mut self, max_records: usize, cx: &mut OpContext<'_>) -> Result<bool, PipelineError> {
+        let now = cx.processing_time;
+        let live = self.splits.iter().filter(|s| !s.done).count();
+        if live == 0 {
+            return Ok(false);
+        }
+        let k = self.next % live;
+        self.next = self.next.wrapping_add(1);
+        let s = self.splits.iter_mut().filter(|s| !s.done).nth(k).expect("k < live");
+        self.records.clear();
+        let mut out = SplitOutput { records: &mut self.records, dead: &mut self.dead, transform: cx.name };
+        if s.split.read(max_records, &mut out)? == ReadResult::Done {
+            s.done = true;
+        }
+        for v in &self.records {
+            s.estimator.observe(v.timestamp);
+        }
+        let any = !self.records.is_empty();
+        if any {
+            s.last_data = Some(now);
+            s.idle = false;
+        } else if s.last_data.is_none() {
+            s.last_data = Some(now);
+        }
+        Ok(any)
+    }
+}
+
+impl<S: Split> Source for SplitReader<S> {
+    fn poll(&mut self, max_records: usize, cx: &mut OpContext<'_>) -> Result<SourceStatus, PipelineError> {
+        let now = cx.processing_time;
+        let any_data = self.read_one(max_records, cx)?;
+        if let Some(after) = self.policy.idle_after {
+            for s in &mut self.splits {
+                if !s.done && s.last_data.is_some_and(|t| now.since(t) >= after) {
+                    s.idle = true;
+                }
+            }
+        }
+        NodeCounters::add(&cx.counters.elements_out, self.records.len() as u64);
+        cx.out.emit(0, std::mem::take(&mut self.records));
+        if !self.dead.is_empty() {
+            if !self.dead_letters {
+                return Err(PipelineError::Internal(format!(
+                    "{}: a split of a source without dead letters made one",
+                    cx.name
+                )));
+            }
+            NodeCounters::add(&cx.counters.dead_letters, self.dead.len() as u64);
+            cx.out.emit(1, std::mem::take(&mut self.dead));
+        }
+        let from_splits = self.policy.from_splits;
+        for s in &self.splits {
+            let state = SplitState { watermark: s.watermark(from_splits), idle: s.idle, done: s.done };
+            cx.counters.publish_split(&s.id, state);
+        }
+        let mut active = self.splits.iter().filter(|s| !s.done && !s.idle).map(|s| s.watermark(from_splits)).peekable();
+        let wm = if active.peek().is_some() {
+            active.min().expect("non-empty")
+        } else {
+            // Every unfinished split is idle (or none is left): none holds the
+            // watermark back.
+            let idle = self.splits.iter().filter(|s| !s.done).map(|s| s.watermark(from_splits)).max();
+            idle.unwrap_or(Timestamp::MAX)
+        };
+        self.watermark = self.watermark.max(wm);
+        Ok(SourceStatus { watermark: self.watermark, idle: !any_data, processing_time: None })
+    }
+
+    fn position(&self) -> Option<SourcePosition> {
+        let mut out = Vec::with_capacity(self.splits.len());
+        for s in &self.splits {
+            let stored = StoredPosition { done: s.done, split: s.split.position()?, estimator: s.estimator.save() };
+            out.push((s.id.clone(), bincode::serialize(&stored).expect("encoding into memory")));
+        }
+        Some(out)
+    }
+
+    fn seek(&mut self, position: &SourcePosition) -> OpResult {
+        for (id, bytes) in position {
+            let Some(s) = self.splits.iter_mut().find(|s| &s.id == id) else {
+                continue; // another worker's split
+            };
+            let stored: StoredPosition = bincode::deserialize(bytes)
+                .map_err(|e| PipelineError::Runner(format!("split {id}: unreadable position: {e}")))?;
+            s.split.seek(&stored.split)?;
+            s.estimator.load(&stored.estimator);
+            s.done = stored.done;
+        }
+        Ok(())
+    }
+}

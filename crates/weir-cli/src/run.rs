@@ -274,9 +274,11 @@ fn warn_if_late(metrics: &Metrics, warned: bool) -> bool {
     false
 }
 
-/// A result file, written under a temporary name and renamed when complete.
+/// A result file, written under a temporary name and renamed when complete
+/// (not fsynced: a run's results are reproduced by running it again; the
+/// checkpointed, exactly-once output comes with the checkpoint work).
 fn shard(path: &Path) -> weir::io::sink::ShardFile {
-    weir::io::sink::ShardFile::new(path, path.with_extension("inprogress"))
+    weir::io::sink::ShardFile::new(path, path.with_extension("inprogress")).without_sync()
 }
 
 fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {

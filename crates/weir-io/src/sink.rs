@@ -30,6 +30,7 @@ pub struct ShardFile {
     target: PathBuf,
     tmp: PathBuf,
     writer: Option<BufWriter<File>>,
+    sync: bool,
 }
 
 fn io_error(path: &Path, source: std::io::Error) -> IoError {
@@ -41,7 +42,15 @@ impl ShardFile {
     /// (both in the same folder, so that the rename is atomic). Nothing is
     /// created before the first write.
     pub fn new(target: impl AsRef<Path>, tmp: impl AsRef<Path>) -> Self {
-        ShardFile { target: target.as_ref().to_path_buf(), tmp: tmp.as_ref().to_path_buf(), writer: None }
+        ShardFile { target: target.as_ref().to_path_buf(), tmp: tmp.as_ref().to_path_buf(), writer: None, sync: true }
+    }
+
+    /// Do not fsync before the rename: for scratch files read back by the
+    /// same process (a crash loses them anyway), where a sync only costs
+    /// time. The rename still makes them appear whole.
+    pub fn without_sync(mut self) -> Self {
+        self.sync = false;
+        self
     }
 
     /// The shard's final name.
@@ -67,13 +76,16 @@ impl ShardFile {
         self.writer()?.write_all(bytes).map_err(|e| io_error(&tmp, e))
     }
 
-    /// Flush, sync and rename to the final name. A shard nothing was
+    /// Flush, sync (unless [`without_sync`](Self::without_sync)) and rename
+    /// to the final name. A shard nothing was
     /// written to becomes an empty file, so that a reader sees every shard.
     pub fn commit(mut self) -> Result<PathBuf, IoError> {
         self.writer()?;
         let mut w = self.writer.take().expect("opened above");
         w.flush().map_err(|e| io_error(&self.tmp, e))?;
-        w.get_ref().sync_all().map_err(|e| io_error(&self.tmp, e))?;
+        if self.sync {
+            w.get_ref().sync_all().map_err(|e| io_error(&self.tmp, e))?;
+        }
         drop(w);
         std::fs::rename(&self.tmp, &self.target).map_err(|e| io_error(&self.target, e))?;
         Ok(std::mem::take(&mut self.target))

@@ -26,6 +26,7 @@ pub mod grouping;
 pub mod pane;
 pub mod strategy;
 pub mod time;
+pub mod timers;
 pub mod trigger;
 pub mod window;
 

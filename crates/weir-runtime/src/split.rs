@@ -361,7 +361,8 @@ impl<S: Split> Source for SplitReader<S> {
             }
         }
         NodeCounters::add(&cx.counters.elements_out, self.records.len() as u64);
-        cx.out.emit(0, std::mem::take(&mut self.records));
+        let records = std::mem::replace(&mut self.records, Vec::with_capacity(max_records.min(1 << 16)));
+        cx.out.emit(0, records);
         if !self.dead.is_empty() {
             if !self.dead_letters {
                 return Err(PipelineError::Internal(format!(

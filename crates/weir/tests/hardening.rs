@@ -124,3 +124,26 @@ fn a_panic_on_one_process_ends_every_process_with_its_message() {
         assert!(err.contains("Explode") && err.contains("cannot handle element 150"), "process {i}: {err}");
     }
 }
+
+/// A trigger builder applied to a trigger it does not belong to is a
+/// construction error naming the builder, never silently ignored.
+#[test]
+fn a_misused_trigger_builder_fails_the_pipeline_before_it_runs() {
+    let fixed = FixedWindows::of(Duration::from_millis(10)).unwrap();
+    let misused = [
+        (Trigger::after_count(2).with_early_firings(Trigger::after_count(1)), "with_early_firings"),
+        (Trigger::default_trigger().with_late_firings(Trigger::after_count(1)), "with_late_firings"),
+        (Trigger::after_count(2).plus_delay(Duration::from_millis(5)), "plus_delay"),
+        (
+            Trigger::repeatedly(Trigger::never().aligned_to(Duration::from_millis(5), Timestamp::from_millis(0))),
+            "aligned_to",
+        ),
+    ];
+    for (trigger, builder) in misused {
+        let p = Pipeline::new();
+        let strategy = WindowingStrategy::new(fixed).trigger(trigger).allow_data_loss(true);
+        p.create([(1u8, 1u64)]).window_into(strategy).group_by_key().collect();
+        let e = p.build().err().expect("a misused builder is a construction error").to_string();
+        assert!(e.contains(builder) && e.contains("applies to"), "{builder}: {e}");
+    }
+}

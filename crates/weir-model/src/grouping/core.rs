@@ -2,7 +2,6 @@
 //! watermark holds, and producing panes (Java `ReduceFnRunner.emit`,
 //! `onTrigger`, `WatermarkHold`, `PaneInfoTracker`).
 
-use std::collections::{BTreeMap, BTreeSet};
 use std::hash::Hash;
 
 use smallvec::SmallVec;
@@ -12,6 +11,7 @@ use crate::aggregate::Aggregator;
 use crate::pane::{PaneInfo, Timing};
 use crate::strategy::{AccumulationMode, ClosingBehavior, OnTimeBehavior, TimestampCombiner, WindowingStrategy};
 use crate::time::Timestamp;
+use crate::timers::{Holds, TimerQueues};
 use crate::trigger::{TimerDomain, TriggerContext, TriggerProgram, TriggerState, TriggerTimer};
 use crate::window::Window;
 
@@ -64,9 +64,9 @@ pub(super) struct Config<A> {
 }
 
 pub(super) struct Core<K> {
-    pub(super) event_timers: BTreeSet<(Timestamp, K, Window)>,
-    pub(super) pt_timers: BTreeSet<(Timestamp, K, Window)>,
-    pub(super) holds: BTreeMap<Timestamp, u32>,
+    /// Every window's timers, by (time, (key, window)).
+    pub(super) timers: TimerQueues<(K, Window)>,
+    pub(super) holds: Holds,
     pub(super) input_wm: Timestamp,
     pub(super) output_wm: Timestamp,
     /// The output watermark of the whole stage when this instance is one of
@@ -80,9 +80,8 @@ pub(super) struct Core<K> {
 impl<K: Clone + Ord + Hash> Core<K> {
     pub(super) fn new() -> Self {
         Core {
-            event_timers: BTreeSet::new(),
-            pt_timers: BTreeSet::new(),
-            holds: BTreeMap::new(),
+            timers: TimerQueues::new(),
+            holds: Holds::default(),
             input_wm: Timestamp::MIN,
             output_wm: Timestamp::MIN,
             stage_output_wm: Timestamp::MAX,
@@ -127,11 +126,11 @@ impl<K: Clone + Ord + Hash> Core<K> {
         match domain {
             TimerDomain::EventTime if !ws.event_timers.contains(&t) => {
                 ws.event_timers.push(t);
-                self.event_timers.insert((t, key.clone(), ws.window));
+                self.timers.insert(domain, t, (key.clone(), ws.window));
             }
             TimerDomain::ProcessingTime if !ws.pt_timers.contains(&t) => {
                 ws.pt_timers.push(t);
-                self.pt_timers.insert((t, key.clone(), ws.window));
+                self.timers.insert(domain, t, (key.clone(), ws.window));
             }
             _ => {}
         }
@@ -153,22 +152,16 @@ impl<K: Clone + Ord + Hash> Core<K> {
     /// they could only fire and be ignored).
     pub(super) fn delete_pt_timers<Acc, O>(&mut self, key: &K, ws: &mut WinState<Acc, O>) {
         for t in ws.pt_timers.drain(..) {
-            self.pt_timers.remove(&(t, key.clone(), ws.window));
+            self.timers.remove(TimerDomain::ProcessingTime, t, (key.clone(), ws.window));
         }
     }
 
     pub(super) fn hold_add(&mut self, t: Timestamp) {
-        *self.holds.entry(t).or_insert(0) += 1;
+        self.holds.add(t);
     }
 
     fn hold_remove(&mut self, t: Timestamp) {
-        match self.holds.get_mut(&t) {
-            Some(n) if *n > 1 => *n -= 1,
-            Some(_) => {
-                self.holds.remove(&t);
-            }
-            None => unreachable!("released a watermark hold at {t} that was never placed"),
-        }
+        self.holds.remove(t);
     }
 
     /// Replace a hold cell's value, keeping the hold index in step.
@@ -240,11 +233,11 @@ impl<K: Clone + Ord + Hash> Core<K> {
     /// watermark before delivering the timers).
     pub(super) fn update_output_watermark(&mut self) {
         let mut candidate = self.input_wm;
-        if let Some((&h, _)) = self.holds.first_key_value() {
+        if let Some(h) = self.holds.min() {
             candidate = candidate.min(h);
         }
-        if let Some((t, _, _)) = self.event_timers.first() {
-            candidate = candidate.min(*t);
+        if let Some(t) = self.timers.next_time(TimerDomain::EventTime) {
+            candidate = candidate.min(t);
         }
         self.output_wm = self.output_wm.max(candidate);
     }
@@ -393,7 +386,7 @@ impl<K: Clone + Ord + Hash> Core<K> {
         self.set_element_hold(&mut ws, None);
         self.set_extra_hold(&mut ws, None);
         for t in ws.event_timers.drain(..) {
-            self.event_timers.remove(&(t, key.clone(), ws.window));
+            self.timers.remove(TimerDomain::EventTime, t, (key.clone(), ws.window));
         }
         self.delete_pt_timers(key, &mut ws);
     }

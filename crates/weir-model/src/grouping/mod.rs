@@ -16,6 +16,7 @@ use crate::error::ModelError;
 use crate::pane::PaneInfo;
 use crate::strategy::WindowingStrategy;
 use crate::time::Timestamp;
+use crate::timers::TimerQueues;
 use crate::trigger::{TimerDomain, TriggerProgram, TriggerState};
 use crate::window::{Window, WindowFn};
 
@@ -356,30 +357,25 @@ where
     /// every due timer of that window and domain removed (a window is
     /// activated once, however many of its timers are due).
     fn take_due(&mut self, domain: TimerDomain, time: Timestamp) -> Option<(K, Window)> {
-        let queue = match domain {
-            TimerDomain::EventTime => &mut self.core.event_timers,
-            TimerDomain::ProcessingTime => &mut self.core.pt_timers,
-        };
-        if queue.first().is_none_or(|t| t.0 >= time) {
-            return None;
-        }
-        let (_, key, w) = queue.pop_first().expect("non-empty");
+        let (_, (key, w)) = self.core.timers.pop_due(domain, time)?;
         fn drain<K: Ord + Clone, const N: usize>(
             mine: &mut SmallVec<[Timestamp; N]>,
-            queue: &mut std::collections::BTreeSet<(Timestamp, K, Window)>,
+            timers: &mut TimerQueues<(K, Window)>,
+            domain: TimerDomain,
             key: &K,
             w: Window,
             time: Timestamp,
         ) {
             for t in mine.iter().filter(|t| **t < time) {
-                queue.remove(&(*t, key.clone(), w));
+                timers.remove(domain, *t, (key.clone(), w));
             }
             mine.retain(|t| *t >= time);
         }
         if let Some(ws) = self.keys.get_mut(&key).and_then(|ks| ks.iter_mut().find(|ws| ws.window == w)) {
+            let timers = &mut self.core.timers;
             match domain {
-                TimerDomain::EventTime => drain(&mut ws.event_timers, queue, &key, w, time),
-                TimerDomain::ProcessingTime => drain(&mut ws.pt_timers, queue, &key, w, time),
+                TimerDomain::EventTime => drain(&mut ws.event_timers, timers, domain, &key, w, time),
+                TimerDomain::ProcessingTime => drain(&mut ws.pt_timers, timers, domain, &key, w, time),
             }
         }
         Some((key, w))
@@ -420,13 +416,13 @@ where
     /// instance (`Timestamp::MAX` if none): what it holds the output
     /// watermark at, before the input watermark is taken into account.
     pub fn min_hold(&self) -> Timestamp {
-        let hold = self.core.holds.first_key_value().map_or(Timestamp::MAX, |(t, _)| *t);
-        let timer = self.core.event_timers.first().map_or(Timestamp::MAX, |(t, _, _)| *t);
+        let hold = self.core.holds.min().unwrap_or(Timestamp::MAX);
+        let timer = self.core.timers.next_time(TimerDomain::EventTime).unwrap_or(Timestamp::MAX);
         hold.min(timer)
     }
     /// The earliest pending processing-time timer.
     pub fn next_processing_timer(&self) -> Option<Timestamp> {
-        self.core.pt_timers.first().map(|t| t.0)
+        self.core.timers.next_time(TimerDomain::ProcessingTime)
     }
     /// When this grouping is one of several instances of a stage (one per
     /// worker), tell it the stage's output watermark: the minimum over all
@@ -521,10 +517,10 @@ where
                 core.hold_add(h);
             }
             for &t in &w.event_timers {
-                core.event_timers.insert((t, w.key.clone(), w.window));
+                core.timers.insert(TimerDomain::EventTime, t, (w.key.clone(), w.window));
             }
             for &t in &w.pt_timers {
-                core.pt_timers.insert((t, w.key.clone(), w.window));
+                core.timers.insert(TimerDomain::ProcessingTime, t, (w.key.clone(), w.window));
             }
             let state = WinState {
                 window: w.window,
@@ -559,11 +555,11 @@ where
     }
     /// Number of pending event-time and processing-time timers.
     pub fn pending_timers(&self) -> usize {
-        self.core.event_timers.len() + self.core.pt_timers.len()
+        self.core.timers.len()
     }
     /// Number of watermark holds held.
     pub fn holds(&self) -> usize {
-        self.core.holds.values().map(|&n| n as usize).sum()
+        self.core.holds.len()
     }
 }
 

@@ -95,6 +95,17 @@ pub enum Trigger {
     Never,
     /// Fire for every bundle of elements (`Repeatedly(AfterCount(1))`).
     Always,
+    /// What a builder method returns when it was applied to a trigger it
+    /// does not belong to (`with_early_firings` on anything but
+    /// `AfterWatermark`, `plus_delay` on anything but `AfterProcessingTime`):
+    /// no trigger. [`validate`](Trigger::validate) rejects it, so a pipeline
+    /// using it fails to build, naming the builder and the trigger.
+    Misused {
+        /// The builder method.
+        builder: &'static str,
+        /// The trigger it was applied to.
+        on: Box<Trigger>,
+    },
 }
 
 impl Trigger {
@@ -106,18 +117,28 @@ impl Trigger {
     pub fn after_watermark() -> Trigger {
         Trigger::AfterWatermark { early: None, late: None }
     }
-    /// Add early firings to an `AfterWatermark` trigger (others are returned unchanged).
+    /// Add early firings to an `AfterWatermark` trigger. On any other
+    /// trigger it is a mistake, and the result fails validation:
+    ///
+    /// ```
+    /// use weir_model::Trigger;
+    /// let t = Trigger::after_watermark().with_early_firings(Trigger::after_count(1));
+    /// assert!(t.validate().is_ok());
+    /// let e = Trigger::after_count(2).with_early_firings(Trigger::after_count(1)).validate().unwrap_err();
+    /// assert!(e.to_string().contains("with_early_firings applies to AfterWatermark only"), "{e}");
+    /// ```
     pub fn with_early_firings(self, early: Trigger) -> Trigger {
         match self {
             Trigger::AfterWatermark { late, .. } => Trigger::AfterWatermark { early: Some(Box::new(early)), late },
-            other => other,
+            other => Trigger::Misused { builder: "with_early_firings", on: Box::new(other) },
         }
     }
-    /// Add late firings to an `AfterWatermark` trigger (others are returned unchanged).
+    /// Add late firings to an `AfterWatermark` trigger (on any other trigger
+    /// the result fails validation).
     pub fn with_late_firings(self, late: Trigger) -> Trigger {
         match self {
             Trigger::AfterWatermark { early, .. } => Trigger::AfterWatermark { early, late: Some(Box::new(late)) },
-            other => other,
+            other => Trigger::Misused { builder: "with_late_firings", on: Box::new(other) },
         }
     }
     /// `AfterPane.elementCountAtLeast(n)`.
@@ -129,21 +150,23 @@ impl Trigger {
     pub fn after_processing_time() -> Trigger {
         Trigger::AfterProcessingTime(Vec::new())
     }
-    /// Add a delay step to an `AfterProcessingTime` trigger.
+    /// Add a delay step to an `AfterProcessingTime` trigger (on any other
+    /// trigger the result fails validation).
     pub fn plus_delay(self, d: Duration) -> Trigger {
-        self.push_transform(TimeTransform::Delay(d))
+        self.push_transform("plus_delay", TimeTransform::Delay(d))
     }
-    /// Add an alignment step to an `AfterProcessingTime` trigger.
+    /// Add an alignment step to an `AfterProcessingTime` trigger (on any
+    /// other trigger the result fails validation).
     pub fn aligned_to(self, size: Duration, offset: Timestamp) -> Trigger {
-        self.push_transform(TimeTransform::AlignTo { size, offset })
+        self.push_transform("aligned_to", TimeTransform::AlignTo { size, offset })
     }
-    fn push_transform(self, t: TimeTransform) -> Trigger {
+    fn push_transform(self, builder: &'static str, t: TimeTransform) -> Trigger {
         match self {
             Trigger::AfterProcessingTime(mut ts) => {
                 ts.push(t);
                 Trigger::AfterProcessingTime(ts)
             }
-            other => other,
+            other => Trigger::Misused { builder, on: Box::new(other) },
         }
     }
     /// `Repeatedly.forever(t)`.
@@ -179,6 +202,7 @@ impl Trigger {
     pub fn can_finish(&self) -> bool {
         match self {
             Trigger::Default | Trigger::Never | Trigger::Always | Trigger::Repeatedly(_) => false,
+            Trigger::Misused { .. } => false,
             Trigger::AfterWatermark { late, .. } => late.is_none(),
             Trigger::AfterCount(_) | Trigger::AfterProcessingTime(_) | Trigger::AfterSynchronizedProcessingTime => true,
             Trigger::AfterAny(cs) => cs.iter().any(Trigger::can_finish),
@@ -227,6 +251,7 @@ impl Trigger {
             Trigger::OrFinally(a, b) => Trigger::OrFinally(Box::new(a.continuation()), Box::new(b.continuation())),
             Trigger::Never => Trigger::Never,
             Trigger::Always => Trigger::Always,
+            Trigger::Misused { .. } => self.clone(),
         }
     }
 
@@ -236,6 +261,16 @@ impl Trigger {
         let bad = |reason: &str| Err(ModelError::InvalidTrigger { trigger: self.to_string(), reason: reason.into() });
         match self {
             Trigger::AfterCount(0) => bad("the element count must be at least 1"),
+            Trigger::Misused { builder, on } => {
+                let applies = match *builder {
+                    "with_early_firings" | "with_late_firings" => "AfterWatermark",
+                    _ => "AfterProcessingTime",
+                };
+                Err(ModelError::InvalidTrigger {
+                    trigger: on.to_string(),
+                    reason: format!("{builder} applies to {applies} only"),
+                })
+            }
             Trigger::AfterProcessingTime(ts) => {
                 for t in ts {
                     match t {
@@ -327,6 +362,7 @@ impl fmt::Display for Trigger {
             Trigger::AfterEach(cs) => write_list(f, "AfterEach", cs),
             Trigger::OrFinally(a, b) => write!(f, "OrFinally({a}, {b})"),
             Trigger::Never => f.write_str("Never"),
+            Trigger::Misused { builder, on } => write!(f, "{on}.{builder}(…)"),
             Trigger::Always => f.write_str("Always"),
         }
     }

@@ -194,7 +194,8 @@ impl TriggerProgram {
                 let b = self.add(b);
                 Node::OrFinally(a, b)
             }
-            Trigger::Never => Node::Never,
+            // Rejected by validation before any grouping compiles it.
+            Trigger::Never | Trigger::Misused { .. } => Node::Never,
             Trigger::Always => {
                 let c = self.add(&Trigger::AfterCount(1));
                 Node::Repeatedly(c)

@@ -90,9 +90,73 @@ pub trait ElementwiseExt<T: Data> {
     fn with_keys<K: Key>(&self, f: impl Fn(&T) -> K + Clone + Send + Sync + 'static) -> PCollection<(K, T)>;
     /// Apply a [`DoFn`].
     fn par_do<D: DoFn<In = T>>(&self, dofn: D) -> PCollection<D::Out>;
-    /// Apply a [`DoFn`] with additional tagged outputs.
-    fn par_do_with_outputs<D: DoFn<In = T>>(&self, dofn: D, tags: &[ErasedTag]) -> ParDoOutputs<D::Out>;
+    /// Apply a [`DoFn`] with additional tagged outputs: `&tag`, a tuple of
+    /// tags `(&errors, &warnings)`, or erased tags `&[tag.erased()]`.
+    ///
+    /// ```
+    /// use weir_pipeline::prelude::*;
+    /// #[derive(Clone)]
+    /// struct Split(OutputTag<String>);
+    /// impl DoFn for Split {
+    ///     type In = i32;
+    ///     type Out = i32;
+    ///     fn process(&mut self, cx: &mut ProcessContext<'_, i32, i32>) {
+    ///         let v = *cx.element();
+    ///         if v < 0 { cx.output_to(&self.0, format!("negative: {v}")) } else { cx.output(v) }
+    ///     }
+    /// }
+    /// let p = Pipeline::new();
+    /// let errors = OutputTag::<String>::new("errors");
+    /// let out = p.create([1, -2, 3]).par_do_with_outputs(Split(errors.clone()), &errors);
+    /// let (ok, bad) = (out.main.collect(), out.get(&errors).unwrap().collect());
+    /// p.run_with(&weir_runner_reference::ReferenceRunner::default()).unwrap();
+    /// assert_eq!((ok.values(), bad.values()), (vec![1, 3], vec!["negative: -2".to_string()]));
+    /// ```
+    fn par_do_with_outputs<D: DoFn<In = T>>(&self, dofn: D, tags: impl OutputTags) -> ParDoOutputs<D::Out>;
 }
+
+/// The tagged outputs a `ParDo` declares, typed: one tag `&tag`, a tuple
+/// of up to four `(&a, &b, …)`, `()` for none, or erased `&[tag.erased()]`.
+pub trait OutputTags {
+    /// The tags without their types.
+    fn erased_tags(self) -> Vec<ErasedTag>;
+}
+
+impl OutputTags for () {
+    fn erased_tags(self) -> Vec<ErasedTag> {
+        Vec::new()
+    }
+}
+
+impl OutputTags for &[ErasedTag] {
+    fn erased_tags(self) -> Vec<ErasedTag> {
+        self.to_vec()
+    }
+}
+
+impl<const N: usize> OutputTags for &[ErasedTag; N] {
+    fn erased_tags(self) -> Vec<ErasedTag> {
+        self.to_vec()
+    }
+}
+
+impl<A: Data> OutputTags for &OutputTag<A> {
+    fn erased_tags(self) -> Vec<ErasedTag> {
+        vec![self.erased()]
+    }
+}
+
+macro_rules! tag_tuples {
+    ($(($($t:ident $v:ident),+)),+) => {$(
+        impl<$($t: Data),+> OutputTags for ($(&OutputTag<$t>,)+) {
+            fn erased_tags(self) -> Vec<ErasedTag> {
+                let ($($v,)+) = self;
+                vec![$($v.erased()),+]
+            }
+        }
+    )+};
+}
+tag_tuples!((A a), (A a, B b), (A a, B b, C c), (A a, B b, C c, D d));
 
 impl<T: Data> ElementwiseExt<T> for PCollection<T> {
     fn map<U: Data>(&self, f: impl Fn(T) -> U + Clone + Send + Sync + 'static) -> PCollection<U> {
@@ -152,8 +216,8 @@ impl<T: Data> ElementwiseExt<T> for PCollection<T> {
         par_do_impl(self, dofn, &[]).main
     }
 
-    fn par_do_with_outputs<D: DoFn<In = T>>(&self, dofn: D, tags: &[ErasedTag]) -> ParDoOutputs<D::Out> {
-        par_do_impl(self, dofn, tags)
+    fn par_do_with_outputs<D: DoFn<In = T>>(&self, dofn: D, tags: impl OutputTags) -> ParDoOutputs<D::Out> {
+        par_do_impl(self, dofn, &tags.erased_tags())
     }
 }
 

@@ -14,7 +14,7 @@ use std::sync::{Arc, OnceLock};
 use weir_model::{Timestamp, Window, WindowFn, WindowingStrategy};
 
 use crate::graph::PCollection;
-use crate::transforms::elementwise::{DoFn, DoFnRunner, ErasedTag, ParDoOutputs, ProcessContext};
+use crate::transforms::elementwise::{DoFn, DoFnRunner, ErasedTag, OutputTags, ParDoOutputs, ProcessContext};
 use weir_runtime::batch::Batch;
 use weir_runtime::data::{Data, Key, WindowedValue};
 use weir_runtime::{NodeCounters, OpContext, OpResult, Operator, WorkerInfo};
@@ -253,16 +253,73 @@ fn broadcast() -> Routing {
     Routing::broadcast()
 }
 
+/// The side inputs a `ParDo` reads, typed: one `&side`, a tuple of up to
+/// four `(&a, &b, …)`, or erased `&[side.erased()]`.
+pub trait SideInputList {
+    /// The views without their types.
+    fn erased_sides(self) -> Vec<ErasedSide>;
+}
+
+impl SideInputList for &[ErasedSide] {
+    fn erased_sides(self) -> Vec<ErasedSide> {
+        self.to_vec()
+    }
+}
+
+impl<const N: usize> SideInputList for &[ErasedSide; N] {
+    fn erased_sides(self) -> Vec<ErasedSide> {
+        self.to_vec()
+    }
+}
+
+impl<A: Data> SideInputList for &SideInput<A> {
+    fn erased_sides(self) -> Vec<ErasedSide> {
+        vec![self.erased()]
+    }
+}
+
+macro_rules! side_tuples {
+    ($(($($t:ident $v:ident),+)),+) => {$(
+        impl<$($t: Data),+> SideInputList for ($(&SideInput<$t>,)+) {
+            fn erased_sides(self) -> Vec<ErasedSide> {
+                let ($($v,)+) = self;
+                vec![$($v.erased()),+]
+            }
+        }
+    )+};
+}
+side_tuples!((A a), (A a, B b), (A a, B b, C c), (A a, B b, C c, D d));
+
 /// `par_do_with_side_inputs`.
 pub trait SideParDoExt<T: Data> {
     /// Apply a [`DoFn`] that reads side inputs (through
     /// `ProcessContext::side_iterable`, `side_singleton`, `side_multimap`),
-    /// with optional tagged outputs.
+    /// with optional tagged outputs ([`OutputTags`]: `()` for none).
+    ///
+    /// ```
+    /// use weir_pipeline::prelude::*;
+    /// #[derive(Clone)]
+    /// struct AddTotal(SideInput<i32>);
+    /// impl DoFn for AddTotal {
+    ///     type In = i32;
+    ///     type Out = i32;
+    ///     fn process(&mut self, cx: &mut ProcessContext<'_, i32, i32>) {
+    ///         let total: i32 = cx.side_iterable(&self.0).iter().sum();
+    ///         let v = *cx.element() + total;
+    ///         cx.output(v);
+    ///     }
+    /// }
+    /// let p = Pipeline::new();
+    /// let side = p.create([10, 20]).as_side_input();
+    /// let out = p.create([1, 2]).par_do_with_side_inputs(AddTotal(side.clone()), &side, ()).main.collect();
+    /// p.run_with(&weir_runner_reference::ReferenceRunner::default()).unwrap();
+    /// assert_eq!(out.values(), vec![31, 32]);
+    /// ```
     fn par_do_with_side_inputs<D: DoFn<In = T>>(
         &self,
         dofn: D,
-        sides: &[ErasedSide],
-        tags: &[ErasedTag],
+        sides: impl SideInputList,
+        tags: impl OutputTags,
     ) -> ParDoOutputs<D::Out>;
 }
 
@@ -270,16 +327,16 @@ impl<T: Data> SideParDoExt<T> for PCollection<T> {
     fn par_do_with_side_inputs<D: DoFn<In = T>>(
         &self,
         dofn: D,
-        sides: &[ErasedSide],
-        tags: &[ErasedTag],
+        sides: impl SideInputList,
+        tags: impl OutputTags,
     ) -> ParDoOutputs<D::Out> {
         let p = self.pipeline().clone();
+        let sides: Vec<ErasedSide> = sides.erased_sides();
+        let tags: Vec<ErasedTag> = tags.erased_tags();
         let mut inputs = vec![self.as_input(Routing::Forward)];
-        for s in sides {
+        for s in &sides {
             inputs.push(weir_runtime::NodeInput { node: s.source.0, port: s.source.1, routing: broadcast() });
         }
-        let sides: Vec<ErasedSide> = sides.to_vec();
-        let tags: Vec<ErasedTag> = tags.to_vec();
         let t2 = tags.clone();
         let idx = p.add_node(
             "ParDo",

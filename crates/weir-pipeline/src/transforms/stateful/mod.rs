@@ -1,0 +1,183 @@
+//! Stateful processing (`SEMANTICS.md` §11–12): a [`StatefulDoFn`] reads and
+//! writes typed state cells and sets timers, all scoped to the (key, window)
+//! of the element or timer being processed.
+//!
+//! State is declared as constants of typed handles ([`ValueState`],
+//! [`BagState`], [`SetState`], [`MapState`], [`OrderedListState`],
+//! [`CombiningState`]) and timers as [`TimerSpec`]s. The state of a window
+//! is cleared once the input watermark passes its garbage-collection time
+//! plus 1 ms, after `on_window_expiration`; elements for expired windows are
+//! dropped and counted; a processing-time timer of an expired window is
+//! ignored. Pending timers hold the output watermark at their output
+//! timestamps.
+//!
+//! A DoFn that [requires time-sorted input](StatefulDoFn::requires_time_sorted_input)
+//! sees its elements in timestamp order: they are buffered until the input
+//! watermark passes `timestamp + allowed_lateness`, and hold the output
+//! watermark meanwhile.
+//!
+//! The modules: `handles` (state handles and timer rules, what users
+//! write), `context` (what a DoFn sees during a call), `cells` (the cell
+//! store), `operator` (the runtime operator: timers, holds, expiry,
+//! snapshots).
+//!
+//! The operator's whole state (cells, timers, holds, the expiry index, the
+//! time-sorted buffer and the watermarks) can be snapshotted and restored
+//! through [`Operator::snapshot`] / [`Operator::restore`]. A cell is kept
+//! typed in memory; a restored cell stays encoded (bincode) until the DoFn
+//! first reads it with its declared type, so no type registry is needed.
+
+mod cells;
+mod context;
+mod handles;
+mod operator;
+#[cfg(test)]
+mod tests;
+
+use std::any::Any;
+use std::borrow::Cow;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::marker::PhantomData;
+use std::ops::Bound;
+use std::sync::Arc;
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use weir_model::timers::{Holds, TimerQueues};
+use weir_model::trigger::TimerDomain;
+use weir_model::{Duration, Timestamp, Window, WindowFn, WindowingStrategy};
+
+use crate::graph::PCollection;
+use crate::transforms::combine::CombineFn;
+use weir_runtime::batch::Batch;
+use weir_runtime::data::{Data, Key, WindowedValue};
+use weir_runtime::error::PipelineError;
+use weir_runtime::{NodeCounters, OpContext, OpResult, Operator, WorkerInfo};
+use weir_runtime::{NodeKind, Routing};
+
+use cells::{Cell, Cells, Name};
+pub use context::StateContext;
+use context::TimerRequest;
+pub use handles::*;
+use operator::StatefulOp;
+
+/// Which clock a timer follows.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum TimeDomain {
+    /// The input watermark.
+    EventTime,
+    /// Processing time.
+    ProcessingTime,
+}
+
+impl TimeDomain {
+    /// The model's name for this domain.
+    fn model(self) -> TimerDomain {
+        match self {
+            TimeDomain::EventTime => TimerDomain::EventTime,
+            TimeDomain::ProcessingTime => TimerDomain::ProcessingTime,
+        }
+    }
+}
+
+/// A timer that fired.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TimerFiring<'a> {
+    /// The timer's family (its declared name).
+    pub family: &'a str,
+    /// The dynamic tag within the family ("" for plain timers).
+    pub tag: String,
+    /// Its domain.
+    pub domain: TimeDomain,
+    /// When it was set to fire.
+    pub firing_timestamp: Timestamp,
+    /// The timestamp outputs get by default; it held the output watermark.
+    pub output_timestamp: Timestamp,
+}
+
+/// A user function with per-(key, window) state and timers.
+///
+/// ```
+/// use weir_pipeline::prelude::*;
+/// use weir_pipeline::transforms::stateful::*;
+///
+/// /// Emits each key's first value only.
+/// #[derive(Clone)]
+/// struct FirstOnly;
+/// const SEEN: ValueState<bool> = ValueState::new("seen");
+/// impl StatefulDoFn for FirstOnly {
+///     type Key = String;
+///     type Value = u32;
+///     type Out = (String, u32);
+///     fn process(&mut self, cx: &mut StateContext<'_, String, (String, u32)>, v: u32) {
+///         if SEEN.read(cx).is_none() {
+///             SEEN.write(cx, true);
+///             let k = cx.key().clone();
+///             cx.output((k, v));
+///         }
+///     }
+/// }
+/// let p = Pipeline::new();
+/// let firsts = p.create([("a".to_string(), 1), ("a".to_string(), 2)]).par_do_stateful(FirstOnly).collect();
+/// p.run_with(&weir_runner_reference::ReferenceRunner::default()).unwrap();
+/// assert_eq!(firsts.values(), vec![("a".to_string(), 1)]);
+/// ```
+pub trait StatefulDoFn: Clone + Send + Sync + 'static {
+    /// The key.
+    type Key: Key;
+    /// The value of each keyed element.
+    type Value: Data;
+    /// The output.
+    type Out: Data;
+    /// For each element.
+    fn process(&mut self, cx: &mut StateContext<'_, Self::Key, Self::Out>, value: Self::Value);
+    /// For each timer that fires.
+    fn on_timer(&mut self, cx: &mut StateContext<'_, Self::Key, Self::Out>, timer: &TimerFiring<'_>) {
+        let _ = (cx, timer);
+    }
+    /// Once per (key, window) that has state or timers, when the window
+    /// expires, before its state is cleared.
+    fn on_window_expiration(&mut self, cx: &mut StateContext<'_, Self::Key, Self::Out>) {
+        let _ = cx;
+    }
+    /// Java's `@RequiresTimeSortedInput`: when true, elements reach
+    /// [`process`](StatefulDoFn::process) in timestamp order (ties in arrival
+    /// order). Each element is buffered until the input watermark passes its
+    /// timestamp plus the allowed lateness, and holds the output watermark
+    /// meanwhile so that its outputs are not late downstream; an element that
+    /// arrives after that point is dropped and counted (`dropped_expired`).
+    fn requires_time_sorted_input(&self) -> bool {
+        false
+    }
+}
+
+/// `par_do_stateful`.
+pub trait StatefulExt<K: Key, V: Data> {
+    /// Apply a [`StatefulDoFn`]: the input is partitioned by key, and state
+    /// and timers are scoped to (key, window). Merging window functions are
+    /// rejected when the pipeline is built.
+    fn par_do_stateful<D: StatefulDoFn<Key = K, Value = V>>(&self, dofn: D) -> PCollection<D::Out>;
+}
+
+impl<K: Key, V: Data> StatefulExt<K, V> for PCollection<(K, V)> {
+    fn par_do_stateful<D: StatefulDoFn<Key = K, Value = V>>(&self, dofn: D) -> PCollection<D::Out> {
+        let p = self.pipeline().clone();
+        let strategy = self.windowing().clone();
+        let s2 = strategy.clone();
+        let idx = p.add_node(
+            "StatefulParDo",
+            vec![self.as_input(Routing::by_key::<K, V>())],
+            1,
+            NodeKind::Operator(Arc::new(move |w: &WorkerInfo| {
+                Box::new(StatefulOp::new(dofn.clone(), s2.clone(), w.index)) as Box<dyn Operator>
+            })),
+        );
+        if strategy.window_fn.is_merging() {
+            p.record_error(
+                &p.node_name(idx),
+                "stateful processing needs a non-merging window function (state is per window)",
+            );
+        }
+        p.collection(idx, 0, strategy)
+    }
+}

@@ -1,0 +1,348 @@
+//! The runtime operator of `par_do_stateful`: the cells of every (key,
+//! window), pending timers in event- and processing-time queues, the
+//! multiset of timer output timestamps that holds the output watermark,
+//! windows by expiry, the time-sorted buffer, and the snapshot format.
+
+use super::*;
+
+/// (key, window, family, tag): a timer's identity.
+type TimerKey<K> = (K, Window, Name, String);
+
+/// A pending timer: (domain, firing time, output timestamp).
+type TimerState = (TimeDomain, Timestamp, Timestamp);
+
+/// An element waiting for the watermark (time-sorted input).
+type Buffered<K, V> = (K, Window, V);
+
+pub(super) struct StatefulOp<D: StatefulDoFn> {
+    pub(super) dofn: D,
+    pub(super) strategy: Arc<WindowingStrategy>,
+    pub(super) sorted_input: bool,
+    pub(super) cells: foldhash::HashMap<(D::Key, Window), Cells>,
+    /// Cells over all (key, window)s, for the live counters.
+    pub(super) live_cells: u64,
+    /// Pending timers, ordered by identity so a window's timers are a range.
+    pub(super) timers: BTreeMap<TimerKey<D::Key>, TimerState>,
+    /// The pending timers by firing time, per domain (the model's
+    /// timer-and-hold service, shared with the grouping).
+    pub(super) queues: TimerQueues<TimerKey<D::Key>>,
+    /// Output timestamps of pending timers (with multiplicity).
+    pub(super) holds: Holds,
+    /// Windows with state or timers, by expiration time (GC + 1 ms).
+    pub(super) windows: BTreeSet<(Timestamp, D::Key, Window)>,
+    /// Time-sorted input: elements by (timestamp, arrival sequence).
+    pub(super) buffer: BTreeMap<(Timestamp, u64), Buffered<D::Key, D::Value>>,
+    pub(super) next_seq: u64,
+    pub(super) input_wm: Timestamp,
+    pub(super) processing_time: Timestamp,
+    /// Outputs of the current call to the operator, emitted as one batch.
+    pub(super) out: Vec<WindowedValue<D::Out>>,
+    pub(super) worker: usize,
+}
+
+/// A (key, window)'s cells as (name, bincode bytes).
+type EncodedCells = Vec<(String, Vec<u8>)>;
+
+/// A pending timer: key, window, family, tag, domain, firing time, output timestamp.
+type EncodedTimer<K> = (K, Window, String, String, TimeDomain, Timestamp, Timestamp);
+
+/// The serialized form of a [`StatefulOp`]'s state.
+#[derive(Serialize, Deserialize)]
+struct OpSnapshot<K, V> {
+    cells: Vec<(K, Window, EncodedCells)>,
+    timers: Vec<EncodedTimer<K>>,
+    windows: Vec<(Timestamp, K, Window)>,
+    buffer: Vec<(Timestamp, u64, K, Window, V)>,
+    next_seq: u64,
+    input_wm: Timestamp,
+    processing_time: Timestamp,
+}
+
+enum Call<'a, V> {
+    Element(V),
+    Timer(&'a TimerFiring<'a>),
+    Expire,
+}
+
+impl<D: StatefulDoFn> StatefulOp<D> {
+    pub(super) fn new(dofn: D, strategy: Arc<WindowingStrategy>, worker: usize) -> Self {
+        StatefulOp {
+            sorted_input: dofn.requires_time_sorted_input(),
+            dofn,
+            strategy,
+            cells: foldhash::HashMap::default(),
+            live_cells: 0,
+            timers: BTreeMap::new(),
+            queues: TimerQueues::new(),
+            holds: Holds::default(),
+            windows: BTreeSet::new(),
+            buffer: BTreeMap::new(),
+            next_seq: 0,
+            input_wm: Timestamp::MIN,
+            processing_time: Timestamp::MIN,
+            out: Vec::new(),
+            worker,
+        }
+    }
+
+    fn gc(&self, w: &Window) -> Timestamp {
+        w.gc_time(self.strategy.allowed_lateness)
+    }
+
+    fn call(
+        &mut self,
+        key: &D::Key,
+        window: Window,
+        ts: Timestamp,
+        hold: Timestamp,
+        what: Call<'_, D::Value>,
+        cx: &mut OpContext<'_>,
+    ) -> OpResult {
+        let gc = self.gc(&window);
+        let ck = (key.clone(), window);
+        if !self.cells.contains_key(&ck) {
+            // A window with state is always in `windows`; one without may
+            // not be yet.
+            self.windows.insert((gc.next(), key.clone(), window));
+        }
+        let mut requests = Vec::new();
+        let mut error = None;
+        let cells = self.cells.entry(ck).or_default();
+        let before = cells.len() as u64;
+        {
+            let mut scx = StateContext {
+                key,
+                window,
+                timestamp: ts,
+                hold,
+                processing_time: self.processing_time,
+                gc,
+                cells,
+                timers: &mut requests,
+                out: &mut self.out,
+                error: &mut error,
+            };
+            match what {
+                Call::Element(v) => self.dofn.process(&mut scx, v),
+                Call::Timer(t) => self.dofn.on_timer(&mut scx, t),
+                Call::Expire => self.dofn.on_window_expiration(&mut scx),
+            }
+        }
+        let after = cells.len() as u64;
+        self.live_cells = self.live_cells + after - before;
+        if after == 0 {
+            self.cells.remove(&(key.clone(), window));
+        }
+        if let Some(e) = error {
+            return Err(cx.error(e));
+        }
+        for r in requests {
+            self.apply(key, window, r);
+        }
+        Ok(())
+    }
+
+    fn remove_timer(&mut self, k: &TimerKey<D::Key>) {
+        if let Some((domain, target, output)) = self.timers.remove(k) {
+            self.unindex_timer(k, domain, target, output);
+        }
+    }
+
+    fn unindex_timer(&mut self, k: &TimerKey<D::Key>, domain: TimeDomain, target: Timestamp, output: Timestamp) {
+        self.queues.remove(domain.model(), target, k.clone());
+        self.holds.remove(output);
+    }
+
+    fn insert_timer(&mut self, k: TimerKey<D::Key>, (domain, target, output): TimerState) {
+        self.queues.insert(domain.model(), target, k.clone());
+        self.holds.add(output);
+        self.timers.insert(k, (domain, target, output));
+    }
+
+    fn apply(&mut self, key: &D::Key, window: Window, r: TimerRequest) {
+        let k: TimerKey<D::Key> = (key.clone(), window, r.family, r.tag);
+        self.remove_timer(&k);
+        if let Some((target, output)) = r.set {
+            self.windows.insert((self.gc(&window).next(), key.clone(), window));
+            self.insert_timer(k, (r.domain, target, output));
+        }
+    }
+
+    /// The next buffered element that the watermark has released.
+    fn next_released(&self) -> Option<Timestamp> {
+        let (&(t, _), _) = self.buffer.first_key_value()?;
+        (t + self.strategy.allowed_lateness < self.input_wm).then_some(t)
+    }
+
+    /// Release buffered elements and fire event-time timers before the input
+    /// watermark, in timestamp order (an element before a timer at the same
+    /// time).
+    fn fire_event_time(&mut self, cx: &mut OpContext<'_>) -> OpResult {
+        loop {
+            let element = self.next_released();
+            let timer = self.queues.next_time(TimerDomain::EventTime).filter(|t| *t < self.input_wm);
+            match (element, timer) {
+                (Some(e), t) if t.is_none_or(|t| e <= t) => {
+                    let ((ts, _), (key, window, value)) = self.buffer.pop_first().expect("a released element");
+                    self.call(&key, window, ts, ts, Call::Element(value), cx)?;
+                }
+                (_, Some(_)) => self.fire_first(TimeDomain::EventTime, cx)?,
+                _ => return Ok(()),
+            }
+        }
+    }
+
+    fn fire_processing_time(&mut self, cx: &mut OpContext<'_>) -> OpResult {
+        while self.queues.is_due(TimerDomain::ProcessingTime, self.processing_time) {
+            self.fire_first(TimeDomain::ProcessingTime, cx)?;
+        }
+        Ok(())
+    }
+
+    fn fire_first(&mut self, domain: TimeDomain, cx: &mut OpContext<'_>) -> OpResult {
+        let Some((target, k)) = self.queues.first(domain.model()).cloned() else { return Ok(()) };
+        let (_, _, output) = self.timers[&k];
+        self.remove_timer(&k);
+        let (key, window, family, tag) = k;
+        if domain == TimeDomain::ProcessingTime && self.gc(&window) < self.input_wm {
+            return Ok(()); // a processing-time timer of an expired window is ignored
+        }
+        let firing = TimerFiring { family: &family, tag, domain, firing_timestamp: target, output_timestamp: output };
+        self.call(&key, window, output, output, Call::Timer(&firing), cx)
+    }
+
+    fn expire(&mut self, cx: &mut OpContext<'_>) -> OpResult {
+        while let Some((at, key, window)) = self.windows.first().cloned() {
+            if at >= self.input_wm {
+                break;
+            }
+            self.call(&key, window, window.max_timestamp(), window.max_timestamp(), Call::Expire, cx)?;
+            self.windows.remove(&(at, key.clone(), window));
+            if let Some(cells) = self.cells.remove(&(key.clone(), window)) {
+                self.live_cells -= cells.len() as u64;
+            }
+            let lower = (key.clone(), window, Cow::Borrowed(""), String::new());
+            let stale: Vec<TimerKey<D::Key>> = self
+                .timers
+                .range((Bound::Included(lower), Bound::Unbounded))
+                .map(|(k, _)| k)
+                .take_while(|k| k.0 == key && k.1 == window)
+                .cloned()
+                .collect();
+            for k in stale {
+                self.remove_timer(&k);
+            }
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self, cx: &mut OpContext<'_>) {
+        NodeCounters::add(&cx.counters.elements_out, self.out.len() as u64);
+        if !self.out.is_empty() {
+            cx.out.emit(0, std::mem::take(&mut self.out));
+        }
+        cx.counters.publish_state(self.worker, self.live_cells, self.timers.len() as u64);
+    }
+}
+
+impl<D: StatefulDoFn> Operator for StatefulOp<D> {
+    fn process(&mut self, _port: usize, batch: Batch, cx: &mut OpContext<'_>) -> OpResult {
+        let input = batch.into_vec::<(D::Key, D::Value)>()?;
+        NodeCounters::add(&cx.counters.elements_in, input.len() as u64);
+        // Elements are processed at the current processing time: timers due
+        // before it fire first; relative timers use it.
+        self.processing_time = self.processing_time.max(cx.processing_time);
+        self.fire_processing_time(cx)?;
+        let lateness = self.strategy.allowed_lateness;
+        for v in input {
+            if self.gc(&v.window) < self.input_wm {
+                NodeCounters::add(&cx.counters.dropped_expired, 1);
+                continue;
+            }
+            let (k, value) = v.value;
+            if self.sorted_input {
+                if v.timestamp + lateness < self.input_wm {
+                    // Its place in the sorted order has already passed.
+                    NodeCounters::add(&cx.counters.dropped_expired, 1);
+                    continue;
+                }
+                self.buffer.insert((v.timestamp, self.next_seq), (k, v.window, value));
+                self.next_seq += 1;
+            } else {
+                self.call(&k, v.window, v.timestamp, v.timestamp, Call::Element(value), cx)?;
+            }
+        }
+        self.flush(cx);
+        Ok(())
+    }
+
+    fn advance(&mut self, cx: &mut OpContext<'_>) -> OpResult {
+        self.processing_time = self.processing_time.max(cx.processing_time);
+        self.fire_processing_time(cx)?;
+        let wm = cx.input_watermark();
+        if wm > self.input_wm {
+            self.input_wm = wm;
+            self.fire_event_time(cx)?;
+            self.expire(cx)?;
+        }
+        self.flush(cx);
+        Ok(())
+    }
+
+    fn hold(&self) -> Timestamp {
+        let timers = self.holds.min().unwrap_or(Timestamp::MAX);
+        let buffered = self.buffer.first_key_value().map_or(Timestamp::MAX, |((t, _), _)| *t);
+        timers.min(buffered)
+    }
+
+    fn next_wakeup(&self) -> Option<Timestamp> {
+        self.queues.next_time(TimerDomain::ProcessingTime)
+    }
+
+    fn snapshot(&self) -> Option<Vec<u8>> {
+        let snap = OpSnapshot::<D::Key, D::Value> {
+            cells: self
+                .cells
+                .iter()
+                .map(|((k, w), cells)| {
+                    let mut named: Vec<(String, Vec<u8>)> =
+                        cells.iter().map(|(n, c)| (n.to_string(), c.encode())).collect();
+                    named.sort_by(|a, b| a.0.cmp(&b.0));
+                    (k.clone(), *w, named)
+                })
+                .collect(),
+            timers: self
+                .timers
+                .iter()
+                .map(|((k, w, f, tag), (d, t, o))| (k.clone(), *w, f.to_string(), tag.clone(), *d, *t, *o))
+                .collect(),
+            windows: self.windows.iter().cloned().collect(),
+            buffer: self.buffer.iter().map(|((t, s), (k, w, v))| (*t, *s, k.clone(), *w, v.clone())).collect(),
+            next_seq: self.next_seq,
+            input_wm: self.input_wm,
+            processing_time: self.processing_time,
+        };
+        Some(bincode::serialize(&snap).expect("serializing a snapshot into memory cannot fail"))
+    }
+
+    fn restore(&mut self, bytes: &[u8]) -> Result<(), PipelineError> {
+        let snap: OpSnapshot<D::Key, D::Value> = bincode::deserialize(bytes)
+            .map_err(|e| PipelineError::Runner(format!("stateful operator: cannot restore a snapshot: {e}")))?;
+        let mut op = StatefulOp::new(self.dofn.clone(), self.strategy.clone(), self.worker);
+        for (k, w, named) in snap.cells {
+            op.live_cells += named.len() as u64;
+            let cells = named.into_iter().map(|(n, bytes)| (Cow::Owned(n), Cell::Encoded(bytes))).collect();
+            op.cells.insert((k, w), cells);
+        }
+        for (k, w, f, tag, d, t, o) in snap.timers {
+            op.insert_timer((k, w, Cow::Owned(f), tag), (d, t, o));
+        }
+        op.windows = snap.windows.into_iter().collect();
+        op.buffer = snap.buffer.into_iter().map(|(t, s, k, w, v)| ((t, s), (k, w, v))).collect();
+        op.next_seq = snap.next_seq;
+        op.input_wm = snap.input_wm;
+        op.processing_time = snap.processing_time;
+        *self = op;
+        Ok(())
+    }
+}

@@ -10,7 +10,7 @@ use clap::Args;
 use weir_nexmark::Query;
 
 use crate::run::Summary;
-use crate::verify::run_child;
+use crate::verify::run_child_of;
 
 /// Arguments of `weir bench`.
 #[derive(Args, Clone, Debug)]
@@ -36,6 +36,11 @@ pub struct BenchArgs {
     /// Where the runs write their results.
     #[arg(long, default_value = "results/bench")]
     pub out: PathBuf,
+    /// Another `weir` executable (a baseline build) to measure in the same
+    /// sitting: each repetition runs both, in alternating order, and the
+    /// report gives both medians and their ratio. Their results must agree.
+    #[arg(long)]
+    pub baseline: Option<PathBuf>,
 }
 
 fn median(v: &mut [f64]) -> f64 {
@@ -69,6 +74,12 @@ pub fn main(a: BenchArgs) -> Result<()> {
     if a.reps == 0 {
         bail!("--reps must be at least 1");
     }
+    let this = std::env::current_exe()?;
+    if let Some(b) = &a.baseline {
+        if !b.is_file() {
+            bail!("--baseline {}: no such executable", b.display());
+        }
+    }
     let mut queries = a
         .queries
         .clone()
@@ -83,21 +94,51 @@ pub fn main(a: BenchArgs) -> Result<()> {
         std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
         a.reps
     )?;
-    writeln!(
-        report,
-        "| query | workers | median events/s | min events/s | peak RSS running (MiB) | peak RSS with sorted result (MiB) | ratio to parse (median) | rows |"
-    )?;
+    if let Some(b) = &a.baseline {
+        writeln!(report, "Baseline: `{}`, run alternately with this build in the same sitting.\n", b.display())?;
+        writeln!(
+            report,
+            "| query | workers | median events/s | baseline median events/s | this / baseline | min events/s | peak RSS running (MiB) | rows |"
+        )?;
+    } else {
+        writeln!(
+            report,
+            "| query | workers | median events/s | min events/s | peak RSS running (MiB) | peak RSS with sorted result (MiB) | ratio to parse (median) | rows |"
+        )?;
+    }
     writeln!(report, "|---|---:|---:|---:|---:|---:|---:|---:|")?;
     for &w in &a.workers {
         let mut parse_median = 0.0;
         for &q in &queries {
             let mut rates = Vec::new();
+            let mut base_rates = Vec::new();
             let mut rss = 0;
             let mut run_rss = 0;
             let mut rows = 0;
+            let out = a.out.join(format!("w{w}"));
             for rep in 0..a.reps {
-                let s: Summary = run_child(q, &input_args, w, 1, &a.out.join(format!("w{w}")))?;
+                let one = |exe: &std::path::Path| run_child_of(exe, q, &input_args, w, 1, &out);
+                // Alternate which build runs first, so that drift within a
+                // pair does not favour one of them.
+                let (s, base): (Summary, Option<Summary>) = match &a.baseline {
+                    None => (one(&this)?, None),
+                    Some(b) if rep % 2 == 0 => {
+                        let s = one(&this)?;
+                        (s, Some(one(b)?))
+                    }
+                    Some(b) => {
+                        let base = one(b)?;
+                        (one(&this)?, Some(base))
+                    }
+                };
                 eprintln!("bench: {} (rep {}/{})", s.line(), rep + 1, a.reps);
+                if let Some(base) = base {
+                    eprintln!("bench: baseline: {} (rep {}/{})", base.line(), rep + 1, a.reps);
+                    if (base.rows, &base.sha256) != (s.rows, &s.sha256) {
+                        bail!("{q}: the baseline's result differs ({} rows, sha256 {})", base.rows, base.sha256);
+                    }
+                    base_rates.push(base.events_per_second());
+                }
                 rates.push(s.events_per_second());
                 rss = rss.max(s.peak_rss_bytes);
                 run_rss = run_rss.max(s.run_peak_rss_bytes);
@@ -105,6 +146,19 @@ pub fn main(a: BenchArgs) -> Result<()> {
             }
             let min = rates.iter().copied().fold(f64::INFINITY, f64::min);
             let med = median(&mut rates);
+            if !base_rates.is_empty() {
+                let base = median(&mut base_rates);
+                writeln!(
+                    report,
+                    "| {q} | {w} | {} | {} | {:.2} | {} | {} | {rows} |",
+                    thousands(med),
+                    thousands(base),
+                    med / base,
+                    thousands(min),
+                    run_rss >> 20
+                )?;
+                continue;
+            }
             if q == Query::Parse {
                 parse_median = med;
             }

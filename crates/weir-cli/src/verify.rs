@@ -92,7 +92,18 @@ pub fn local_hosts(n: usize, dir: &Path) -> Result<PathBuf> {
 
 /// Run `weir nexmark` as child processes: one, or a cluster of `processes`.
 pub fn run_child(q: Query, input_args: &[String], workers: usize, processes: usize, out: &Path) -> Result<Summary> {
-    let exe = std::env::current_exe()?;
+    run_child_of(&std::env::current_exe()?, q, input_args, workers, processes, out)
+}
+
+/// [`run_child`] with another `weir` executable (a baseline build).
+pub fn run_child_of(
+    exe: &Path,
+    q: Query,
+    input_args: &[String],
+    workers: usize,
+    processes: usize,
+    out: &Path,
+) -> Result<Summary> {
     std::fs::create_dir_all(out)?;
     // The children report through their summary files; their standard
     // output carries only Timely's connection messages.

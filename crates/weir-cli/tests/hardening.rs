@@ -305,3 +305,28 @@ fn csv_fields_with_line_breaks_and_commas_are_quoted() {
     let csv = std::fs::read_to_string(out.join("q0.csv")).unwrap();
     assert_eq!(csv, "1,7,100,1000,e\n2,7,100,1000,\"a\nb,c \"\"q\"\"\"\n");
 }
+
+/// `weir bench --baseline` measures two builds in one sitting and reports
+/// both medians and their ratio; a missing baseline is a clear error.
+#[test]
+fn bench_against_a_baseline_reports_both_columns() {
+    let dir = tempfile::tempdir().unwrap();
+    let report = dir.path().join("report.md");
+    let o = Command::new(WEIR)
+        .args(["bench", "--events", "20000", "--queries", "q1", "--workers", "1", "--reps", "2", "--baseline", WEIR])
+        .arg("--report")
+        .arg(&report)
+        .arg("--out")
+        .arg(dir.path().join("out"))
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let text = std::fs::read_to_string(&report).unwrap();
+    assert!(text.contains("| this / baseline |"), "{text}");
+    let q1 = text.lines().find(|l| l.starts_with("| q1 | 1 |")).expect("a q1 row");
+    assert_eq!(q1.split('|').count(), 10, "{q1}");
+    let missing =
+        Command::new(WEIR).args(["bench", "--events", "1000", "--baseline", "/no/such/weir"]).output().unwrap();
+    assert!(!missing.status.success());
+    assert!(stderr(&missing).contains("--baseline /no/such/weir: no such executable"), "{}", stderr(&missing));
+}

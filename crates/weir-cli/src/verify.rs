@@ -112,7 +112,7 @@ pub fn run_child_of(
         cmd.stdout(std::process::Stdio::null());
     };
     if processes <= 1 {
-        let mut cmd = Command::new(&exe);
+        let mut cmd = Command::new(exe);
         base(&mut cmd);
         cmd.arg("--workers").arg(workers.to_string());
         let status = cmd.status()?;
@@ -123,7 +123,7 @@ pub fn run_child_of(
         let hosts = local_hosts(processes, out)?;
         let children: Vec<std::process::Child> = (0..processes)
             .map(|i| {
-                let mut cmd = Command::new(&exe);
+                let mut cmd = Command::new(exe);
                 base(&mut cmd);
                 cmd.arg("--workers").arg(workers.to_string());
                 cmd.arg("--processes").arg(processes.to_string()).arg("--process-index").arg(i.to_string());

@@ -58,7 +58,7 @@ const POLL_BATCH: usize = 1024;
 
 /// The context of node `$i` with input watermarks `$wms`.
 macro_rules! node_cx {
-    ($graph:expr, $emitters:expr, $i:expr, $wms:expr, $clock:expr) => {
+    ($graph:expr, $emitters:expr, $i:expr, $wms:expr, $clock:expr, $groups:expr) => {
         OpContext {
             name: &$graph.nodes[$i].name,
             out: &mut $emitters[$i],
@@ -66,6 +66,7 @@ macro_rules! node_cx {
             processing_time: $clock,
             stage_output_watermark: Timestamp::MAX,
             counters: &$graph.nodes[$i].counters,
+            key_groups: $groups,
         }
     };
 }
@@ -86,6 +87,7 @@ impl Runner for ReferenceRunner {
     fn run(&self, graph: Arc<Graph>) -> Result<RunResult, PipelineError> {
         let n = graph.nodes.len();
         let worker = WorkerInfo { index: 0, peers: 1 };
+        let groups = graph.key_groups(1)?;
         let mut instances: Vec<Instance> = graph
             .nodes
             .iter()
@@ -144,7 +146,7 @@ impl Runner for ReferenceRunner {
                         continue;
                     }
                     let node = &graph.nodes[i];
-                    let mut cx = node_cx!(graph, emitters, i, &[], clock);
+                    let mut cx = node_cx!(graph, emitters, i, &[], clock, groups);
                     let status = guard(&node.name, || src.poll(POLL_BATCH, &mut cx))?;
                     all_idle &= status.idle;
                     if let Some(t) = status.processing_time {
@@ -165,7 +167,7 @@ impl Runner for ReferenceRunner {
                 let Instance::Operator(op) = &mut instances[i] else { continue };
                 let node = &graph.nodes[i];
                 let in_wms: Vec<Timestamp> = node.inputs.iter().map(|inp| out_wm[inp.node]).collect();
-                let mut cx = node_cx!(graph, emitters, i, &seen_wms[i], clock);
+                let mut cx = node_cx!(graph, emitters, i, &seen_wms[i], clock, groups);
                 while let Some((port, batch)) = queues[i].pop_front() {
                     guard(&node.name, || op.process(port, batch, &mut cx))?;
                     progressed = true;
@@ -174,7 +176,7 @@ impl Runner for ReferenceRunner {
                 if in_wms != seen_wms[i] || clock != seen_clock[i] || wakeup_due {
                     seen_wms[i] = in_wms.clone();
                     seen_clock[i] = clock;
-                    let mut cx = node_cx!(graph, emitters, i, &seen_wms[i], clock);
+                    let mut cx = node_cx!(graph, emitters, i, &seen_wms[i], clock, groups);
                     guard(&node.name, || op.advance(&mut cx))?;
                     progressed = true;
                 }
@@ -186,7 +188,7 @@ impl Runner for ReferenceRunner {
                 node.counters.publish_watermarks(0, input_wm, out_wm[i]);
                 if out_wm[i] == Timestamp::MAX && !finished[i] {
                     finished[i] = true;
-                    let mut cx = node_cx!(graph, emitters, i, &seen_wms[i], clock);
+                    let mut cx = node_cx!(graph, emitters, i, &seen_wms[i], clock, groups);
                     guard(&node.name, || op.finish(&mut cx))?;
                 }
                 route(&mut emitters[i], &mut queues, &consumers[i]);

@@ -129,6 +129,7 @@ pub(crate) fn build_dataflow(worker: &mut timely::worker::Worker, p: &Process) {
                             clock: p.clock.clone(),
                             stages: p.stages.clone(),
                             threads,
+                            groups: p.groups,
                         },
                         worker: info.index,
                         scripted: node.scripted,
@@ -172,6 +173,7 @@ pub(crate) fn build_dataflow(worker: &mut timely::worker::Worker, p: &Process) {
                         stage_wm: Timestamp::MIN,
                         out_wm: Timestamp::MIN,
                         stashes: (0..node.inputs.len()).map(|_| Stash::default()).collect(),
+                        groups: p.groups,
                     };
                     builder.build(move |caps| {
                         driver.caps = caps;

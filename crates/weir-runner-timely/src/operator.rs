@@ -77,6 +77,7 @@ macro_rules! driver_cx {
             processing_time: $now,
             stage_output_watermark: $stage,
             counters: &$d.counters,
+            key_groups: $d.groups,
         }
     };
 }
@@ -109,6 +110,7 @@ pub(crate) struct OpDriver {
     /// The output watermark last published (the capabilities' time).
     pub out_wm: Timestamp,
     pub stashes: Vec<Stash>,
+    pub groups: weir_runtime::KeyGroups,
 }
 
 impl OpDriver {

@@ -25,6 +25,7 @@ pub(crate) struct Shared {
     pub clock: Arc<Clock>,
     pub stages: Arc<Vec<Arc<StageShare>>>,
     pub threads: usize,
+    pub groups: weir_runtime::KeyGroups,
 }
 
 /// One source instance on one worker.
@@ -99,6 +100,7 @@ impl SourceDriver {
             processing_time: clock.now(),
             stage_output_watermark: Timestamp::MAX,
             counters: &self.counters,
+            key_groups: self.shared.groups,
         };
         let status = self.source.poll(POLL_BATCH, &mut cx)?;
         if let Some(t) = status.processing_time {

@@ -9,6 +9,7 @@ use weir_model::Timestamp;
 use crate::batch::Batch;
 use crate::data::{Data, WindowedValue};
 use crate::error::PipelineError;
+use crate::keys::KeyGroups;
 use crate::metrics::NodeCounters;
 
 /// Which worker an operator instance runs on.
@@ -75,6 +76,9 @@ pub struct OpContext<'a> {
     pub stage_output_watermark: Timestamp,
     /// This transform's counters (written for observers only).
     pub counters: &'a NodeCounters,
+    /// The pipeline's key groups over the run's workers: which key group a
+    /// key's state belongs to.
+    pub key_groups: KeyGroups,
 }
 
 impl OpContext<'_> {

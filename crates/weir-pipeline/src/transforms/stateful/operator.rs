@@ -18,7 +18,7 @@ pub(super) struct StatefulOp<D: StatefulDoFn> {
     pub(super) dofn: D,
     pub(super) strategy: Arc<WindowingStrategy>,
     pub(super) sorted_input: bool,
-    pub(super) cells: foldhash::HashMap<(D::Key, Window), Cells>,
+    pub(super) cells: CellStore<D::Key>,
     /// Cells over all (key, window)s, for the live counters.
     pub(super) live_cells: u64,
     /// Pending timers, ordered by identity so a window's timers are a range.
@@ -46,10 +46,17 @@ type EncodedCells = Vec<(String, Vec<u8>)>;
 /// A pending timer: key, window, family, tag, domain, firing time, output timestamp.
 type EncodedTimer<K> = (K, Window, String, String, TimeDomain, Timestamp, Timestamp);
 
+/// The version of [`OpSnapshot`]'s encoding (bincode): 2 added the format
+/// number and the key group of each (key, window).
+const SNAPSHOT_FORMAT: u32 = 2;
+
 /// The serialized form of a [`StatefulOp`]'s state.
 #[derive(Serialize, Deserialize)]
 struct OpSnapshot<K, V> {
-    cells: Vec<(K, Window, EncodedCells)>,
+    /// [`SNAPSHOT_FORMAT`].
+    format: u32,
+    /// (key group, key, window, cells).
+    cells: Vec<(u32, K, Window, EncodedCells)>,
     timers: Vec<EncodedTimer<K>>,
     windows: Vec<(Timestamp, K, Window)>,
     buffer: Vec<(Timestamp, u64, K, Window, V)>,
@@ -70,7 +77,7 @@ impl<D: StatefulDoFn> StatefulOp<D> {
             sorted_input: dofn.requires_time_sorted_input(),
             dofn,
             strategy,
-            cells: foldhash::HashMap::default(),
+            cells: CellStore::default(),
             live_cells: 0,
             timers: BTreeMap::new(),
             queues: TimerQueues::new(),
@@ -99,15 +106,15 @@ impl<D: StatefulDoFn> StatefulOp<D> {
         cx: &mut OpContext<'_>,
     ) -> OpResult {
         let gc = self.gc(&window);
-        let ck = (key.clone(), window);
-        if !self.cells.contains_key(&ck) {
+        let ck = (cx.key_groups.key_group(key_hash(key)), key.clone(), window);
+        if !self.cells.contains(&ck) {
             // A window with state is always in `windows`; one without may
             // not be yet.
             self.windows.insert((gc.next(), key.clone(), window));
         }
         let mut requests = Vec::new();
         let mut error = None;
-        let cells = self.cells.entry(ck).or_default();
+        let cells = self.cells.cells(ck.clone());
         let before = cells.len() as u64;
         {
             let mut scx = StateContext {
@@ -131,7 +138,7 @@ impl<D: StatefulDoFn> StatefulOp<D> {
         let after = cells.len() as u64;
         self.live_cells = self.live_cells + after - before;
         if after == 0 {
-            self.cells.remove(&(key.clone(), window));
+            self.cells.remove(&ck);
         }
         if let Some(e) = error {
             return Err(cx.error(e));
@@ -218,9 +225,8 @@ impl<D: StatefulDoFn> StatefulOp<D> {
             }
             self.call(&key, window, window.max_timestamp(), window.max_timestamp(), Call::Expire, cx)?;
             self.windows.remove(&(at, key.clone(), window));
-            if let Some(cells) = self.cells.remove(&(key.clone(), window)) {
-                self.live_cells -= cells.len() as u64;
-            }
+            let at = (cx.key_groups.key_group(key_hash(&key)), key.clone(), window);
+            self.live_cells -= self.cells.remove(&at) as u64;
             let lower = (key.clone(), window, Cow::Borrowed(""), String::new());
             let stale: Vec<TimerKey<D::Key>> = self
                 .timers
@@ -301,14 +307,15 @@ impl<D: StatefulDoFn> Operator for StatefulOp<D> {
 
     fn snapshot(&self) -> Option<Vec<u8>> {
         let snap = OpSnapshot::<D::Key, D::Value> {
+            format: SNAPSHOT_FORMAT,
             cells: self
                 .cells
                 .iter()
-                .map(|((k, w), cells)| {
+                .map(|((g, k, w), cells)| {
                     let mut named: Vec<(String, Vec<u8>)> =
                         cells.iter().map(|(n, c)| (n.to_string(), c.encode())).collect();
                     named.sort_by(|a, b| a.0.cmp(&b.0));
-                    (k.clone(), *w, named)
+                    (*g, k.clone(), *w, named)
                 })
                 .collect(),
             timers: self
@@ -328,11 +335,17 @@ impl<D: StatefulDoFn> Operator for StatefulOp<D> {
     fn restore(&mut self, bytes: &[u8]) -> Result<(), PipelineError> {
         let snap: OpSnapshot<D::Key, D::Value> = bincode::deserialize(bytes)
             .map_err(|e| PipelineError::Runner(format!("stateful operator: cannot restore a snapshot: {e}")))?;
+        if snap.format != SNAPSHOT_FORMAT {
+            return Err(PipelineError::Runner(format!(
+                "stateful operator: a snapshot of format {}, this Weir reads format {SNAPSHOT_FORMAT}",
+                snap.format
+            )));
+        }
         let mut op = StatefulOp::new(self.dofn.clone(), self.strategy.clone(), self.worker);
-        for (k, w, named) in snap.cells {
+        for (g, k, w, named) in snap.cells {
             op.live_cells += named.len() as u64;
             let cells = named.into_iter().map(|(n, bytes)| (Cow::Owned(n), Cell::Encoded(bytes))).collect();
-            op.cells.insert((k, w), cells);
+            op.cells.insert((g, k, w), cells);
         }
         for (k, w, f, tag, d, t, o) in snap.timers {
             op.insert_timer((k, w, Cow::Owned(f), tag), (d, t, o));

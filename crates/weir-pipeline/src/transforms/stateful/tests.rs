@@ -121,6 +121,7 @@ fn run(dofn: Everything, restart_every_step: bool) -> (Vec<String>, Vec<Timestam
             processing_time: pt,
             stage_output_watermark: Timestamp::MAX,
             counters: &counters,
+            key_groups: weir_runtime::KeyGroups::new(weir_runtime::DEFAULT_MAX_KEY_GROUPS, 1).unwrap(),
         };
         let result = match step {
             Step::Data(xs) => {

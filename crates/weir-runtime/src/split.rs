@@ -271,6 +271,14 @@ struct StoredPosition {
     estimator: Vec<u8>,
 }
 
+/// A split on its way from one reader to another, with where its watermark
+/// estimate stood.
+pub struct HandedOver<S> {
+    split: S,
+    estimator: Vec<u8>,
+    done: bool,
+}
+
 /// The [`Source`] that reads one worker's splits, a chunk from each in turn.
 pub struct SplitReader<S: Split> {
     splits: Vec<Reading<S>>,
@@ -319,6 +327,36 @@ impl<S: Split> SplitReader<S> {
         let splits =
             source.splits(worker.peers)?.into_iter().enumerate().filter(|(i, _)| assigned(*i, worker)).map(|s| s.1);
         Ok(SplitReader::new(splits.collect(), policy, dead_letters))
+    }
+
+    /// The ids of the splits this reader holds, finished ones included.
+    pub fn split_ids(&self) -> Vec<String> {
+        self.splits.iter().map(|s| s.id.clone()).collect()
+    }
+
+    /// Hand split `id` over: it leaves this reader (which no longer waits
+    /// for it) together with its watermark estimator's state, to be
+    /// [`add`](Self::add)ed to another worker's reader, which reads on from
+    /// where this one stopped.
+    pub fn remove(&mut self, id: &str) -> Option<HandedOver<S>> {
+        let i = self.splits.iter().position(|s| s.id == id)?;
+        let r = self.splits.remove(i);
+        Some(HandedOver { split: r.split, estimator: r.estimator.save(), done: r.done })
+    }
+
+    /// Take over a split another reader [`remove`](Self::remove)d.
+    pub fn add(&mut self, handed: HandedOver<S>) {
+        let mut estimator = (self.policy.estimator)();
+        estimator.load(&handed.estimator);
+        let id = handed.split.id();
+        self.splits.push(Reading {
+            split: handed.split,
+            id,
+            estimator,
+            last_data: None,
+            idle: false,
+            done: handed.done,
+        });
     }
 
     fn read_one(&mut self, max_records: usize, cx: &mut OpContext<'_>) -> Result<bool, PipelineError> {
@@ -412,5 +450,110 @@ impl<S: Split> Source for SplitReader<S> {
             s.done = stored.done;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::keys::KeyGroups;
+    use crate::metrics::NodeCounters;
+    use crate::operator::Emitter;
+
+    /// Counts from `next` to `end`, one event per millisecond.
+    struct Count {
+        id: &'static str,
+        next: u64,
+        end: u64,
+    }
+
+    impl Split for Count {
+        type Item = u64;
+        fn id(&self) -> String {
+            self.id.into()
+        }
+        fn read(&mut self, max: usize, out: &mut SplitOutput<'_, u64>) -> Result<ReadResult, PipelineError> {
+            while self.next < self.end && out.len() < max {
+                out.push(self.next, Timestamp::from_millis(self.next as i64));
+                self.next += 1;
+            }
+            Ok(if self.next == self.end { ReadResult::Done } else { ReadResult::Data })
+        }
+        fn position(&self) -> Option<Vec<u8>> {
+            Some(self.next.to_le_bytes().to_vec())
+        }
+        fn seek(&mut self, at: &[u8]) -> OpResult {
+            self.next = u64::from_le_bytes(at.try_into().map_err(|_| PipelineError::Runner("bad".into()))?);
+            Ok(())
+        }
+    }
+
+    /// Poll `reader` once; the values read and the watermark.
+    fn poll(reader: &mut SplitReader<Count>, max: usize) -> (Vec<u64>, Timestamp) {
+        let counters = NodeCounters::default();
+        let mut out = Emitter::new(1);
+        let mut cx = OpContext {
+            name: "Read",
+            out: &mut out,
+            input_watermarks: &[],
+            processing_time: Timestamp::from_millis(0),
+            stage_output_watermark: Timestamp::MAX,
+            counters: &counters,
+            key_groups: KeyGroups::new(1, 1).unwrap(),
+        };
+        let status = reader.poll(max, &mut cx).unwrap();
+        let values = out.drain(0).flat_map(|b| b.into_vec::<u64>().unwrap()).map(|v| v.value).collect();
+        (values, status.watermark)
+    }
+
+    fn bounded() -> WatermarkPolicy {
+        WatermarkPolicy::bounded_out_of_orderness(Duration::from_millis(2))
+    }
+
+    #[test]
+    fn a_split_handed_to_another_reader_continues_exactly_where_it_stopped() {
+        let mut a = SplitReader::new(vec![Count { id: "c", next: 0, end: 10 }], bounded(), false);
+        let mut b = SplitReader::new(Vec::new(), bounded(), false);
+        let (first, wm) = poll(&mut a, 4);
+        assert_eq!((first, wm), (vec![0, 1, 2, 3], Timestamp::from_millis(1)));
+        let handed = a.remove("c").expect("a holds split c");
+        assert!(a.split_ids().is_empty());
+        b.add(handed);
+        assert_eq!(b.split_ids(), vec!["c".to_string()]);
+        let (rest, wm) = poll(&mut b, 100);
+        assert_eq!(rest, (4..10).collect::<Vec<_>>());
+        assert_eq!(wm, Timestamp::MAX, "the split is done");
+    }
+
+    #[test]
+    fn positions_rewind_a_reader_and_the_watermark_follows() {
+        let mut a = SplitReader::new(vec![Count { id: "c", next: 0, end: 10 }], bounded(), false);
+        poll(&mut a, 5);
+        let at = a.position().expect("counts can say where they are");
+        poll(&mut a, 3);
+        let mut fresh = SplitReader::new(vec![Count { id: "c", next: 0, end: 10 }], bounded(), false);
+        fresh.seek(&at).unwrap();
+        let (values, wm) = poll(&mut fresh, 3);
+        assert_eq!((values, wm), (vec![5, 6, 7], Timestamp::from_millis(5)));
+        assert!(fresh.seek(&vec![("c".to_string(), vec![1, 2])]).is_err(), "an unreadable position is an error");
+    }
+
+    #[test]
+    fn the_watermark_is_the_minimum_over_active_splits_and_batch_waits_for_the_end() {
+        let splits = || vec![Count { id: "a", next: 0, end: 100 }, Count { id: "b", next: 50, end: 100 }];
+        let mut r = SplitReader::new(splits(), bounded(), false);
+        poll(&mut r, 10); // a: 0..10
+        poll(&mut r, 10); // b: 50..60
+        let (_, wm) = poll(&mut r, 1); // a: 10
+        assert_eq!(wm, Timestamp::from_millis(8), "a holds it back: 10 - 2");
+        let mut batch = SplitReader::new(splits(), WatermarkPolicy::batch(), false);
+        let mut wm = Timestamp::MIN;
+        for _ in 0..3 {
+            wm = poll(&mut batch, 30).1;
+            assert_eq!(wm, Timestamp::MIN);
+        }
+        while wm < Timestamp::MAX {
+            wm = poll(&mut batch, 1000).1;
+        }
     }
 }

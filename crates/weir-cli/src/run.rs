@@ -58,6 +58,11 @@ pub struct NexmarkArgs {
     /// split late); 0: no limit.
     #[arg(long, default_value_t = 3_600_000)]
     pub max_skew_ms: i64,
+    /// Key groups of the pipeline: the most workers (over all processes)
+    /// it can run on; keys are spread over them by a stable hash (default:
+    /// 128, or more for more than 85 workers).
+    #[arg(long)]
+    pub max_key_groups: Option<u32>,
     /// On a cluster: how long to wait for every process to start and connect.
     #[arg(long, default_value_t = 60)]
     pub connect_timeout_s: u64,
@@ -327,6 +332,16 @@ fn validate(a: &NexmarkArgs) -> Result<()> {
     if a.max_skew_ms < 0 {
         bail!("--max-skew-ms must be 0 (no limit) or more");
     }
+    if let Some(groups) = a.max_key_groups {
+        let limit = weir::pipeline::runtime::keys::MAX_KEY_GROUPS_LIMIT;
+        if groups == 0 || groups > limit {
+            bail!("--max-key-groups must be between 1 and {limit}");
+        }
+        let total = a.workers.unwrap_or_else(default_workers) * a.processes.max(1);
+        if total > groups as usize {
+            bail!("{total} workers but only {groups} key groups: every worker needs one; raise --max-key-groups");
+        }
+    }
     if a.connect_timeout_s == 0 || a.peer_timeout_s == 0 {
         bail!("--connect-timeout-s and --peer-timeout-s must be at least 1");
     }
@@ -358,8 +373,8 @@ fn job_description(a: &NexmarkArgs, input: &str) -> String {
     let size = a.input.as_ref().and_then(|p| std::fs::metadata(p).ok()).map_or(0, |m| m.len());
     format!(
         "weir nexmark --query {} input {input} ({size} bytes) rate {} seed {} max-drift-ms {} max-skew-ms {} \
-         max-in-flight {:?}",
-        a.query, a.rate, a.seed, a.max_drift_ms, a.max_skew_ms, a.max_in_flight
+         max-in-flight {:?} max-key-groups {:?}",
+        a.query, a.rate, a.seed, a.max_drift_ms, a.max_skew_ms, a.max_in_flight, a.max_key_groups
     )
 }
 
@@ -398,7 +413,10 @@ pub fn run(a: &NexmarkArgs) -> Result<Summary> {
     clear_previous_outputs(a)?;
     let started_at = unix_millis();
 
-    let p = Pipeline::new();
+    let mut p = Pipeline::new();
+    if let Some(groups) = a.max_key_groups {
+        p = p.with_max_key_groups(groups);
+    }
     let options =
         ReadOptions { max_skew: (a.max_skew_ms > 0).then(|| weir::model::Duration::from_millis(a.max_skew_ms)) };
     let (events, dead) = read_events_with(&p, &input, &options)?;

@@ -330,3 +330,32 @@ fn bench_against_a_baseline_reports_both_columns() {
     assert!(!missing.status.success());
     assert!(stderr(&missing).contains("--baseline /no/such/weir: no such executable"), "{}", stderr(&missing));
 }
+
+/// Key groups decide only where a key is processed, never the result; too
+/// few for the workers is a clear error before anything runs.
+#[test]
+fn key_groups_change_where_keys_go_not_the_result() {
+    let dir = tempfile::tempdir().unwrap();
+    let sha = |groups: Option<&str>, out: &str| {
+        let mut c = Command::new(WEIR);
+        c.args(["nexmark", "--quiet", "--query", "q5", "--events", "30000", "--workers", "2", "--out"])
+            .arg(dir.path().join(out));
+        if let Some(g) = groups {
+            c.args(["--max-key-groups", g]);
+        }
+        let o = c.output().unwrap();
+        assert!(o.status.success(), "{}", stderr(&o));
+        let summary = std::fs::read_to_string(dir.path().join(out).join("q5.summary.json")).unwrap();
+        let v: serde_json::Value = serde_json::from_str(&summary).unwrap();
+        v["sha256"].as_str().unwrap().to_string()
+    };
+    let default = sha(None, "default");
+    assert_eq!(sha(Some("2"), "two"), default);
+    assert_eq!(sha(Some("4099"), "many"), default);
+    let o = Command::new(WEIR)
+        .args(["nexmark", "--query", "q5", "--events", "100", "--workers", "3", "--max-key-groups", "2"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(stderr(&o).contains("3 workers but only 2 key groups"), "{}", stderr(&o));
+}

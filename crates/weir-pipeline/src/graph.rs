@@ -10,7 +10,7 @@ use weir_model::WindowingStrategy;
 use weir_runtime::keys::{KeyGroups, MAX_KEY_GROUPS_LIMIT};
 use weir_runtime::{
     Data, Graph, Metrics, Node, NodeCounters, NodeInput, NodeKind, PipelineError, Routing, RunResult, Runner,
-    WindowedValue, DEFAULT_MAX_KEY_GROUPS,
+    WindowedValue,
 };
 
 #[derive(Default)]
@@ -121,12 +121,15 @@ impl Pipeline {
         if let Some(e) = b.errors.first() {
             return Err(e.clone());
         }
-        let max_key_groups = b.max_key_groups.unwrap_or(DEFAULT_MAX_KEY_GROUPS);
-        KeyGroups::new(max_key_groups, 1)?;
-        Ok(Arc::new(Graph { nodes: b.nodes.clone(), max_key_groups }))
+        if let Some(n) = b.max_key_groups {
+            KeyGroups::new(n, 1)?;
+        }
+        Ok(Arc::new(Graph { nodes: b.nodes.clone(), max_key_groups: b.max_key_groups }))
     }
 
-    /// Set the number of key groups (default 128): the most workers that can
+    /// Set the number of key groups (default: 128, or more for a first run
+    /// on more than 85 workers; `weir_runtime::keys::default_key_groups`):
+    /// the most workers that can
     /// share this pipeline's keyed state, as Flink's maximum parallelism.
     /// Keys are spread over key groups by a stable hash, and each worker owns
     /// a contiguous range of them, so a checkpoint restores with any worker
@@ -135,7 +138,7 @@ impl Pipeline {
     /// ```
     /// use weir_pipeline::prelude::*;
     /// let p = Pipeline::new().with_max_key_groups(4096);
-    /// assert_eq!(p.build().unwrap().max_key_groups, 4096);
+    /// assert_eq!(p.build().unwrap().max_key_groups, Some(4096));
     /// assert!(Pipeline::new().with_max_key_groups(0).build().is_err());
     /// ```
     pub fn with_max_key_groups(self, n: u32) -> Self {

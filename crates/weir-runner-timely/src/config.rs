@@ -221,7 +221,7 @@ impl TimelyRunner {
         }
         let names: Vec<&str> = graph.nodes.iter().map(|n| n.name.as_str()).collect();
         d.push_str(&format!(
-            "pipeline of {} transforms ({}) over {} key groups, shape {:016x}",
+            "pipeline of {} transforms ({}) over {:?} key groups, shape {:016x}",
             names.len(),
             names.join(", "),
             graph.max_key_groups,

@@ -8,7 +8,7 @@ use serde::Serialize;
 use crate::batch::Batch;
 use crate::data::{Data, WindowedValue};
 use crate::error::PipelineError;
-use crate::keys::{key_hash, KeyGroups, DEFAULT_MAX_KEY_GROUPS};
+use crate::keys::{default_key_groups, key_hash, KeyGroups};
 use crate::metrics::{CounterSnapshot, Metrics, NodeCounters};
 use crate::operator::{Operator, Source, WorkerInfo};
 
@@ -111,14 +111,16 @@ pub struct Graph {
     /// The nodes.
     pub nodes: Vec<Node>,
     /// The number of key groups: the most workers that can share keyed
-    /// state, fixed for the life of the pipeline's checkpoints.
-    pub max_key_groups: u32,
+    /// state, fixed for the life of the pipeline's checkpoints. `None`:
+    /// chosen from the first run's worker count by
+    /// [`default_key_groups`](crate::keys::default_key_groups).
+    pub max_key_groups: Option<u32>,
 }
 
 impl Graph {
     /// A graph of `nodes` with the default number of key groups.
     pub fn new(nodes: Vec<Node>) -> Graph {
-        Graph { nodes, max_key_groups: DEFAULT_MAX_KEY_GROUPS }
+        Graph { nodes, max_key_groups: None }
     }
     /// Counters of every transform, by name.
     pub fn metrics(&self) -> Metrics {
@@ -127,7 +129,7 @@ impl Graph {
     /// How this graph's key groups spread over `workers` workers, or why
     /// they cannot.
     pub fn key_groups(&self, workers: usize) -> Result<KeyGroups, PipelineError> {
-        KeyGroups::new(self.max_key_groups, workers)
+        KeyGroups::new(self.max_key_groups.unwrap_or_else(|| default_key_groups(workers)), workers)
     }
 }
 

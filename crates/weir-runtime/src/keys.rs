@@ -8,7 +8,8 @@
 //! - Its **key hash** is XXH3-64 with seed 0 of those bytes (the
 //!   `xxhash-rust` crate, pinned exactly in the workspace).
 //! - Its **key group** is `hash % max_key_groups` (the pipeline's fixed
-//!   maximum parallelism, as Flink's; default [`DEFAULT_MAX_KEY_GROUPS`]).
+//!   maximum parallelism, as Flink's; by default [`default_key_groups`],
+//!   at least [`DEFAULT_MAX_KEY_GROUPS`]).
 //! - Worker `w` of `n` owns the contiguous key groups
 //!   `[w * max / n, (w + 1) * max / n)`; key group `g` belongs to worker
 //!   `g * n / max` (Flink's `computeOperatorIndexForKeyGroup`).
@@ -29,8 +30,23 @@ use serde::Serialize;
 
 use crate::error::PipelineError;
 
-/// Key groups of a pipeline unless it sets its own.
+/// The fewest key groups a pipeline gets unless it sets its own.
 pub const DEFAULT_MAX_KEY_GROUPS: u32 = 128;
+
+/// Key groups for a pipeline that sets none, run on `workers` workers
+/// (Flink's default maximum parallelism): `max(128, 1.5 x workers rounded
+/// up to a power of two)`, at most [`MAX_KEY_GROUPS_LIMIT`].
+///
+/// ```
+/// use weir_runtime::keys::default_key_groups;
+/// assert_eq!(default_key_groups(2), 128);
+/// assert_eq!(default_key_groups(100), 256);
+/// assert_eq!(default_key_groups(1 << 20), 1 << 15);
+/// ```
+pub fn default_key_groups(workers: usize) -> u32 {
+    let wanted = (workers + workers / 2).next_power_of_two().min(MAX_KEY_GROUPS_LIMIT as usize) as u32;
+    wanted.max(DEFAULT_MAX_KEY_GROUPS)
+}
 /// The most key groups a pipeline may have (as Flink's 2^15).
 pub const MAX_KEY_GROUPS_LIMIT: u32 = 1 << 15;
 

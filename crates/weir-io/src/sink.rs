@@ -65,15 +65,18 @@ impl ShardFile {
                 std::fs::create_dir_all(dir).map_err(|e| io_error(dir, e))?;
             }
             let f = File::create(&self.tmp).map_err(|e| io_error(&self.tmp, e))?;
-            self.writer = Some(BufWriter::with_capacity(1 << 16, f));
+            self.writer = Some(BufWriter::with_capacity(1 << 20, f));
         }
         Ok(self.writer.as_mut().expect("opened above"))
     }
 
     /// Append bytes.
     pub fn write_all(&mut self, bytes: &[u8]) -> Result<(), IoError> {
-        let tmp = self.tmp.clone();
-        self.writer()?.write_all(bytes).map_err(|e| io_error(&tmp, e))
+        if self.writer.is_none() {
+            self.writer()?;
+        }
+        let w = self.writer.as_mut().expect("opened above");
+        w.write_all(bytes).map_err(|e| io_error(&self.tmp, e))
     }
 
     /// Flush, sync (unless [`without_sync`](Self::without_sync)) and rename

@@ -368,7 +368,11 @@ impl<S: Split> SplitReader<S> {
         let k = self.next % live;
         self.next = self.next.wrapping_add(1);
         let s = self.splits.iter_mut().filter(|s| !s.done).nth(k).expect("k < live");
+        // Allocated here rather than right after the previous batch left:
+        // by now the consumer has usually freed that batch, and the
+        // allocator hands its (warm) memory back.
         self.records.clear();
+        self.records.reserve(max_records.min(1 << 16));
         let mut out = SplitOutput { records: &mut self.records, dead: &mut self.dead, transform: cx.name };
         if s.split.read(max_records, &mut out)? == ReadResult::Done {
             s.done = true;
@@ -399,8 +403,7 @@ impl<S: Split> Source for SplitReader<S> {
             }
         }
         NodeCounters::add(&cx.counters.elements_out, self.records.len() as u64);
-        let records = std::mem::replace(&mut self.records, Vec::with_capacity(max_records.min(1 << 16)));
-        cx.out.emit(0, records);
+        cx.out.emit(0, std::mem::take(&mut self.records));
         if !self.dead.is_empty() {
             if !self.dead_letters {
                 return Err(PipelineError::Internal(format!(

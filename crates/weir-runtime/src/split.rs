@@ -146,6 +146,13 @@ pub trait WatermarkEstimator: Send + 'static {
     fn observe(&mut self, t: Timestamp);
     /// The split's watermark now.
     fn watermark(&self) -> Timestamp;
+    /// Whether observing only the largest timestamp of a read gives the
+    /// same watermark as observing each one (true for estimators built on
+    /// the maximum): the reader then makes one call per read, not one per
+    /// record.
+    fn max_is_enough(&self) -> bool {
+        false
+    }
     /// The estimator's state, for a checkpoint (with the split's position).
     fn save(&self) -> Vec<u8> {
         Vec::new()
@@ -175,6 +182,9 @@ impl WatermarkEstimator for BoundedOutOfOrderness {
     fn observe(&mut self, t: Timestamp) {
         self.max_seen = self.max_seen.max(t);
     }
+    fn max_is_enough(&self) -> bool {
+        true
+    }
     fn watermark(&self) -> Timestamp {
         if self.max_seen == Timestamp::MIN {
             Timestamp::MIN
@@ -197,6 +207,9 @@ struct NoWatermark;
 
 impl WatermarkEstimator for NoWatermark {
     fn observe(&mut self, _: Timestamp) {}
+    fn max_is_enough(&self) -> bool {
+        true
+    }
     fn watermark(&self) -> Timestamp {
         Timestamp::MIN
     }
@@ -377,8 +390,14 @@ impl<S: Split> SplitReader<S> {
         if s.split.read(max_records, &mut out)? == ReadResult::Done {
             s.done = true;
         }
-        for v in &self.records {
-            s.estimator.observe(v.timestamp);
+        if s.estimator.max_is_enough() {
+            if let Some(max) = self.records.iter().map(|v| v.timestamp).max() {
+                s.estimator.observe(max);
+            }
+        } else {
+            for v in &self.records {
+                s.estimator.observe(v.timestamp);
+            }
         }
         let any = !self.records.is_empty();
         if any {

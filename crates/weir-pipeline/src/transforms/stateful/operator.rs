@@ -106,7 +106,8 @@ impl<D: StatefulDoFn> StatefulOp<D> {
         cx: &mut OpContext<'_>,
     ) -> OpResult {
         let gc = self.gc(&window);
-        let ck = (cx.key_groups.key_group(key_hash(key)), key.clone(), window);
+        let group = cx.key_groups.key_group(key_hash(key));
+        let ck = (group, key.clone(), window);
         if !self.cells.contains(&ck) {
             // A window with state is always in `windows`; one without may
             // not be yet.
@@ -114,7 +115,7 @@ impl<D: StatefulDoFn> StatefulOp<D> {
         }
         let mut requests = Vec::new();
         let mut error = None;
-        let cells = self.cells.cells(ck.clone());
+        let cells = self.cells.cells(ck);
         let before = cells.len() as u64;
         {
             let mut scx = StateContext {
@@ -138,7 +139,7 @@ impl<D: StatefulDoFn> StatefulOp<D> {
         let after = cells.len() as u64;
         self.live_cells = self.live_cells + after - before;
         if after == 0 {
-            self.cells.remove(&ck);
+            self.cells.remove(&(group, key.clone(), window));
         }
         if let Some(e) = error {
             return Err(cx.error(e));

@@ -261,6 +261,9 @@ struct Reading<S> {
     last_data: Option<Timestamp>,
     idle: bool,
     done: bool,
+    /// The state last published for observers (published again only when
+    /// it changes: a lock per changed split, not per split per poll).
+    published: Option<SplitState>,
 }
 
 impl<S: Split> Reading<S> {
@@ -317,6 +320,7 @@ impl<S: Split> SplitReader<S> {
                 last_data: None,
                 idle: false,
                 done: false,
+                published: None,
             })
             .collect();
         SplitReader {
@@ -369,6 +373,7 @@ impl<S: Split> SplitReader<S> {
             last_data: None,
             idle: false,
             done: handed.done,
+            published: None,
         });
     }
 
@@ -434,9 +439,12 @@ impl<S: Split> Source for SplitReader<S> {
             cx.out.emit(1, std::mem::take(&mut self.dead));
         }
         let from_splits = self.policy.from_splits;
-        for s in &self.splits {
+        for s in &mut self.splits {
             let state = SplitState { watermark: s.watermark(from_splits), idle: s.idle, done: s.done };
-            cx.counters.publish_split(&s.id, state);
+            if s.published != Some(state) {
+                cx.counters.publish_split(&s.id, state);
+                s.published = Some(state);
+            }
         }
         let mut active = self.splits.iter().filter(|s| !s.done && !s.idle).map(|s| s.watermark(from_splits)).peekable();
         let wm = if active.peek().is_some() {

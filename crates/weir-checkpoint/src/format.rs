@@ -1,0 +1,115 @@
+//! The on-disk envelope of every checkpoint file: a magic number, the
+//! format version, the kind of file, the payload's length, the payload
+//! (bincode), and an XXH3-64 checksum of everything before it.
+//!
+//! ```text
+//! b"WEIRCKPT" | version: u32 LE | kind: u8 | len: u64 LE | payload | xxh3-64: u64 LE
+//! ```
+//!
+//! A later Weir that changes a payload bumps [`FORMAT_VERSION`]; a file of
+//! another version is refused with [`CheckpointError::Version`], never
+//! misread.
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::error::{CheckpointError, Result};
+
+/// The magic number that starts every checkpoint file.
+pub const MAGIC: &[u8; 8] = b"WEIRCKPT";
+/// The format version this build writes and reads.
+pub const FORMAT_VERSION: u32 = 1;
+const HEADER: usize = 8 + 4 + 1 + 8;
+
+/// What a checkpoint file holds.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Kind {
+    /// One worker's state for one epoch.
+    WorkerState = 1,
+    /// A checkpoint's manifest (written last: it commits the checkpoint).
+    Manifest = 2,
+    /// The marker of a run that completed.
+    Completed = 3,
+}
+
+/// Encode `payload` as a file of `kind`.
+///
+/// ```
+/// use weir_checkpoint::format::{decode, encode, Kind};
+/// let bytes = encode(Kind::Manifest, &(7u64, "x".to_string()));
+/// let back: (u64, String) = decode("m", Kind::Manifest, &bytes).unwrap();
+/// assert_eq!(back, (7, "x".to_string()));
+/// let mut flipped = bytes.clone();
+/// flipped[30] ^= 1;
+/// assert!(decode::<(u64, String)>("m", Kind::Manifest, &flipped).is_err());
+/// assert!(decode::<(u64, String)>("m", Kind::Manifest, &bytes[..bytes.len() - 1]).is_err());
+/// ```
+pub fn encode<T: Serialize>(kind: Kind, payload: &T) -> Vec<u8> {
+    let body = bincode::serialize(payload).expect("checkpoint payloads are plain data");
+    let mut out = Vec::with_capacity(HEADER + body.len() + 8);
+    out.extend_from_slice(MAGIC);
+    out.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
+    out.push(kind as u8);
+    out.extend_from_slice(&(body.len() as u64).to_le_bytes());
+    out.extend_from_slice(&body);
+    let sum = xxhash_rust::xxh3::xxh3_64(&out);
+    out.extend_from_slice(&sum.to_le_bytes());
+    out
+}
+
+/// Decode a file of `kind` named `file` (for messages), checking its
+/// magic number, version, kind, length and checksum.
+pub fn decode<T: DeserializeOwned>(file: &str, kind: Kind, bytes: &[u8]) -> Result<T> {
+    let corrupt = |reason: String| CheckpointError::Corrupt { file: file.to_string(), reason };
+    if bytes.len() < HEADER + 8 || &bytes[..8] != MAGIC {
+        return Err(corrupt(format!("not a Weir checkpoint file ({} bytes)", bytes.len())));
+    }
+    let version = u32::from_le_bytes(bytes[8..12].try_into().expect("4 bytes"));
+    let len = u64::from_le_bytes(bytes[13..21].try_into().expect("8 bytes"));
+    if (bytes.len() - HEADER - 8) as u64 != len {
+        return Err(corrupt(format!("truncated or padded: {} payload bytes, the header says {len}", bytes.len() - HEADER - 8)));
+    }
+    let (content, sum) = bytes.split_at(bytes.len() - 8);
+    if xxhash_rust::xxh3::xxh3_64(content) != u64::from_le_bytes(sum.try_into().expect("8 bytes")) {
+        return Err(corrupt("checksum mismatch".into()));
+    }
+    if version != FORMAT_VERSION {
+        return Err(CheckpointError::Version { file: file.to_string(), found: version, supported: FORMAT_VERSION });
+    }
+    if bytes[12] != kind as u8 {
+        return Err(corrupt(format!("a file of kind {}, expected {:?}", bytes[12], kind)));
+    }
+    bincode::deserialize(&content[HEADER..]).map_err(|e| corrupt(format!("undecodable payload: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_single_bit_flip_is_detected() {
+        let bytes = encode(Kind::WorkerState, &vec![1u8, 2, 3, 4, 5]);
+        for i in 0..bytes.len() {
+            for bit in 0..8 {
+                let mut b = bytes.clone();
+                b[i] ^= 1 << bit;
+                assert!(decode::<Vec<u8>>("f", Kind::WorkerState, &b).is_err(), "byte {i} bit {bit}");
+            }
+        }
+        assert_eq!(decode::<Vec<u8>>("f", Kind::WorkerState, &bytes).unwrap(), vec![1, 2, 3, 4, 5]);
+    }
+
+    #[test]
+    fn another_version_or_kind_is_refused_clearly() {
+        let mut bytes = encode(Kind::Manifest, &1u64);
+        bytes[8] = 9;
+        let n = bytes.len();
+        let sum = xxhash_rust::xxh3::xxh3_64(&bytes[..n - 8]);
+        bytes[n - 8..].copy_from_slice(&sum.to_le_bytes());
+        let e = decode::<u64>("MANIFEST", Kind::Manifest, &bytes).unwrap_err();
+        assert!(e.to_string().contains("format version 9"), "{e}");
+        let e = decode::<u64>("MANIFEST", Kind::WorkerState, &encode(Kind::Manifest, &1u64)).unwrap_err();
+        assert!(e.to_string().contains("expected WorkerState"), "{e}");
+    }
+}

@@ -1,0 +1,368 @@
+//! # weir-checkpoint
+//!
+//! Checkpoint storage for Weir's fault-tolerant local state.
+//!
+//! A checkpoint of epoch `e` is a folder `chk-<e>/` holding one state file
+//! per worker (every operator's state and every source's positions on that
+//! worker, taken when epoch `e` completed there) and, written last, a
+//! `MANIFEST` created with an atomic conditional create: a checkpoint
+//! without a manifest is partial and never restored. Every file carries a
+//! format version and a checksum ([`format`]). A run that completed leaves
+//! a `COMPLETED` marker.
+//!
+//! [`Checkpoints`] writes, commits, selects for recovery (skipping partial
+//! or corrupt checkpoints, refusing another job's location), lists and
+//! retains checkpoints over any [`CheckpointStore`].
+
+#![warn(missing_docs)]
+
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+pub mod error;
+pub mod format;
+mod store;
+
+pub use error::{CheckpointError, Result};
+use format::Kind;
+pub use store::{CheckpointStore, LocalDir};
+
+/// The state of one transform instance in a worker's state file.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum NodeState {
+    /// An operator's snapshot.
+    Operator(Vec<u8>),
+    /// A source's position: one encoded position per split id.
+    Source(Vec<(String, Vec<u8>)>),
+}
+
+/// One transform instance's entry.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeEntry {
+    /// The node's index in the pipeline graph.
+    pub node: u32,
+    /// The transform's name (checked on restore).
+    pub name: String,
+    /// The instance had finished (its input was done) when snapshotted.
+    pub finished: bool,
+    /// Its state.
+    pub state: NodeState,
+}
+
+/// One worker's state for one epoch.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WorkerState {
+    /// The epoch.
+    pub epoch: u64,
+    /// The worker's index.
+    pub worker: u32,
+    /// Every transform instance of the worker, by node index.
+    pub nodes: Vec<NodeEntry>,
+}
+
+/// A file of a checkpoint, as its manifest lists it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileEntry {
+    /// The name in the store.
+    pub name: String,
+    /// Its size in bytes.
+    pub size: u64,
+}
+
+/// The job a checkpoint location belongs to.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobId {
+    /// A description of the pipeline (its transforms and shape).
+    pub description: String,
+    /// A hash of the description.
+    pub fingerprint: u64,
+}
+
+/// What commits a checkpoint.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Manifest {
+    /// The checkpoint's epoch.
+    pub epoch: u64,
+    /// The job that took it.
+    pub job: JobId,
+    /// Workers of the run that took it (over all processes).
+    pub workers: u32,
+    /// Processes of the run that took it.
+    pub processes: u32,
+    /// When it was committed (milliseconds since the Unix epoch).
+    pub created_unix_ms: u64,
+    /// A savepoint: kept outside retention.
+    pub savepoint: bool,
+    /// The state files, one per worker.
+    pub files: Vec<FileEntry>,
+}
+
+/// The marker of a completed run.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Completed {
+    /// The job.
+    pub job: JobId,
+    /// The last epoch of the run.
+    pub epoch: u64,
+    /// When it completed (milliseconds since the Unix epoch).
+    pub completed_unix_ms: u64,
+}
+
+/// What a run starts from.
+#[derive(Debug)]
+pub enum Recovery {
+    /// No checkpoint: from the beginning.
+    Fresh,
+    /// The job already completed here.
+    Completed(Completed),
+    /// Resume from this checkpoint; every worker's state, verified.
+    Resume {
+        /// The checkpoint restored.
+        manifest: Manifest,
+        /// Every worker's state, by worker index.
+        states: Vec<WorkerState>,
+        /// Newer checkpoints that were skipped, and why (log them).
+        skipped: Vec<String>,
+    },
+}
+
+/// One checkpoint as [`Checkpoints::scan`] finds it.
+#[derive(Clone, Debug)]
+pub struct CheckpointInfo {
+    /// The epoch.
+    pub epoch: u64,
+    /// Its manifest, if it is complete.
+    pub manifest: Option<Manifest>,
+    /// Why it is not usable (no manifest, or a bad one).
+    pub problem: Option<String>,
+    /// Every file in its folder, with its size.
+    pub files: Vec<(String, u64)>,
+}
+
+const COMPLETED: &str = "COMPLETED";
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+}
+
+/// Checkpoints in one store.
+#[derive(Clone, Debug)]
+pub struct Checkpoints {
+    store: Arc<dyn CheckpointStore>,
+}
+
+impl Checkpoints {
+    /// Checkpoints kept in `store`.
+    pub fn new(store: Arc<dyn CheckpointStore>) -> Self {
+        Checkpoints { store }
+    }
+
+    /// The store's location (for messages).
+    pub fn location(&self) -> String {
+        self.store.location()
+    }
+
+    fn folder(epoch: u64) -> String {
+        format!("chk-{epoch:020}/")
+    }
+
+    /// The name of worker `worker`'s state file of `epoch`.
+    pub fn state_name(epoch: u64, worker: u32) -> String {
+        format!("{}worker-{worker:05}.state", Self::folder(epoch))
+    }
+
+    fn manifest_name(epoch: u64) -> String {
+        format!("{}MANIFEST", Self::folder(epoch))
+    }
+
+    /// Write one worker's state for its epoch (atomically; retried by the caller).
+    pub fn write_state(&self, state: &WorkerState) -> Result<u64> {
+        let bytes = format::encode(Kind::WorkerState, state);
+        self.store.put(&Self::state_name(state.epoch, state.worker), &bytes)?;
+        Ok(bytes.len() as u64)
+    }
+
+    /// Commit checkpoint `epoch`: check that every worker's state file is
+    /// there, then create its manifest. `Ok(None)` if a state file is
+    /// missing (the checkpoint failed and stays partial).
+    pub fn commit(
+        &self,
+        epoch: u64,
+        job: &JobId,
+        workers: u32,
+        processes: u32,
+        savepoint: bool,
+    ) -> Result<Option<Manifest>> {
+        let listed = self.store.list(&Self::folder(epoch))?;
+        let mut files = Vec::with_capacity(workers as usize);
+        for w in 0..workers {
+            let name = Self::state_name(epoch, w);
+            match listed.iter().find(|(n, _)| *n == name) {
+                Some((_, size)) => files.push(FileEntry { name, size: *size }),
+                None => return Ok(None),
+            }
+        }
+        let manifest = Manifest {
+            epoch,
+            job: job.clone(),
+            workers,
+            processes,
+            created_unix_ms: now_ms(),
+            savepoint,
+            files,
+        };
+        if !self.store.put_new(&Self::manifest_name(epoch), &format::encode(Kind::Manifest, &manifest))? {
+            return Err(CheckpointError::Storage {
+                location: self.location(),
+                message: format!("the manifest of checkpoint {epoch} exists already: is another run using this location?"),
+            });
+        }
+        Ok(Some(manifest))
+    }
+
+    /// Every checkpoint folder, oldest first, with its manifest if it has
+    /// a valid one.
+    pub fn scan(&self) -> Result<Vec<CheckpointInfo>> {
+        let mut by_epoch: std::collections::BTreeMap<u64, Vec<(String, u64)>> = Default::default();
+        for (name, size) in self.store.list("chk-")? {
+            let epoch = name.strip_prefix("chk-").and_then(|r| r.split('/').next()).and_then(|e| e.parse::<u64>().ok());
+            if let Some(e) = epoch {
+                by_epoch.entry(e).or_default().push((name, size));
+            }
+        }
+        let mut out = Vec::new();
+        for (epoch, files) in by_epoch {
+            let (manifest, problem) = match files.iter().find(|(n, _)| n.ends_with("/MANIFEST")) {
+                None => (None, Some("no manifest: partial".to_string())),
+                Some((name, _)) => match self.store.get(name)? {
+                    None => (None, Some("no manifest: partial".to_string())),
+                    Some(bytes) => match format::decode::<Manifest>(name, Kind::Manifest, &bytes) {
+                        Ok(m) => (Some(m), None),
+                        Err(e) => (None, Some(e.to_string())),
+                    },
+                },
+            };
+            out.push(CheckpointInfo { epoch, manifest, problem, files });
+        }
+        Ok(out)
+    }
+
+    /// Whether the location holds anything of Weir's.
+    fn is_empty(&self) -> Result<bool> {
+        Ok(self.store.list("chk-")?.is_empty() && self.store.get(COMPLETED)?.is_none())
+    }
+
+    /// Choose what a run of `job` starts from: the newest complete and
+    /// intact checkpoint (every state file read and checked). Newer
+    /// partial or corrupt ones are skipped (their reasons returned). If
+    /// checkpoints exist and none is usable, refuse, unless
+    /// `allow_start_over`. Another job's location is refused.
+    pub fn recover(&self, job: &JobId, allow_start_over: bool) -> Result<Recovery> {
+        if self.is_empty()? {
+            return Ok(Recovery::Fresh);
+        }
+        let other = |found: &JobId| CheckpointError::OtherJob {
+            location: self.location(),
+            found: found.description.clone(),
+            expected: job.description.clone(),
+        };
+        if let Some(bytes) = self.store.get(COMPLETED)? {
+            let c: Completed = format::decode(COMPLETED, Kind::Completed, &bytes)?;
+            if c.job.fingerprint != job.fingerprint {
+                return Err(other(&c.job));
+            }
+            return Ok(Recovery::Completed(c));
+        }
+        let mut skipped = Vec::new();
+        for info in self.scan()?.into_iter().rev() {
+            let Some(manifest) = info.manifest else {
+                skipped.push(format!("checkpoint {}: {}", info.epoch, info.problem.unwrap_or_default()));
+                continue;
+            };
+            if manifest.job.fingerprint != job.fingerprint {
+                return Err(other(&manifest.job));
+            }
+            match self.load_all(&manifest) {
+                Ok(states) => return Ok(Recovery::Resume { manifest, states, skipped }),
+                Err(e) => skipped.push(format!("checkpoint {}: {e}", info.epoch)),
+            }
+        }
+        if allow_start_over {
+            return Ok(Recovery::Fresh);
+        }
+        Err(CheckpointError::NoneUsable { location: self.location(), reasons: skipped.join("; ") })
+    }
+
+    /// Read and check every state file of `manifest`.
+    pub fn load_all(&self, manifest: &Manifest) -> Result<Vec<WorkerState>> {
+        let mut states = Vec::with_capacity(manifest.files.len());
+        for (w, f) in manifest.files.iter().enumerate() {
+            let bytes = self.store.get(&f.name)?.ok_or_else(|| CheckpointError::Corrupt {
+                file: f.name.clone(),
+                reason: "missing".into(),
+            })?;
+            if bytes.len() as u64 != f.size {
+                return Err(CheckpointError::Corrupt {
+                    file: f.name.clone(),
+                    reason: format!("{} bytes, the manifest says {}", bytes.len(), f.size),
+                });
+            }
+            let state: WorkerState = format::decode(&f.name, Kind::WorkerState, &bytes)?;
+            if state.epoch != manifest.epoch || state.worker as usize != w {
+                return Err(CheckpointError::Corrupt {
+                    file: f.name.clone(),
+                    reason: format!("holds worker {} of epoch {}", state.worker, state.epoch),
+                });
+            }
+            states.push(state);
+        }
+        Ok(states)
+    }
+
+    /// Remove every checkpoint folder newer than `epoch` (left by a run
+    /// that crashed before committing them).
+    pub fn discard_after(&self, epoch: Option<u64>) -> Result<()> {
+        for info in self.scan()? {
+            if epoch.is_none_or(|e| info.epoch > e) {
+                for (name, _) in &info.files {
+                    self.store.delete(name)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Keep the newest `keep` complete checkpoints (at least 1), every
+    /// savepoint, and anything newer than the newest complete one (being
+    /// written); remove the rest. Returns the epochs removed.
+    pub fn retain(&self, keep: usize) -> Result<Vec<u64>> {
+        let infos = self.scan()?;
+        let complete: Vec<u64> =
+            infos.iter().filter(|i| i.manifest.as_ref().is_some_and(|m| !m.savepoint)).map(|i| i.epoch).collect();
+        let Some(&oldest_kept) = complete.iter().rev().take(keep.max(1)).last() else { return Ok(Vec::new()) };
+        let mut removed = Vec::new();
+        for info in infos {
+            let savepoint = info.manifest.as_ref().is_some_and(|m| m.savepoint);
+            if info.epoch < oldest_kept && !savepoint {
+                // The manifest goes first: a folder being removed is partial.
+                let mut files = info.files.clone();
+                files.sort_by_key(|(n, _)| !n.ends_with("/MANIFEST"));
+                for (name, _) in &files {
+                    self.store.delete(name)?;
+                }
+                removed.push(info.epoch);
+            }
+        }
+        Ok(removed)
+    }
+
+    /// Mark the job completed at `epoch`.
+    pub fn mark_completed(&self, job: &JobId, epoch: u64) -> Result<()> {
+        let c = Completed { job: job.clone(), epoch, completed_unix_ms: now_ms() };
+        self.store.put(COMPLETED, &format::encode(Kind::Completed, &c))
+    }
+}
+
+#[cfg(test)]
+mod tests;

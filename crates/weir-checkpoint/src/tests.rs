@@ -1,0 +1,124 @@
+use super::*;
+
+fn job(d: &str) -> JobId {
+    JobId { description: d.to_string(), fingerprint: xxhash_rust::xxh3::xxh3_64(d.as_bytes()) }
+}
+
+fn state(epoch: u64, worker: u32) -> WorkerState {
+    WorkerState {
+        epoch,
+        worker,
+        nodes: vec![NodeEntry {
+            node: 0,
+            name: "Count".into(),
+            finished: false,
+            state: NodeState::Operator(format!("state {epoch} {worker}").into_bytes()),
+        }],
+    }
+}
+
+/// A store with complete checkpoints 1..=n of two workers.
+fn with_checkpoints(n: u64) -> (tempfile::TempDir, Checkpoints) {
+    let dir = tempfile::tempdir().unwrap();
+    let c = Checkpoints::new(Arc::new(LocalDir::new(dir.path())));
+    for e in 1..=n {
+        for w in 0..2 {
+            c.write_state(&state(e, w)).unwrap();
+        }
+        c.commit(e, &job("q5"), 2, 1, false).unwrap().unwrap();
+    }
+    (dir, c)
+}
+
+fn resumed_epoch(r: Recovery) -> (u64, Vec<String>) {
+    match r {
+        Recovery::Resume { manifest, states, skipped } => {
+            assert_eq!(states, vec![state(manifest.epoch, 0), state(manifest.epoch, 1)]);
+            (manifest.epoch, skipped)
+        }
+        other => panic!("expected a resume, got {other:?}"),
+    }
+}
+
+#[test]
+fn the_newest_complete_checkpoint_is_restored_and_partial_ones_skipped() {
+    let (_d, c) = with_checkpoints(3);
+    // Epoch 4 was being written when the run died: one state file, no manifest.
+    c.write_state(&state(4, 0)).unwrap();
+    let (epoch, skipped) = resumed_epoch(c.recover(&job("q5"), false).unwrap());
+    assert_eq!(epoch, 3);
+    assert_eq!(skipped, vec!["checkpoint 4: no manifest: partial".to_string()]);
+    // A commit with a missing state file does not commit.
+    assert!(c.commit(4, &job("q5"), 2, 1, false).unwrap().is_none());
+    c.discard_after(Some(3)).unwrap();
+    assert!(c.scan().unwrap().iter().all(|i| i.epoch <= 3));
+}
+
+#[test]
+fn corrupt_checkpoints_fall_back_to_the_previous_one() {
+    let (dir, c) = with_checkpoints(4);
+    let p = |e: u64, f: &str| dir.path().join(format!("chk-{e:020}/{f}"));
+    // 4: a flipped bit in the manifest.
+    let mut m = std::fs::read(p(4, "MANIFEST")).unwrap();
+    m[25] ^= 0x10;
+    std::fs::write(p(4, "MANIFEST"), m).unwrap();
+    // 3: a truncated state file.
+    let s = std::fs::read(p(3, "worker-00001.state")).unwrap();
+    std::fs::write(p(3, "worker-00001.state"), &s[..s.len() - 3]).unwrap();
+    // 2: a missing state file.
+    std::fs::remove_file(p(2, "worker-00000.state")).unwrap();
+    let (epoch, skipped) = resumed_epoch(c.recover(&job("q5"), false).unwrap());
+    assert_eq!(epoch, 1);
+    assert_eq!(skipped.len(), 3, "{skipped:?}");
+    assert!(skipped[0].contains("checksum mismatch"), "{skipped:?}");
+    assert!(skipped[1].contains("worker-00001.state"), "{skipped:?}");
+    assert!(skipped[2].contains("missing"), "{skipped:?}");
+}
+
+#[test]
+fn no_usable_checkpoint_refuses_to_start_unless_asked() {
+    let (dir, c) = with_checkpoints(1);
+    // A manifest of a version this build does not read (checksum fixed up).
+    let path = dir.path().join(format!("chk-{:020}/MANIFEST", 1));
+    let mut m = std::fs::read(&path).unwrap();
+    m[8..12].copy_from_slice(&7u32.to_le_bytes());
+    let n = m.len();
+    let sum = xxhash_rust::xxh3::xxh3_64(&m[..n - 8]);
+    m[n - 8..].copy_from_slice(&sum.to_le_bytes());
+    std::fs::write(&path, m).unwrap();
+    let e = c.recover(&job("q5"), false).unwrap_err().to_string();
+    assert!(e.contains("none is usable") && e.contains("format version 7"), "{e}");
+    assert!(matches!(c.recover(&job("q5"), true).unwrap(), Recovery::Fresh));
+}
+
+#[test]
+fn another_jobs_location_is_refused_and_completion_is_remembered() {
+    let (_d, c) = with_checkpoints(2);
+    let e = c.recover(&job("q11"), true).unwrap_err().to_string();
+    assert!(e.contains("belongs to another job") && e.contains("\"q5\""), "{e}");
+    c.mark_completed(&job("q5"), 2).unwrap();
+    assert!(matches!(c.recover(&job("q5"), false).unwrap(), Recovery::Completed(Completed { epoch: 2, .. })));
+    assert!(c.recover(&job("q11"), false).is_err());
+}
+
+#[test]
+fn retention_keeps_the_newest_complete_checkpoints_and_savepoints() {
+    let (_d, c) = with_checkpoints(2);
+    for w in 0..2 {
+        c.write_state(&state(3, w)).unwrap();
+    }
+    c.commit(3, &job("q5"), 2, 1, true).unwrap().unwrap();
+    for e in 4..=6 {
+        for w in 0..2 {
+            c.write_state(&state(e, w)).unwrap();
+        }
+        c.commit(e, &job("q5"), 2, 1, false).unwrap().unwrap();
+    }
+    c.write_state(&state(7, 0)).unwrap();
+    assert_eq!(c.retain(2).unwrap(), vec![1, 2, 4]);
+    let left: Vec<u64> = c.scan().unwrap().iter().map(|i| i.epoch).collect();
+    assert_eq!(left, vec![3, 5, 6, 7]);
+    // Never fewer than one complete checkpoint.
+    c.retain(0).unwrap();
+    assert_eq!(resumed_epoch(c.recover(&job("q5"), false).unwrap()).0, 6);
+}

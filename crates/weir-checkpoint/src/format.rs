@@ -68,7 +68,10 @@ pub fn decode<T: DeserializeOwned>(file: &str, kind: Kind, bytes: &[u8]) -> Resu
     let version = u32::from_le_bytes(bytes[8..12].try_into().expect("4 bytes"));
     let len = u64::from_le_bytes(bytes[13..21].try_into().expect("8 bytes"));
     if (bytes.len() - HEADER - 8) as u64 != len {
-        return Err(corrupt(format!("truncated or padded: {} payload bytes, the header says {len}", bytes.len() - HEADER - 8)));
+        return Err(corrupt(format!(
+            "truncated or padded: {} payload bytes, the header says {len}",
+            bytes.len() - HEADER - 8
+        )));
     }
     let (content, sum) = bytes.split_at(bytes.len() - 8);
     if xxhash_rust::xxh3::xxh3_64(content) != u64::from_le_bytes(sum.try_into().expect("8 bytes")) {

@@ -203,19 +203,14 @@ impl Checkpoints {
                 None => return Ok(None),
             }
         }
-        let manifest = Manifest {
-            epoch,
-            job: job.clone(),
-            workers,
-            processes,
-            created_unix_ms: now_ms(),
-            savepoint,
-            files,
-        };
+        let manifest =
+            Manifest { epoch, job: job.clone(), workers, processes, created_unix_ms: now_ms(), savepoint, files };
         if !self.store.put_new(&Self::manifest_name(epoch), &format::encode(Kind::Manifest, &manifest))? {
             return Err(CheckpointError::Storage {
                 location: self.location(),
-                message: format!("the manifest of checkpoint {epoch} exists already: is another run using this location?"),
+                message: format!(
+                    "the manifest of checkpoint {epoch} exists already: is another run using this location?"
+                ),
             });
         }
         Ok(Some(manifest))
@@ -298,10 +293,10 @@ impl Checkpoints {
     pub fn load_all(&self, manifest: &Manifest) -> Result<Vec<WorkerState>> {
         let mut states = Vec::with_capacity(manifest.files.len());
         for (w, f) in manifest.files.iter().enumerate() {
-            let bytes = self.store.get(&f.name)?.ok_or_else(|| CheckpointError::Corrupt {
-                file: f.name.clone(),
-                reason: "missing".into(),
-            })?;
+            let bytes = self
+                .store
+                .get(&f.name)?
+                .ok_or_else(|| CheckpointError::Corrupt { file: f.name.clone(), reason: "missing".into() })?;
             if bytes.len() as u64 != f.size {
                 return Err(CheckpointError::Corrupt {
                     file: f.name.clone(),
@@ -340,7 +335,8 @@ impl Checkpoints {
         let infos = self.scan()?;
         let complete: Vec<u64> =
             infos.iter().filter(|i| i.manifest.as_ref().is_some_and(|m| !m.savepoint)).map(|i| i.epoch).collect();
-        let Some(&oldest_kept) = complete.iter().rev().take(keep.max(1)).last() else { return Ok(Vec::new()) };
+        let keep = keep.max(1);
+        let Some(&oldest_kept) = complete.get(complete.len().saturating_sub(keep)) else { return Ok(Vec::new()) };
         let mut removed = Vec::new();
         for info in infos {
             let savepoint = info.manifest.as_ref().is_some_and(|m| m.savepoint);

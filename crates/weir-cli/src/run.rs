@@ -82,6 +82,43 @@ pub struct NexmarkArgs {
     /// Print every transform's counters (in, out, dropped, dead letters) to stderr at the end.
     #[arg(long)]
     pub metrics: bool,
+    /// Checkpoint the run into this folder, and resume from its last
+    /// complete checkpoint: the same command run again continues a killed
+    /// run and ends with exactly the output of an uninterrupted one (rows
+    /// are committed with each checkpoint). A completed run is not run
+    /// again. The folder belongs to this job: another query, input or
+    /// configuration is refused.
+    #[arg(long)]
+    pub checkpoint_dir: Option<PathBuf>,
+    /// Time between checkpoints: `500ms`, `1s`, `2m`.
+    #[arg(long, default_value = "1s", value_parser = parse_duration)]
+    pub checkpoint_interval: Duration,
+    /// Complete checkpoints kept.
+    #[arg(long, default_value_t = 3)]
+    pub checkpoint_retain: usize,
+    /// If the checkpoint folder holds checkpoints but none is usable
+    /// (corrupt), start from the beginning instead of refusing to run.
+    #[arg(long)]
+    pub start_over_if_unusable: bool,
+}
+
+/// `500ms`, `1s`, `1.5s`, `2m`, `1h` (a bare number is seconds).
+pub fn parse_duration(s: &str) -> std::result::Result<Duration, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: f64 = num.parse().map_err(|_| format!("'{s}' is not a duration (like 500ms, 1s, 2m)"))?;
+    let secs = match unit.trim() {
+        "ms" => n / 1000.0,
+        "" | "s" => n,
+        "m" | "min" => n * 60.0,
+        "h" => n * 3600.0,
+        other => return Err(format!("unknown unit '{other}' in '{s}': use ms, s, m or h")),
+    };
+    if !(secs > 0.0 && secs.is_finite()) {
+        return Err(format!("'{s}' must be a positive duration"));
+    }
+    Ok(Duration::from_secs_f64(secs))
 }
 
 /// What a run measured.
@@ -307,6 +344,12 @@ fn write_lines(path: &Path, lines: &[&[u8]]) -> Result<String> {
 }
 
 fn flow_control(mut r: TimelyRunner, a: &NexmarkArgs) -> TimelyRunner {
+    if let Some(dir) = &a.checkpoint_dir {
+        let cfg = weir::CheckpointConfig::local(dir.join("checkpoints"), a.checkpoint_interval)
+            .retain(a.checkpoint_retain)
+            .start_over_if_unusable(a.start_over_if_unusable);
+        r = r.with_checkpoints(cfg);
+    }
     if let Some(n) = a.max_in_flight {
         r = r.with_max_in_flight(n);
     }
@@ -319,6 +362,12 @@ fn flow_control(mut r: TimelyRunner, a: &NexmarkArgs) -> TimelyRunner {
 fn validate(a: &NexmarkArgs) -> Result<()> {
     if a.input.is_none() && a.events.is_none() {
         bail!("say where the events come from: --input FILE_OR_FOLDER, or --events N for the built-in generator");
+    }
+    if a.checkpoint_dir.is_some() && a.reference_runner {
+        bail!("--checkpoint-dir needs the Timely runner: drop --reference-runner");
+    }
+    if a.checkpoint_retain == 0 {
+        bail!("--checkpoint-retain must be at least 1");
     }
     if a.workers == Some(0) {
         bail!("--workers must be at least 1");
@@ -406,7 +455,8 @@ pub fn run(a: &NexmarkArgs) -> Result<Summary> {
         }
         Box::new(flow_control(r, a))
     } else {
-        Box::new(flow_control(TimelyRunner::threads(workers), a))
+        let r = TimelyRunner::threads(workers).with_job_description(job_description(a, &input_name));
+        Box::new(flow_control(r, a))
     };
     std::fs::create_dir_all(&a.out).with_context(|| format!("creating {}", a.out.display()))?;
     refuse_reading_own_outputs(a)?;
@@ -425,12 +475,24 @@ pub fn run(a: &NexmarkArgs) -> Result<Summary> {
     if parts.exists() {
         std::fs::remove_dir_all(&parts).with_context(|| format!("removing {}", parts.display()))?;
     }
-    let rows = weir_nexmark::CsvOutput::spilling_to(&parts);
+    // Checkpointed: rows and dead letters are committed with each
+    // checkpoint into the checkpoint folder (shared by every process),
+    // and the result is rebuilt from what was committed.
+    let transactional = a.checkpoint_dir.as_ref().map(|d| d.join("output"));
+    let (rows, dead_rows) = match &transactional {
+        Some(out) => (
+            weir_nexmark::CsvOutput::transactional(out.join(a.query.name())),
+            weir_nexmark::CsvOutput::transactional(out.join("dead-letters")),
+        ),
+        None => (weir_nexmark::CsvOutput::spilling_to(&parts), weir_nexmark::CsvOutput::in_memory()),
+    };
     a.query.build_into(&events, &rows);
-    let dead_rows = weir::pipeline::ElementwiseExt::map(&dead, |d: weir::io::DeadLetter| {
+    weir::pipeline::ElementwiseExt::map(&dead, |d: weir::io::DeadLetter| {
         weir_nexmark::Raw(format!("{}: {}: {}", d.file, d.reason, d.line))
     })
-    .write_csv();
+    .write_csv_into(&dead_rows);
+    // Every process's committed output is read by process 0.
+    let read_here = transactional.is_none() || a.process_index == 0;
 
     let progress = Progress::start(p.metrics(), total);
     let started = Instant::now();
@@ -454,7 +516,9 @@ pub fn run(a: &NexmarkArgs) -> Result<Summary> {
     // On a cluster each process leaves its parts (rows, dead letters,
     // figures) named after this run; process 0 gathers exactly those.
     let part = |i: usize, ext: &str| a.out.join(format!("{}.part-{i}-of-{}.{run_id}.{ext}", a.query, a.processes));
-    let dead_buffers = dead_rows.take_buffers()?;
+    let dead_buffers = if read_here { dead_rows.take_buffers()? } else { Vec::new() };
+    let dead_letters =
+        if transactional.is_some() { weir_nexmark::sorted_lines(&dead_buffers).len() as u64 } else { dead_letters };
     if a.processes > 1 && a.process_index != 0 {
         write_atomic(&part(a.process_index, "dead"), &dead_buffers.concat())?;
     } else if dead_letters > 0 || a.processes > 1 {
@@ -511,7 +575,16 @@ pub fn run(a: &NexmarkArgs) -> Result<Summary> {
         runner: runner_name,
         input: input_name,
     };
-    let mut buffers = rows.take_buffers().with_context(|| format!("reading the rows back from {}", parts.display()))?;
+    let mut buffers = if read_here {
+        rows.take_buffers().with_context(|| format!("reading the rows back from {}", parts.display()))?
+    } else {
+        Vec::new()
+    };
+    if let Some(r) = result.recovery.as_ref() {
+        if let Some(e) = r.resumed_from {
+            eprintln!("weir: resumed from checkpoint {e}: the event count covers what this run read after it");
+        }
+    }
     let _ = std::fs::remove_dir(&parts);
     if a.processes > 1 {
         if a.process_index != 0 {
@@ -599,9 +672,11 @@ fn clear_previous_outputs(a: &NexmarkArgs) -> Result<()> {
     let mine = |name: &str| {
         let own_part = name.starts_with(&format!("{q}.part-{}-of-", a.process_index));
         let own_spill = name == format!(".{q}.rows-{}", a.process_index);
+        // A checkpointed run replaces its results atomically at the end
+        // (a completed one with the same bytes): they stay until then.
+        let checkpointed = a.checkpoint_dir.is_some();
         let results = a.process_index == 0
-            && (name == format!("{q}.csv")
-                || name == format!("{q}.summary.json")
+            && ((!checkpointed && (name == format!("{q}.csv") || name == format!("{q}.summary.json")))
                 || name == format!("{q}.dead-letters.txt")
                 || name.starts_with(&format!("{q}.part-"))
                 || (name.starts_with(&format!("{q}.")) && name.ends_with(".inprogress")));

@@ -23,6 +23,7 @@ use std::sync::Arc;
 
 use serde::de::DeserializeOwned;
 
+pub mod epochs;
 pub mod sink;
 pub mod stripes;
 use sink::ShardFile;
@@ -438,6 +439,11 @@ struct StdoutOp<T, F> {
 }
 
 impl<T: Data, F: Fn(&WindowedValue<T>) -> String + Send> Operator for StdoutOp<T, F> {
+    /// Lines are printed as they come: after a recovery, lines of the replayed epochs are printed again (at-least-once).
+    fn stateless(&self) -> bool {
+        true
+    }
+
     fn process(&mut self, _port: usize, batch: Batch, cx: &mut OpContext<'_>) -> OpResult {
         let values = batch.into_vec::<T>()?;
         NodeCounters::add(&cx.counters.elements_in, values.len() as u64);

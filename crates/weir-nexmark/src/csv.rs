@@ -9,9 +9,12 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
+use weir_io::epochs::EpochDir;
 use weir_io::sink::ShardFile;
 use weir_pipeline::PCollection;
-use weir_runtime::{Batch, Data, NodeCounters, NodeKind, OpContext, OpResult, Operator, Routing, WorkerInfo};
+use weir_runtime::{
+    Batch, Data, NodeCounters, NodeKind, OpContext, OpResult, Operator, PipelineError, Routing, WorkerInfo,
+};
 
 use crate::model::Str;
 
@@ -148,6 +151,7 @@ tuple_field!(A, B, C, D, E, F, G, H, I, J, K, L);
 pub struct CsvOutput {
     buffers: Arc<Mutex<Vec<Vec<u8>>>>,
     spill: Option<PathBuf>,
+    epochs: Option<EpochDir>,
 }
 
 impl CsvOutput {
@@ -159,11 +163,24 @@ impl CsvOutput {
     /// Rows written to `dir/part-<worker>.csv` as they come (the folder is
     /// created; `take_buffers` reads the files back and removes them).
     pub fn spilling_to(dir: impl Into<PathBuf>) -> Self {
-        CsvOutput { buffers: Arc::default(), spill: Some(dir.into()) }
+        CsvOutput { buffers: Arc::default(), spill: Some(dir.into()), epochs: None }
     }
 
-    /// Every row of this process, as CSV lines (unsorted).
+    /// Rows written exactly once into `dir` through the transactional file
+    /// sink ([`EpochDir`]): each epoch's rows stay pending until the
+    /// checkpoint covering it is committed (or the run completes), and a
+    /// recovery discards what its checkpoint does not cover.
+    /// `take_buffers` reads the committed files and leaves them in place.
+    pub fn transactional(dir: impl Into<PathBuf>) -> Self {
+        CsvOutput { buffers: Arc::default(), spill: None, epochs: Some(EpochDir::new(dir, "csv")) }
+    }
+
+    /// Every row of this process, as CSV lines (unsorted); of a
+    /// transactional output, every committed row of every process.
     pub fn take_buffers(&self) -> std::io::Result<Vec<Vec<u8>>> {
+        if let Some(epochs) = &self.epochs {
+            return epochs.read_committed().map_err(std::io::Error::other);
+        }
         let mut out = std::mem::take(&mut *self.buffers.lock().unwrap_or_else(|p| p.into_inner()));
         if let Some(dir) = &self.spill {
             if dir.exists() {
@@ -184,8 +201,14 @@ struct CsvSinkOp<R> {
     into: Arc<Mutex<Vec<Vec<u8>>>>,
     /// The worker's spill file, committed when its input is done.
     spill: Option<ShardFile>,
+    /// Transactional: the folder, the open epoch and its next chunk.
+    epochs: Option<(EpochDir, u64, u64)>,
+    worker: usize,
     _r: std::marker::PhantomData<fn(R)>,
 }
+
+/// The format of a transactional CSV sink's snapshot (its open epoch).
+const CSV_SINK_FORMAT: u32 = 1;
 
 /// Rows a worker keeps before handing them over (to memory or its file).
 const HAND_OVER: usize = 1 << 20;
@@ -193,6 +216,12 @@ const HAND_OVER: usize = 1 << 20;
 impl<R> CsvSinkOp<R> {
     fn hand_over(&mut self, cx: &OpContext<'_>) -> OpResult {
         if self.buf.is_empty() {
+            return Ok(());
+        }
+        if let Some((dir, epoch, seq)) = &mut self.epochs {
+            dir.write_pending(*epoch, self.worker, *seq, &self.buf).map_err(|e| cx.error(e.to_string()))?;
+            *seq += 1;
+            self.buf.clear();
             return Ok(());
         }
         match &mut self.spill {
@@ -229,6 +258,47 @@ impl<R: Data + CsvRow> Operator for CsvSinkOp<R> {
         }
         Ok(())
     }
+
+    fn snapshot_epoch(&mut self, epoch: u64) -> Result<Vec<u8>, PipelineError> {
+        if let Some((dir, open, seq)) = &mut self.epochs {
+            if !self.buf.is_empty() {
+                dir.write_pending(epoch, self.worker, *seq, &self.buf)
+                    .map_err(|e| PipelineError::Execution { transform: "WriteCsv".into(), message: e.to_string() })?;
+                self.buf.clear();
+            }
+            *open = epoch + 1;
+            *seq = 0;
+        }
+        self.snapshot()
+    }
+
+    fn snapshot(&self) -> Result<Vec<u8>, PipelineError> {
+        match &self.epochs {
+            Some((_, open, _)) => Ok([CSV_SINK_FORMAT.to_le_bytes().as_slice(), &open.to_le_bytes()].concat()),
+            None => Err(PipelineError::Checkpoint(
+                "a CSV output in memory or spilled is not transactional: use CsvOutput::transactional".into(),
+            )),
+        }
+    }
+
+    fn restore(&mut self, bytes: &[u8]) -> OpResult {
+        if bytes.len() != 12 {
+            return Err(PipelineError::Checkpoint(format!("WriteCsv: a snapshot of {} bytes, not 12", bytes.len())));
+        }
+        let format = u32::from_le_bytes(bytes[..4].try_into().expect("4 bytes"));
+        let open = u64::from_le_bytes(bytes[4..].try_into().expect("8 bytes"));
+        if format != CSV_SINK_FORMAT {
+            return Err(PipelineError::Checkpoint(format!("WriteCsv: a snapshot of format {format}")));
+        }
+        match &mut self.epochs {
+            Some((_, o, seq)) => {
+                *o = open;
+                *seq = 0;
+                Ok(())
+            }
+            None => Err(PipelineError::Checkpoint("WriteCsv: restoring a sink that is not transactional".into())),
+        }
+    }
 }
 
 /// `write_csv`: gather a collection's rows as canonical CSV lines.
@@ -247,7 +317,9 @@ impl<R: Data + CsvRow> CsvSinkExt<R> for PCollection<R> {
     fn write_csv_into(&self, out: &CsvOutput) {
         let into = out.buffers.clone();
         let dir = out.spill.clone();
-        self.pipeline().add_node(
+        let epochs = out.epochs.clone();
+        let commit = out.epochs.clone();
+        let idx = self.pipeline().add_node(
             "WriteCsv",
             vec![self.as_input(Routing::Forward)],
             0,
@@ -258,10 +330,19 @@ impl<R: Data + CsvRow> CsvSinkExt<R> for PCollection<R> {
                         d.join(format!(".part-{:05}.csv.tmp", w.index)),
                     )
                 });
-                Box::new(CsvSinkOp::<R> { buf: Vec::new(), into: into.clone(), spill, _r: std::marker::PhantomData })
-                    as Box<dyn Operator>
+                Box::new(CsvSinkOp::<R> {
+                    buf: Vec::new(),
+                    into: into.clone(),
+                    spill,
+                    epochs: epochs.clone().map(|d| (d, 0, 0)),
+                    worker: w.index,
+                    _r: std::marker::PhantomData,
+                }) as Box<dyn Operator>
             })),
         );
+        if let Some(c) = commit {
+            self.pipeline().set_commit(idx, Arc::new(c));
+        }
     }
 }
 

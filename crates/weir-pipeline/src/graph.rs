@@ -62,8 +62,15 @@ impl Pipeline {
             counters: Arc::new(NodeCounters::default()),
             simulated_time: false,
             scripted: false,
+            commit: None,
         });
         b.nodes.len() - 1
+    }
+
+    /// Make node `i` a transactional sink committed by `commit` when each
+    /// checkpoint completes. For transform authors.
+    pub fn set_commit(&self, i: usize, commit: Arc<dyn weir_runtime::EpochCommit>) {
+        self.inner.borrow_mut().nodes[i].commit = Some(commit);
     }
 
     /// Set the factory of node `i` (after its name is known). For transform authors.

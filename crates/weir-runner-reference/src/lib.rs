@@ -209,6 +209,6 @@ impl Runner for ReferenceRunner {
                 }
             }
         }
-        Ok(RunResult { metrics: graph.metrics(), peak_in_flight: None, run_id: None })
+        Ok(RunResult { metrics: graph.metrics(), peak_in_flight: None, run_id: None, recovery: None })
     }
 }

@@ -59,6 +59,8 @@ pub struct TimelyRunner {
     /// On a cluster: what the processes must agree on besides the
     /// pipeline's shape (the application's configuration: input, options).
     pub job_description: Option<String>,
+    /// Checkpointing (none by default).
+    pub checkpoints: Option<crate::CheckpointConfig>,
 }
 
 /// Default for [`TimelyRunner::max_in_flight`].
@@ -85,6 +87,7 @@ impl TimelyRunner {
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             peer_timeout: DEFAULT_PEER_TIMEOUT,
             job_description: None,
+            checkpoints: None,
         }
     }
 
@@ -97,6 +100,7 @@ impl TimelyRunner {
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             peer_timeout: DEFAULT_PEER_TIMEOUT,
             job_description: None,
+            checkpoints: None,
         }
     }
 
@@ -162,7 +166,44 @@ impl TimelyRunner {
     /// Timely's allocators for this deployment. On a cluster, Weir opens
     /// the connections itself (time limits, the job handshake, watched
     /// connections: `cluster`), then hands them to timely.
-    pub(crate) fn allocators(&self, graph: &Graph, threads: usize) -> Result<Allocators, PipelineError> {
+    /// Checkpoint the run as `config` says, and resume from the last
+    /// complete checkpoint of its location if there is one: sources rewind
+    /// to their positions and every operator's state, timers and holds are
+    /// restored. The location belongs to one job (pipeline and
+    /// configuration): another is refused. A run that completed marks the
+    /// location: running it again does nothing and leaves its output.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use weir_pipeline::prelude::*;
+    /// use weir_runner_timely::{CheckpointConfig, TimelyRunner};
+    /// let dir = tempfile::tempdir().unwrap();
+    /// let runner = TimelyRunner::threads(2)
+    ///     .with_checkpoints(CheckpointConfig::local(dir.path(), Duration::from_millis(100)));
+    /// let p = Pipeline::new();
+    /// let out = p.create(vec![1u64, 2, 3]).map(|x| x * 10).collect();
+    /// let first = p.run_with(&runner).unwrap();
+    /// assert_eq!(first.recovery.unwrap().resumed_from, None);
+    /// let mut v = out.values();
+    /// v.sort();
+    /// assert_eq!(v, vec![10, 20, 30]);
+    /// // The same job again: it completed, so nothing runs.
+    /// let p = Pipeline::new();
+    /// let again = p.create(vec![1u64, 2, 3]).map(|x| x * 10).collect();
+    /// assert!(p.run_with(&runner).unwrap().recovery.unwrap().already_completed);
+    /// assert!(again.values().is_empty());
+    /// ```
+    pub fn with_checkpoints(mut self, config: crate::CheckpointConfig) -> Self {
+        self.checkpoints = Some(config);
+        self
+    }
+
+    pub(crate) fn allocators(
+        &self,
+        graph: &Graph,
+        threads: usize,
+        restoring: Option<u64>,
+    ) -> Result<Allocators, PipelineError> {
         use timely::communication::allocator::zero_copy::initialize::initialize_networking_from_sockets;
         use timely::communication::allocator::{AllocatorBuilder, ProcessBuilder};
         match &self.deployment {
@@ -178,7 +219,10 @@ impl TimelyRunner {
                         addresses.len()
                     )));
                 }
-                let job = self.job_description(graph, addresses.len());
+                let mut job = self.job_description(graph, addresses.len());
+                if let Some(e) = restoring {
+                    job.push_str(&format!("; restoring checkpoint {e}"));
+                }
                 let spec = cluster::ClusterSpec {
                     threads,
                     process: *process,
@@ -201,7 +245,7 @@ impl TimelyRunner {
     /// What the processes of a cluster must agree on: the pipeline's
     /// shape (every transform, its inputs and routing, outputs) and the
     /// description the application gave (`with_job_description`).
-    fn job_description(&self, graph: &Graph, processes: usize) -> String {
+    pub(crate) fn job_description(&self, graph: &Graph, processes: usize) -> String {
         let mut d = format!("{processes} processes; ");
         if let Some(job) = &self.job_description {
             d.push_str(job);

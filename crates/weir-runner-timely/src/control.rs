@@ -114,9 +114,25 @@ fn set(error: &SharedError, e: PipelineError) {
 
 impl WorkerLoop {
     /// Run until the dataflow `main` completes or the job fails.
-    pub fn run(&self, worker: &mut timely::worker::Worker, main: usize) {
+    pub fn run(
+        &self,
+        worker: &mut timely::worker::Worker,
+        main: usize,
+        checkpointed: Option<crate::dataflow::Checkpointed>,
+    ) {
         let mut control = self.cluster.as_ref().map(|_| Control::build(worker));
+        // Worker 0 of the cluster commits each checkpoint once it is
+        // durable on every worker (the probe of the acks passed it).
+        let committer = checkpointed.filter(|_| worker.index() == 0);
+        let mut next_commit = committer.as_ref().map_or(0, |c| c.worker.borrow().checkpointer().base);
         loop {
+            if let Some(c) = &committer {
+                let durable = c.probe.with_frontier(|f| f.iter().map(|t| t.outer).min().unwrap_or(u64::MAX));
+                if durable != u64::MAX && durable > next_commit {
+                    c.worker.borrow().checkpointer().request_commit(durable - 1);
+                    next_commit = durable;
+                }
+            }
             if let (Some(c), Some((monitor, silence))) = (&control, &self.cluster) {
                 if let Some((origin, text)) = c.received.borrow().abort.clone() {
                     set(&self.error, PipelineError::Cluster(format!("worker {origin} failed: {text}")));

@@ -9,17 +9,23 @@ use std::sync::{Arc, Mutex};
 
 use timely::dataflow::channels::pact::{DistributorPact, Pipeline as PipelinePact};
 use timely::dataflow::operators::generic::builder_rc::OperatorBuilder;
+use timely::dataflow::operators::probe::Handle as ProbeHandle;
+use timely::dataflow::operators::Probe;
 use timely::dataflow::Stream;
+use weir_checkpoint::NodeState;
 use weir_model::Timestamp;
 use weir_runtime::{Emitter, Graph, KeyGroups, NodeKind, PipelineError, Routing, WorkerInfo};
 
 use crate::board::WatermarkBoard;
+use crate::checkpoint::{Checkpointer, SharedWorkerCheckpoint, WorkerCheckpoint};
 use crate::clock::{Clock, ClockStep};
 use crate::flow::{Flow, InFlight};
 use crate::operator::{OpDriver, StageShare};
 use crate::source::{Next, Shared, SourceDriver, PAUSE};
 use crate::stash::Stash;
+use crate::time::{at, Time};
 use crate::wire::{InputPort, TBatch, WeirDistributor};
+use weir_checkpoint::NodeEntry;
 
 /// The job's first error, shared by every worker of the process.
 pub(crate) type SharedError = Arc<Mutex<Option<PipelineError>>>;
@@ -61,9 +67,40 @@ pub(crate) struct Process {
     pub in_flight: Arc<InFlight>,
     pub clock: Arc<Clock>,
     pub board: Arc<WatermarkBoard>,
+    pub checkpointer: Option<Arc<Checkpointer>>,
 }
 
-pub(crate) fn build_dataflow(worker: &mut timely::worker::Worker, p: &Process) {
+/// What the worker loop watches of a checkpointed dataflow.
+pub(crate) struct Checkpointed {
+    /// The acks of every worker: epochs before its frontier are durable.
+    pub probe: ProbeHandle<Time>,
+    pub worker: SharedWorkerCheckpoint,
+}
+
+/// Restore node `node_index`'s instance from the worker's restored state;
+/// returns whether it had finished.
+fn restored_entry(
+    restored: &Option<weir_checkpoint::WorkerState>,
+    node_index: usize,
+    name: &str,
+) -> Result<Option<weir_checkpoint::NodeEntry>, PipelineError> {
+    let Some(state) = restored else { return Ok(None) };
+    let entry = state.nodes.iter().find(|e| e.node as usize == node_index).ok_or_else(|| {
+        PipelineError::Checkpoint(format!("the checkpoint holds no state for transform '{name}' (node {node_index})"))
+    })?;
+    if entry.name != name {
+        return Err(PipelineError::Checkpoint(format!(
+            "node {node_index} of the checkpoint is '{}', of this pipeline '{name}': not the same pipeline",
+            entry.name
+        )));
+    }
+    Ok(Some(entry.clone()))
+}
+
+pub(crate) fn build_dataflow(
+    worker: &mut timely::worker::Worker,
+    p: &Process,
+) -> Result<Option<Checkpointed>, PipelineError> {
     let graph = &p.graph;
     let threads = p.threads;
     let mut consumers: Vec<Vec<usize>> = graph.nodes.iter().map(|n| vec![0; n.outputs]).collect();
@@ -74,119 +111,226 @@ pub(crate) fn build_dataflow(worker: &mut timely::worker::Worker, p: &Process) {
     }
     let info = WorkerInfo { index: worker.index(), peers: worker.peers() };
     let process = info.index / threads;
-    worker.dataflow::<u64, _, _>(|scope| {
-        let mut streams: Vec<Vec<Stream<'_, u64, TBatch>>> = Vec::with_capacity(graph.nodes.len());
-        for (node_index, node) in graph.nodes.iter().enumerate() {
-            let mut builder = OperatorBuilder::new(node.name.clone(), scope);
-            let mut inputs: Vec<Box<dyn InputPort>> = Vec::new();
-            for input in &node.inputs {
-                let stream = streams[input.node][input.port].clone();
-                match &input.routing {
-                    Routing::Forward => inputs.push(Box::new(builder.new_input(stream, PipelinePact))),
-                    Routing::Partitioned(partition) => {
-                        let (partition, groups, in_flight) = (partition.clone(), p.groups, p.in_flight.clone());
-                        let pact = DistributorPact(move |_peers: usize| WeirDistributor {
-                            partition,
-                            groups,
-                            process,
-                            threads,
-                            in_flight,
+    let local = info.index % threads;
+    let ckpt = p.checkpointer.as_ref().map(|c| WorkerCheckpoint::new(c.clone(), info.index, local, graph));
+    let restored = p.checkpointer.as_ref().and_then(|c| c.take_restored(info.index));
+    let base = p.checkpointer.as_ref().map_or(0, |c| c.base);
+    let start = at(base, Timestamp::MIN);
+    // The instances, made and restored before the dataflow is built, so
+    // that a checkpoint that does not fit is an error of the run.
+    enum Made {
+        Source(Box<dyn weir_runtime::Source>),
+        Operator(Box<dyn weir_runtime::Operator>, bool),
+    }
+    let mut made = Vec::with_capacity(graph.nodes.len());
+    for (node_index, node) in graph.nodes.iter().enumerate() {
+        let entry = restored_entry(&restored, node_index, &node.name)?;
+        let cannot =
+            |why: &str| PipelineError::Checkpoint(format!("transform '{}' cannot be checkpointed: {why}", node.name));
+        match &node.kind {
+            NodeKind::Source(factory) => {
+                let mut source = factory(&info);
+                if let Some(NodeEntry { state: NodeState::Source(position), .. }) = &entry {
+                    source.seek(position)?;
+                }
+                if ckpt.is_some() && source.position().is_none() {
+                    return Err(cannot("its source cannot report positions to rewind to"));
+                }
+                made.push(Made::Source(source));
+            }
+            NodeKind::Operator(factory) => {
+                let mut op = factory(&info);
+                let mut finished = false;
+                if let Some(e) = &entry {
+                    let NodeState::Operator(bytes) = &e.state else {
+                        return Err(PipelineError::Checkpoint(format!(
+                            "the checkpoint holds a source for '{}'",
+                            node.name
+                        )));
+                    };
+                    if !op.stateless() {
+                        op.restore(bytes)?;
+                    }
+                    finished = e.finished;
+                } else if ckpt.is_some() && !op.stateless() {
+                    op.snapshot().map_err(|e| cannot(&e.to_string()))?;
+                }
+                made.push(Made::Operator(op, finished));
+            }
+        }
+        // A restored instance that had finished stays finished.
+        if let (Some(c), Some(e)) = (&ckpt, &entry) {
+            if e.finished {
+                c.borrow_mut().record(node_index, base, e.state.clone(), true);
+            }
+        }
+    }
+    let mut made = made.into_iter();
+    let probe = worker.dataflow::<u64, _, _>(|outer| {
+        outer.iterative::<u64, _, _>(|scope| {
+            let mut streams: Vec<Vec<Stream<'_, Time, TBatch>>> = Vec::with_capacity(graph.nodes.len());
+            for (node_index, node) in graph.nodes.iter().enumerate() {
+                let mut builder = OperatorBuilder::new(node.name.clone(), scope);
+                let mut inputs: Vec<Box<dyn InputPort>> = Vec::new();
+                for input in &node.inputs {
+                    let stream = streams[input.node][input.port].clone();
+                    match &input.routing {
+                        Routing::Forward => inputs.push(Box::new(builder.new_input(stream, PipelinePact))),
+                        Routing::Partitioned(partition) => {
+                            let (partition, groups, in_flight) = (partition.clone(), p.groups, p.in_flight.clone());
+                            let pact = DistributorPact(move |_peers: usize| WeirDistributor {
+                                partition,
+                                groups,
+                                process,
+                                threads,
+                                in_flight,
+                            });
+                            inputs.push(Box::new(builder.new_input(stream, pact)));
+                        }
+                    }
+                }
+                let mut outputs = Vec::with_capacity(node.outputs);
+                let mut out_streams = Vec::with_capacity(node.outputs);
+                for _ in 0..node.outputs {
+                    let (output, stream) = builder.new_output::<TBatch>();
+                    outputs.push(output);
+                    out_streams.push(stream);
+                }
+                streams.push(out_streams);
+                let address = builder.operator_info().address;
+                let activator = scope.activator_for(address.clone());
+                if p.clock.simulated {
+                    p.clock.register(scope.worker().sync_activator_for(address.to_vec()));
+                }
+                let name = node.name.clone();
+                let hook_name = node.name.clone();
+                let error = p.error.clone();
+                let flow = Flow { in_flight: p.in_flight.clone(), consumers: consumers[node_index].clone() };
+                match made.next().expect("one instance per node") {
+                    Made::Source(source) => {
+                        let mut driver = SourceDriver {
+                            source,
+                            node: node_index,
+                            name,
+                            counters: node.counters.clone(),
+                            emitter: Emitter::new(node.outputs),
+                            outputs,
+                            flow,
+                            shared: Shared {
+                                graph: graph.clone(),
+                                board: p.board.clone(),
+                                clock: p.clock.clone(),
+                                stages: p.stages.clone(),
+                                threads,
+                                groups: p.groups,
+                            },
+                            worker: info.index,
+                            scripted: node.scripted,
+                            step: ClockStep::Play,
+                            last_wm: Timestamp::MIN,
+                            epoch: base,
+                            ckpt: ckpt.clone(),
+                        };
+                        builder.build_reschedule(move |mut caps| {
+                            for cap in caps.iter_mut() {
+                                cap.downgrade(&start);
+                            }
+                            move |_frontiers| {
+                                if failed(&error) {
+                                    return false;
+                                }
+                                match guarded(&hook_name, &error, || driver.step(&mut caps)) {
+                                    Some(Next::Now) => activator.activate(),
+                                    Some(Next::Soon) => activator.activate_after(PAUSE),
+                                    Some(Next::Done) | None => return false,
+                                }
+                                true
+                            }
                         });
-                        inputs.push(Box::new(builder.new_input(stream, pact)));
+                    }
+                    Made::Operator(op, finished) => {
+                        p.stages[node_index].register(local, scope.worker().sync_activator_for(address.to_vec()));
+                        let mut driver = OpDriver {
+                            op,
+                            node: node_index,
+                            name,
+                            counters: node.counters.clone(),
+                            emitter: Emitter::new(node.outputs),
+                            seen: vec![Timestamp::MIN; node.inputs.len()],
+                            finished,
+                            outputs,
+                            caps: Vec::new(),
+                            stage: p.stages[node_index].clone(),
+                            local,
+                            worker: info.index,
+                            flow,
+                            board: p.board.clone(),
+                            clock: p.clock.clone(),
+                            applied: Timestamp::MIN,
+                            stage_wm: Timestamp::MIN,
+                            out_wm: Timestamp::MIN,
+                            stashes: (0..node.inputs.len()).map(|_| Stash::default()).collect(),
+                            groups: p.groups,
+                            epoch: base,
+                            ckpt: ckpt.clone(),
+                        };
+                        builder.build(move |caps| {
+                            driver.caps = caps;
+                            for cap in driver.caps.iter_mut() {
+                                cap.downgrade(&start);
+                            }
+                            move |frontiers| {
+                                if failed(&error) {
+                                    driver.discard(&mut inputs);
+                                    return;
+                                }
+                                guarded(&hook_name, &error, || driver.schedule(&mut inputs, frontiers, &activator));
+                            }
+                        });
                     }
                 }
             }
-            let mut outputs = Vec::with_capacity(node.outputs);
-            let mut out_streams = Vec::with_capacity(node.outputs);
-            for _ in 0..node.outputs {
-                let (output, stream) = builder.new_output::<TBatch>();
-                outputs.push(output);
-                out_streams.push(stream);
+            ckpt.as_ref().map(|c| ack_operator(scope, c.clone(), local, base))
+        })
+    });
+    Ok(probe.zip(ckpt).map(|(probe, worker)| Checkpointed { probe, worker }))
+}
+
+/// The worker's ack: a capability at the oldest epoch whose state file
+/// is not yet durable, released once every instance finished. A probe on
+/// the acks of every worker tells when a checkpoint is durable everywhere.
+fn ack_operator(
+    scope: timely::dataflow::Scope<'_, Time>,
+    ckpt: SharedWorkerCheckpoint,
+    local: usize,
+    base: u64,
+) -> ProbeHandle<Time> {
+    let mut builder = OperatorBuilder::new("CheckpointAck".to_string(), scope);
+    let (_output, stream) = builder.new_output::<TBatch>();
+    let address = builder.operator_info().address;
+    ckpt.borrow().checkpointer().register_ack(local, scope.worker().sync_activator_for(address.to_vec()));
+    let activator = scope.activator_for(address);
+    builder.build_reschedule(move |mut caps| {
+        for cap in caps.iter_mut() {
+            cap.downgrade(&at(base, Timestamp::MIN));
+        }
+        move |_frontiers| {
+            let c = ckpt.borrow();
+            if c.done() {
+                caps.clear();
+                return false;
             }
-            streams.push(out_streams);
-            let address = builder.operator_info().address;
-            let activator = scope.activator_for(address.clone());
-            if p.clock.simulated {
-                p.clock.register(scope.worker().sync_activator_for(address.to_vec()));
-            }
-            let name = node.name.clone();
-            let hook_name = node.name.clone();
-            let error = p.error.clone();
-            let flow = Flow { in_flight: p.in_flight.clone(), consumers: consumers[node_index].clone() };
-            match &node.kind {
-                NodeKind::Source(factory) => {
-                    let mut driver = SourceDriver {
-                        source: factory(&info),
-                        node: node_index,
-                        name,
-                        counters: node.counters.clone(),
-                        emitter: Emitter::new(node.outputs),
-                        outputs,
-                        flow,
-                        shared: Shared {
-                            graph: graph.clone(),
-                            board: p.board.clone(),
-                            clock: p.clock.clone(),
-                            stages: p.stages.clone(),
-                            threads,
-                            groups: p.groups,
-                        },
-                        worker: info.index,
-                        scripted: node.scripted,
-                        step: ClockStep::Play,
-                        last_wm: Timestamp::MIN,
-                    };
-                    builder.build_reschedule(move |mut caps| {
-                        move |_frontiers| {
-                            if failed(&error) {
-                                return false;
-                            }
-                            match guarded(&hook_name, &error, || driver.step(&mut caps)) {
-                                Some(Next::Now) => activator.activate(),
-                                Some(Next::Soon) => activator.activate_after(PAUSE),
-                                Some(Next::Done) | None => return false,
-                            }
-                            true
-                        }
-                    });
-                }
-                NodeKind::Operator(factory) => {
-                    let local = info.index % threads;
-                    p.stages[node_index].register(local, scope.worker().sync_activator_for(address.to_vec()));
-                    let mut driver = OpDriver {
-                        op: factory(&info),
-                        node: node_index,
-                        name,
-                        counters: node.counters.clone(),
-                        emitter: Emitter::new(node.outputs),
-                        seen: vec![Timestamp::MIN; node.inputs.len()],
-                        finished: false,
-                        outputs,
-                        caps: Vec::new(),
-                        stage: p.stages[node_index].clone(),
-                        local,
-                        worker: info.index,
-                        flow,
-                        board: p.board.clone(),
-                        clock: p.clock.clone(),
-                        applied: Timestamp::MIN,
-                        stage_wm: Timestamp::MIN,
-                        out_wm: Timestamp::MIN,
-                        stashes: (0..node.inputs.len()).map(|_| Stash::default()).collect(),
-                        groups: p.groups,
-                    };
-                    builder.build(move |caps| {
-                        driver.caps = caps;
-                        move |frontiers| {
-                            if failed(&error) {
-                                driver.discard(&mut inputs);
-                                return;
-                            }
-                            guarded(&hook_name, &error, || driver.schedule(&mut inputs, frontiers, &activator));
-                        }
-                    });
+            let t = at(c.durable(), Timestamp::MIN);
+            for cap in caps.iter_mut() {
+                if *cap.time() != t {
+                    cap.downgrade(&t);
                 }
             }
+            // Woken by the writer; a slow poll as well, in case a wakeup
+            // raced with the last check.
+            activator.activate_after(std::time::Duration::from_millis(50));
+            true
         }
     });
+    stream.probe().0
 }

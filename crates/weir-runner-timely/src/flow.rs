@@ -12,6 +12,7 @@ use weir_model::Timestamp;
 use weir_runtime::{Batch, Emitter, PipelineError};
 
 use crate::board::WatermarkBoard;
+use crate::time::Time;
 use crate::wire::TBatch;
 
 /// Records this process holds in flight between operators: counted once per
@@ -99,8 +100,8 @@ impl Flow {
     /// in flight once per consumer.
     pub fn send(
         &self,
-        outputs: &mut [Output<u64, TBatch>],
-        caps: &[Capability<u64>],
+        outputs: &mut [Output<Time, TBatch>],
+        caps: &[Capability<Time>],
         emitter: &mut Emitter,
     ) -> Result<(), PipelineError> {
         if caps.is_empty() {

@@ -29,9 +29,10 @@
 use std::sync::{Arc, Mutex};
 
 use timely::WorkerConfig;
-use weir_runtime::{Graph, PipelineError, RunResult, Runner};
+use weir_runtime::{Graph, PipelineError, RecoveryReport, RunResult, Runner};
 
 mod board;
+mod checkpoint;
 mod clock;
 mod cluster;
 mod config;
@@ -44,6 +45,7 @@ mod stash;
 mod time;
 mod wire;
 
+pub use checkpoint::CheckpointConfig;
 pub(crate) use config::fnv1a;
 pub use config::{Deployment, TimelyRunner, DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_IN_FLIGHT, DEFAULT_PEER_TIMEOUT};
 pub(crate) use dataflow::SharedError;
@@ -72,6 +74,72 @@ impl Runner for TimelyRunner {
                     .into(),
             ));
         }
+        let workers = threads * processes;
+        let process_index = match &self.deployment {
+            Deployment::Threads(_) => 0,
+            Deployment::Cluster { process, .. } => *process,
+        };
+        // Recovery, before any worker starts.
+        let mut report = None;
+        let checkpointer = match &self.checkpoints {
+            None => {
+                if process_index == 0 {
+                    for c in graph.nodes.iter().filter_map(|n| n.commit.as_ref()) {
+                        c.recover(None)?;
+                    }
+                }
+                None
+            }
+            Some(cfg) => {
+                if simulated {
+                    return Err(PipelineError::Checkpoint(
+                        "a pipeline with a TestStream cannot be checkpointed (its script has no positions)".into(),
+                    ));
+                }
+                let description = self.job_description(&graph, processes);
+                let job = weir_checkpoint::JobId { fingerprint: fnv1a(description.bytes()), description };
+                match checkpoint::recover(cfg, &job, &graph, workers, process_index == 0)? {
+                    checkpoint::Start::Completed => {
+                        eprintln!(
+                            "weir: this job already completed in {}: nothing to run, its output is left as it is",
+                            cfg.store.location()
+                        );
+                        return Ok(RunResult {
+                            metrics: graph.metrics(),
+                            peak_in_flight: None,
+                            run_id: None,
+                            recovery: Some(RecoveryReport { resumed_from: None, already_completed: true }),
+                        });
+                    }
+                    checkpoint::Start::Fresh => {
+                        report = Some(RecoveryReport::default());
+                        Some(checkpoint::Checkpointer::start(
+                            cfg,
+                            job,
+                            graph.clone(),
+                            threads,
+                            process_index,
+                            workers,
+                            processes,
+                            None,
+                        ))
+                    }
+                    checkpoint::Start::Resume { epoch, states } => {
+                        report = Some(RecoveryReport { resumed_from: Some(epoch), already_completed: false });
+                        Some(checkpoint::Checkpointer::start(
+                            cfg,
+                            job,
+                            graph.clone(),
+                            threads,
+                            process_index,
+                            workers,
+                            processes,
+                            Some((epoch, states)),
+                        ))
+                    }
+                }
+            }
+        };
         let error: SharedError = Arc::new(Mutex::new(None));
         let in_flight = Arc::new(flow::InFlight::new(self.max_in_flight, self.max_watermark_drift));
         let process = Arc::new(dataflow::Process {
@@ -85,16 +153,20 @@ impl Runner for TimelyRunner {
             in_flight: in_flight.clone(),
             clock: Arc::new(clock::Clock::new(simulated, graph.nodes.len(), threads)),
             board: Arc::new(board::WatermarkBoard::new(graph.nodes.len())),
+            checkpointer: checkpointer.clone(),
         });
-        let (builders, others, monitor) = self.allocators(&graph, threads)?;
+        let restoring = report.as_ref().and_then(|r| r.resumed_from);
+        let (builders, others, monitor) = self.allocators(&graph, threads, restoring)?;
         let worker_loop = Arc::new(control::WorkerLoop {
             error: error.clone(),
             cluster: monitor.clone().map(|m| (m, self.peer_timeout)),
         });
         let guards = timely::execute::execute_from(builders, others, WorkerConfig::default(), move |worker| {
             let main = worker.next_dataflow_index();
-            dataflow::build_dataflow(worker, &process);
-            worker_loop.run(worker, main);
+            match dataflow::build_dataflow(worker, &process) {
+                Ok(checkpointed) => worker_loop.run(worker, main, checkpointed),
+                Err(e) => dataflow::record(&process.error, e),
+            }
         })
         .map_err(PipelineError::Runner);
         // Joining the workers, then (when the guards drop) timely's
@@ -117,10 +189,29 @@ impl Runner for TimelyRunner {
         for r in results {
             r.map_err(|e| PipelineError::Runner(format!("a worker failed: {e}")))?;
         }
+        // The run completed: every sink's remaining output is committed
+        // (after marking the location completed, so that a crash in
+        // between still ends committed).
+        if process_index == 0 {
+            match &checkpointer {
+                Some(ck) => {
+                    ck.flush();
+                    ck.complete(&graph)?;
+                }
+                None => {
+                    for c in graph.nodes.iter().filter_map(|n| n.commit.as_ref()) {
+                        c.commit(u64::MAX)?;
+                    }
+                }
+            }
+        } else if let Some(ck) = &checkpointer {
+            ck.flush();
+        }
         Ok(RunResult {
             metrics: graph.metrics(),
             peak_in_flight: Some(in_flight.peak()),
             run_id: monitor.map(|m| m.run_id()),
+            recovery: report,
         })
     }
 }

@@ -17,11 +17,14 @@ use timely::scheduling::Activator;
 use weir_model::Timestamp;
 use weir_runtime::{Batch, Emitter, NodeCounters, OpContext, Operator, PipelineError};
 
+use weir_checkpoint::NodeState;
+
 use crate::board::WatermarkBoard;
+use crate::checkpoint::SharedWorkerCheckpoint;
 use crate::clock::Clock;
 use crate::flow::Flow;
 use crate::stash::Stash;
-use crate::time::{dec, enc, frontier_watermark};
+use crate::time::{at, dec, frontier_epoch, frontier_watermark, Time};
 use crate::wire::{InputPort, TBatch};
 
 /// What the instances of one transform on one process share.
@@ -92,8 +95,8 @@ pub(crate) struct OpDriver {
     /// Each input port's watermark as the operator last saw it.
     pub seen: Vec<Timestamp>,
     pub finished: bool,
-    pub outputs: Vec<Output<u64, TBatch>>,
-    pub caps: Vec<Capability<u64>>,
+    pub outputs: Vec<Output<Time, TBatch>>,
+    pub caps: Vec<Capability<Time>>,
     /// The holds and input watermarks of this transform's instances on this
     /// process's workers.
     pub stage: Arc<StageShare>,
@@ -111,6 +114,10 @@ pub(crate) struct OpDriver {
     pub out_wm: Timestamp,
     pub stashes: Vec<Stash>,
     pub groups: weir_runtime::KeyGroups,
+    /// The open epoch: input of later epochs waits in the stashes.
+    pub epoch: u64,
+    /// This worker's checkpoint, when the run is checkpointed.
+    pub ckpt: Option<SharedWorkerCheckpoint>,
 }
 
 impl OpDriver {
@@ -127,16 +134,17 @@ impl OpDriver {
         }
     }
 
-    /// One activation: process what may be processed, react to moved
-    /// watermarks and due wakeups, settle the capabilities.
+    /// One activation: process what may be processed, complete epochs,
+    /// react to moved watermarks and due wakeups, settle the capabilities.
     pub fn schedule(
         &mut self,
         inputs: &mut [Box<dyn InputPort>],
-        frontiers: &[timely::progress::frontier::MutableAntichain<u64>],
+        frontiers: &[timely::progress::frontier::MutableAntichain<Time>],
         activator: &Activator,
     ) -> Result<(), PipelineError> {
         let now = self.clock.now();
         let wms: Vec<Timestamp> = frontiers.iter().map(|f| frontier_watermark(f.frontier().iter())).collect();
+        let epochs: Vec<u64> = frontiers.iter().map(|f| frontier_epoch(f.frontier().iter())).collect();
         for (port, input) in inputs.iter_mut().enumerate() {
             let mut corrupt = None;
             let stash = &mut self.stashes[port];
@@ -151,27 +159,16 @@ impl OpDriver {
             if let Some(e) = corrupt {
                 return Err(e);
             }
-            let frontier = wms[port];
-            // In time order: once drained, a message no longer holds the
-            // frontier back, so the port's watermark must never pass a
-            // message still in the stash (senders on other processes are
-            // not kept in step, and their messages interleave).
-            while let Some(t) = self.stashes[port].min_time() {
-                let t = dec(t);
-                let within_limit = !self.stashes[port].over_limit();
-                if within_limit && (t > frontier || !self.peers_reached(t.min(frontier))) {
-                    break;
-                }
-                let s = self.stashes[port].pop().expect("a message exists");
-                let target = t.min(frontier);
-                if target > self.seen[port] {
-                    self.seen[port] = target;
-                    self.advance(now)?;
-                }
-                self.process(port, s.batch, now)?;
-                self.flow.in_flight.sub(s.counted);
-                self.flow.in_flight.unpark(s.parked);
+        }
+        loop {
+            for port in 0..self.stashes.len() {
+                self.process_ready(port, wms[port], epochs[port], now)?;
             }
+            if !self.complete_epoch(&epochs)? {
+                break;
+            }
+        }
+        for port in 0..self.stashes.len() {
             if !self.stashes[port].is_empty() {
                 // Parked until progress: not in flight any more (the stash is
                 // bounded by STASH_LIMIT), so paused sources can move the frontier.
@@ -183,7 +180,7 @@ impl OpDriver {
         let wakeup_due = self.op.next_wakeup().is_some_and(|t| t < now);
         // A port's watermark never passes a message still waiting in its stash.
         let reachable: Vec<Timestamp> =
-            wms.iter().zip(&self.stashes).map(|(f, st)| st.min_time().map_or(*f, |t| (*f).min(dec(t)))).collect();
+            wms.iter().zip(&self.stashes).map(|(f, st)| st.min_watermark().map_or(*f, |t| (*f).min(dec(t)))).collect();
         let moved = reachable.iter().zip(&self.seen).any(|(f, s)| f > s);
         if moved || wakeup_due {
             for (s, f) in self.seen.iter_mut().zip(&reachable) {
@@ -206,6 +203,79 @@ impl OpDriver {
             }
         }
         Ok(())
+    }
+
+    /// Process the stashed messages of `port` that may be processed now:
+    /// of the open epoch, in time order, once the port's watermark
+    /// (`frontier`) has reached them. Once the port can deliver nothing
+    /// more of the open epoch (its frontier's oldest epoch `port_epoch` is
+    /// later), the epoch's messages are all processed, so that the epoch
+    /// can complete: each still at a watermark no higher than the port's.
+    fn process_ready(
+        &mut self,
+        port: usize,
+        frontier: Timestamp,
+        port_epoch: u64,
+        now: Timestamp,
+    ) -> Result<(), PipelineError> {
+        let epoch_done = self.ckpt.is_some() && port_epoch > self.epoch && port_epoch != u64::MAX;
+        // In time order: once drained, a message no longer holds the
+        // frontier back, so the port's watermark must never pass a
+        // message still in the stash (senders on other processes are
+        // not kept in step, and their messages interleave).
+        while let Some(t) = self.stashes[port].min_time() {
+            if t.outer > self.epoch {
+                break;
+            }
+            let t = dec(t.inner);
+            let within_limit = !self.stashes[port].over_limit();
+            if !epoch_done && within_limit && (t > frontier || !self.peers_reached(t.min(frontier))) {
+                break;
+            }
+            let s = self.stashes[port].pop().expect("a message exists");
+            let target = t.min(frontier);
+            if target > self.seen[port] {
+                self.seen[port] = target;
+                self.advance(now)?;
+            }
+            self.process(port, s.batch, now)?;
+            self.flow.in_flight.sub(s.counted);
+            self.flow.in_flight.unpark(s.parked);
+        }
+        Ok(())
+    }
+
+    /// If the open epoch is complete here (every port's frontier is past
+    /// it and nothing of it waits), snapshot it and open the next one.
+    /// Returns whether an epoch completed.
+    fn complete_epoch(&mut self, epochs: &[u64]) -> Result<bool, PipelineError> {
+        let Some(ckpt) = &self.ckpt else { return Ok(false) };
+        let input_epoch = epochs.iter().copied().min().unwrap_or(u64::MAX);
+        // An empty frontier: the input is done and the operator finishes
+        // (recorded then); a finished operator takes no more snapshots.
+        if self.finished || input_epoch == u64::MAX || input_epoch <= self.epoch {
+            return Ok(false);
+        }
+        if self.stashes.iter().any(|s| s.min_time().is_some_and(|t| t.outer <= self.epoch)) {
+            return Ok(false);
+        }
+        // Output emitted so far belongs to the open epoch: send it first.
+        self.flow.send(&mut self.outputs, &self.caps, &mut self.emitter)?;
+        let state = if self.op.stateless() { Vec::new() } else { self.op.snapshot_epoch(self.epoch)? };
+        ckpt.borrow_mut().record(self.node, self.epoch, NodeState::Operator(state), false);
+        self.epoch += 1;
+        self.rebase();
+        Ok(true)
+    }
+
+    /// Move the capabilities to (open epoch, output watermark).
+    fn rebase(&mut self) {
+        let t = at(self.epoch, self.out_wm);
+        for cap in self.caps.iter_mut() {
+            if *cap.time() != t {
+                cap.downgrade(&t);
+            }
+        }
     }
 
     /// The output watermark of the transform over the workers of this
@@ -307,15 +377,14 @@ impl OpDriver {
                 let mut cx = driver_cx!(self, now, stage);
                 self.op.finish(&mut cx)?;
                 self.flow.send(&mut self.outputs, &self.caps, &mut self.emitter)?;
+                if let Some(ckpt) = &self.ckpt {
+                    let state = if self.op.stateless() { Vec::new() } else { self.op.snapshot_epoch(self.epoch)? };
+                    ckpt.borrow_mut().record(self.node, self.epoch, NodeState::Operator(state), true);
+                }
             }
             self.caps.clear();
         } else {
-            let t = enc(out_wm);
-            for cap in self.caps.iter_mut() {
-                if *cap.time() < t {
-                    cap.downgrade(&t);
-                }
-            }
+            self.rebase();
         }
         Ok(())
     }

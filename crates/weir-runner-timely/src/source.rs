@@ -10,11 +10,14 @@ use timely::dataflow::operators::Capability;
 use weir_model::Timestamp;
 use weir_runtime::{Emitter, NodeCounters, OpContext, PipelineError, Source};
 
+use weir_checkpoint::NodeState;
+
 use crate::board::WatermarkBoard;
+use crate::checkpoint::SharedWorkerCheckpoint;
 use crate::clock::{Clock, ClockStep, Quiescence};
 use crate::flow::Flow;
 use crate::operator::StageShare;
-use crate::time::enc;
+use crate::time::{at, Time};
 use crate::wire::TBatch;
 use crate::POLL_BATCH;
 
@@ -35,13 +38,17 @@ pub(crate) struct SourceDriver {
     pub name: String,
     pub counters: Arc<NodeCounters>,
     pub emitter: Emitter,
-    pub outputs: Vec<Output<u64, TBatch>>,
+    pub outputs: Vec<Output<Time, TBatch>>,
     pub flow: Flow,
     pub shared: Shared,
     pub worker: usize,
     pub scripted: bool,
     pub step: ClockStep,
     pub last_wm: Timestamp,
+    /// The epoch the source emits in.
+    pub epoch: u64,
+    /// This worker's checkpoint, when the run is checkpointed.
+    pub ckpt: Option<SharedWorkerCheckpoint>,
 }
 
 /// What the driver asks timely after a step.
@@ -59,8 +66,14 @@ impl SourceDriver {
         self.worker / self.shared.threads
     }
 
+    fn position(&self) -> Result<weir_runtime::SourcePosition, PipelineError> {
+        self.source
+            .position()
+            .ok_or_else(|| PipelineError::Internal(format!("source '{}' stopped reporting its position", self.name)))
+    }
+
     /// One activation.
-    pub fn step(&mut self, caps: &mut Vec<Capability<u64>>) -> Result<Next, PipelineError> {
+    pub fn step(&mut self, caps: &mut Vec<Capability<Time>>) -> Result<Next, PipelineError> {
         if caps.is_empty() {
             return Ok(Next::Done);
         }
@@ -85,6 +98,20 @@ impl SourceDriver {
                 self.step = next;
             }
             return Ok(Next::Now);
+        }
+        // A new epoch starts whatever flow control says, so that a
+        // checkpoint completes under backpressure too.
+        if let Some(ckpt) = &self.ckpt {
+            let target = ckpt.borrow().checkpointer().target_epoch();
+            if target > self.epoch {
+                let position = self.position()?;
+                ckpt.borrow_mut().record(self.node, self.epoch, NodeState::Source(position), false);
+                self.epoch += 1;
+                let t = at(self.epoch, self.last_wm);
+                for cap in caps.iter_mut() {
+                    cap.downgrade(&t);
+                }
+            }
         }
         let local = process * threads..(process + 1) * threads;
         if self.flow.in_flight.over_limit()
@@ -116,12 +143,16 @@ impl SourceDriver {
         self.counters.publish_watermarks(self.worker, status.watermark, status.watermark);
         self.last_wm = status.watermark;
         if status.watermark == Timestamp::MAX {
+            if let Some(ckpt) = &self.ckpt {
+                let position = self.position()?;
+                ckpt.borrow_mut().record(self.node, self.epoch, NodeState::Source(position), true);
+            }
             caps.clear();
             return Ok(Next::Done);
         }
-        let t = enc(status.watermark);
+        let t = at(self.epoch, status.watermark);
         for cap in caps.iter_mut() {
-            if *cap.time() < t {
+            if *cap.time() != t {
                 cap.downgrade(&t);
             }
         }

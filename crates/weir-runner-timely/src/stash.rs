@@ -13,6 +13,8 @@ use std::collections::BTreeMap;
 
 use weir_runtime::Batch;
 
+use crate::time::Time;
+
 /// Records a port may hold back waiting for its frontier.
 pub(crate) const STASH_LIMIT: usize = 1 << 14;
 
@@ -27,20 +29,26 @@ pub(crate) struct Stashed {
 /// The waiting messages of one input port.
 #[derive(Default)]
 pub(crate) struct Stash {
-    queue: BTreeMap<(u64, u64), Stashed>,
+    /// By (epoch, watermark, arrival): a later epoch waits until this
+    /// operator has snapshotted the earlier one.
+    queue: BTreeMap<(u64, u64, u64), Stashed>,
     arrivals: u64,
     records: usize,
 }
 
 impl Stash {
-    pub fn push(&mut self, time: u64, batch: Batch, counted: i64) {
+    pub fn push(&mut self, time: Time, batch: Batch, counted: i64) {
         self.records += batch.len();
         self.arrivals += 1;
-        self.queue.insert((time, self.arrivals), Stashed { batch, counted, parked: 0 });
+        self.queue.insert((time.outer, time.inner, self.arrivals), Stashed { batch, counted, parked: 0 });
     }
-    /// The earliest time waiting.
-    pub fn min_time(&self) -> Option<u64> {
-        self.queue.first_key_value().map(|(k, _)| k.0)
+    /// The earliest time waiting: of the oldest epoch, the lowest watermark.
+    pub fn min_time(&self) -> Option<Time> {
+        self.queue.first_key_value().map(|(k, _)| Time::new(k.0, k.1))
+    }
+    /// The lowest watermark waiting, over all epochs.
+    pub fn min_watermark(&self) -> Option<u64> {
+        self.queue.keys().map(|k| k.1).min()
     }
     pub fn pop(&mut self) -> Option<Stashed> {
         let (_, v) = self.queue.pop_first()?;

@@ -15,6 +15,7 @@ use timely::Accountable;
 use weir_runtime::{Batch, KeyGroups, Partitioner, PipelineError};
 
 use crate::flow::InFlight;
+use crate::time::Time;
 
 /// A Weir batch as a timely container; `error` when the bytes that
 /// arrived do not decode (reported by the consumer, never a panic).
@@ -102,17 +103,18 @@ impl Distributor<TBatch> for WeirDistributor {
 
 /// One input port of an operator, whatever its pact.
 pub(crate) trait InputPort {
-    /// Every queued message: its time (the watermark it was sent at) and
+    /// Every queued message: its time (epoch, and the watermark it was sent at) and
     /// batch, or the error of a message that did not decode.
-    fn drain(&mut self, f: &mut dyn FnMut(u64, Result<Batch, PipelineError>));
+    fn drain(&mut self, f: &mut dyn FnMut(Time, Result<Batch, PipelineError>));
 }
 
-impl<P: Pull<Message<u64, TBatch>>> InputPort
-    for timely::dataflow::operators::generic::InputHandleCore<u64, TBatch, P>
+impl<P: Pull<Message<Time, TBatch>>> InputPort
+    for timely::dataflow::operators::generic::InputHandleCore<Time, TBatch, P>
 {
-    fn drain(&mut self, f: &mut dyn FnMut(u64, Result<Batch, PipelineError>)) {
+    fn drain(&mut self, f: &mut dyn FnMut(Time, Result<Batch, PipelineError>)) {
         self.for_each(|cap, data| {
-            let time = cap.least().copied().unwrap_or(0);
+            // A message is sent under one capability: its stamp has one time.
+            let time = cap.stamp().elements().first().copied().unwrap_or_default();
             match data.error.take() {
                 Some(e) => f(time, Err(e)),
                 None => f(time, Ok(std::mem::take(&mut data.batch))),

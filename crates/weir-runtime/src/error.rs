@@ -28,6 +28,10 @@ pub enum PipelineError {
     /// every process of the cluster stops with this error.
     #[error("cluster: {0}")]
     Cluster(String),
+    /// Checkpoints could not be read or written, or the checkpoint
+    /// location cannot be used for this run (another job's, none usable).
+    #[error("checkpoint: {0}")]
+    Checkpoint(String),
     /// A broken invariant inside Weir (a corrupted or mistyped batch, …):
     /// a bug to report, never the user's fault.
     #[error("internal error (a bug in Weir): {0}")]

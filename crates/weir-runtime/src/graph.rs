@@ -10,7 +10,7 @@ use crate::data::{Data, WindowedValue};
 use crate::error::PipelineError;
 use crate::keys::{default_key_groups, key_hash, KeyGroups};
 use crate::metrics::{CounterSnapshot, Metrics, NodeCounters};
-use crate::operator::{Operator, Source, WorkerInfo};
+use crate::operator::{EpochCommit, Operator, Source, WorkerInfo};
 
 /// Makes an operator instance for a worker.
 pub type OperatorFactory = Arc<dyn Fn(&WorkerInfo) -> Box<dyn Operator> + Send + Sync>;
@@ -102,6 +102,8 @@ pub struct Node {
     /// runner sees the same sequence of bundles, watermarks and processing
     /// times.
     pub scripted: bool,
+    /// A transactional sink's commit (see [`EpochCommit`]).
+    pub commit: Option<Arc<dyn EpochCommit>>,
 }
 
 /// The pipeline as runners see it: nodes in topological order (every input
@@ -152,6 +154,18 @@ pub struct RunResult {
     /// agreed when the processes connected), to tie what each process
     /// leaves behind to this run.
     pub run_id: Option<u64>,
+    /// With checkpoints: what this run started from and did.
+    pub recovery: Option<RecoveryReport>,
+}
+
+/// What a checkpointed run started from and committed.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RecoveryReport {
+    /// The checkpoint epoch it resumed from (`None`: from the beginning).
+    pub resumed_from: Option<u64>,
+    /// The job had completed before in this checkpoint location: nothing
+    /// ran, and its committed output is left as it was.
+    pub already_completed: bool,
 }
 
 impl RunResult {

@@ -34,8 +34,11 @@ pub use batch::Batch;
 pub use data::{Data, Key, WindowedValue};
 pub use error::{panic_message, PipelineError};
 pub use graph::{
-    Graph, Node, NodeInput, NodeKind, OperatorFactory, Partitioner, Routing, RunResult, Runner, SourceFactory,
+    Graph, Node, NodeInput, NodeKind, OperatorFactory, Partitioner, RecoveryReport, Routing, RunResult, Runner,
+    SourceFactory,
 };
 pub use keys::{key_hash, KeyGroups, DEFAULT_MAX_KEY_GROUPS};
 pub use metrics::{CounterSnapshot, HoldBack, Metrics, NodeCounters, SplitState, WatermarkSnapshot};
-pub use operator::{Emitter, OpContext, OpResult, Operator, Source, SourcePosition, SourceStatus, WorkerInfo};
+pub use operator::{
+    Emitter, EpochCommit, OpContext, OpResult, Operator, Source, SourcePosition, SourceStatus, WorkerInfo,
+};

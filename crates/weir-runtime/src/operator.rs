@@ -129,21 +129,30 @@ pub trait Operator: Send {
         let _ = cx;
         Ok(())
     }
-    /// The barrier of checkpoint epoch `epoch` passed this operator: every
-    /// input before it was processed and nothing after it yet. Returns the
-    /// state to store for the epoch, or `None` if the operator keeps none.
-    /// The default snapshots the whole state with
-    /// [`snapshot`](Operator::snapshot); an operator with a state backend
-    /// that can snapshot incrementally overrides it.
-    fn snapshot_epoch(&mut self, epoch: u64) -> Result<Option<Vec<u8>>, PipelineError> {
-        let _ = epoch;
-        Ok(self.snapshot())
+    /// The operator keeps no state between calls: checkpoints store
+    /// nothing for it and recovery restores nothing. The default is
+    /// `false`: an operator must say it is stateless, or snapshot.
+    fn stateless(&self) -> bool {
+        false
     }
-    /// The operator's whole state as bytes, for a checkpoint; `None` if it
-    /// keeps none or cannot be snapshotted. Taken between calls, never
-    /// during one.
-    fn snapshot(&self) -> Option<Vec<u8>> {
-        None
+    /// Checkpoint epoch `epoch` is complete at this operator: every input
+    /// of epochs up to `epoch` was processed and nothing of later epochs
+    /// yet. Returns the state to store for the epoch. The default
+    /// snapshots the whole state with [`snapshot`](Operator::snapshot);
+    /// an operator with a state backend that can snapshot incrementally,
+    /// or a transactional sink that closes the epoch's pending output,
+    /// overrides it.
+    fn snapshot_epoch(&mut self, epoch: u64) -> Result<Vec<u8>, PipelineError> {
+        let _ = epoch;
+        self.snapshot()
+    }
+    /// The operator's whole state as bytes, for a checkpoint. Taken
+    /// between calls, never during one. The default refuses: an operator
+    /// that keeps state must snapshot it (or be [`stateless`](Operator::stateless)).
+    fn snapshot(&self) -> Result<Vec<u8>, PipelineError> {
+        Err(PipelineError::Runner(
+            "this transform keeps state it cannot snapshot, so the pipeline cannot be checkpointed".to_string(),
+        ))
     }
     /// Replace the operator's state with a [`snapshot`](Operator::snapshot)
     /// taken from an instance of the same transform.
@@ -151,6 +160,20 @@ pub trait Operator: Send {
         let _ = bytes;
         Err(PipelineError::Runner("this operator is not snapshottable".to_string()))
     }
+}
+
+/// The second phase of a transactional output: what a sink wrote for an
+/// epoch stays pending until the checkpoint covering that epoch is
+/// committed; then the runner commits it. Registered on the sink's node
+/// ([`Node::commit`](crate::Node::commit)); called by one process only.
+pub trait EpochCommit: Send + Sync {
+    /// Make visible everything pending for epochs up to `epoch`
+    /// (idempotent: called again after a crash). `u64::MAX` once the
+    /// run completed.
+    fn commit(&self, epoch: u64) -> Result<(), PipelineError>;
+    /// A run restores checkpoint `epoch` (`None`: starts from the
+    /// beginning): commit what is pending up to it, discard the rest.
+    fn recover(&self, epoch: Option<u64>) -> Result<(), PipelineError>;
 }
 
 /// What a source reports after a poll.

@@ -30,11 +30,12 @@
 
 pub mod testing;
 
+pub use weir_checkpoint as checkpoint;
 pub use weir_io as io;
 pub use weir_model as model;
 pub use weir_pipeline as pipeline;
 pub use weir_runner_reference::{ProcessingTime, ReferenceRunner};
-pub use weir_runner_timely::{Deployment, TimelyRunner};
+pub use weir_runner_timely::{CheckpointConfig, Deployment, TimelyRunner};
 
 /// The README's examples, compiled and run as doctests.
 #[doc = include_str!("../../../README.md")]
@@ -55,7 +56,7 @@ impl RunExt for weir_pipeline::Pipeline {
 
 /// Everything needed to write and run pipelines.
 pub mod prelude {
-    pub use crate::{ReferenceRunner, RunExt, TimelyRunner};
+    pub use crate::{CheckpointConfig, ReferenceRunner, RunExt, TimelyRunner};
     pub use weir_io::{read_json_lines, read_text, DeadLetter, JsonLines, StdoutExt, TextSinkExt};
     pub use weir_model::{
         AccumulationMode, Aggregator, AnyWindowFn, Buffer, ClosingBehavior, DropReason, Duration, FixedWindows,

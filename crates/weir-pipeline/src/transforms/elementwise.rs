@@ -25,6 +25,11 @@ where
     O: Data,
     F: FnMut(WindowedValue<I>, &mut Vec<WindowedValue<O>>) -> Result<(), String> + Send,
 {
+    /// Element-wise: nothing is kept between elements.
+    fn stateless(&self) -> bool {
+        true
+    }
+
     fn process(&mut self, _port: usize, batch: Batch, cx: &mut OpContext<'_>) -> OpResult {
         let input = batch.into_vec::<I>()?;
         NodeCounters::add(&cx.counters.elements_in, input.len() as u64);
@@ -500,6 +505,11 @@ struct ParDoOp<D: DoFn> {
 }
 
 impl<D: DoFn> Operator for ParDoOp<D> {
+    /// A DoFn's own fields are not checkpointed (as in Beam): only state cells and timers of a stateful DoFn are.
+    fn stateless(&self) -> bool {
+        true
+    }
+
     fn process(&mut self, _port: usize, batch: Batch, cx: &mut OpContext<'_>) -> OpResult {
         let input = batch.into_vec::<D::In>()?;
         NodeCounters::add(&cx.counters.elements_in, input.len() as u64);

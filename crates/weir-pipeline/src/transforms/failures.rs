@@ -76,6 +76,11 @@ where
     O: Data,
     F: Fn(I, &mut Vec<O>) -> Result<(), String> + Send,
 {
+    /// Element-wise: nothing is kept between elements.
+    fn stateless(&self) -> bool {
+        true
+    }
+
     fn process(&mut self, _port: usize, batch: Batch, cx: &mut OpContext<'_>) -> OpResult {
         let input = batch.into_vec::<I>()?;
         NodeCounters::add(&cx.counters.elements_in, input.len() as u64);

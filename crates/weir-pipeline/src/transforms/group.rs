@@ -18,7 +18,7 @@ use crate::transforms::other::FlattenExt;
 use crate::transforms::side::{SideInput, SideInputExt, SideParDoExt};
 use weir_runtime::batch::Batch;
 use weir_runtime::data::{Data, Key, WindowedValue};
-use weir_runtime::{NodeCounters, OpContext, OpResult, Operator, WorkerInfo};
+use weir_runtime::{NodeCounters, OpContext, OpResult, Operator, PipelineError, WorkerInfo};
 use weir_runtime::{NodeKind, Routing};
 
 /// `window_into`: assign windows and set the windowing strategy.
@@ -69,6 +69,9 @@ pub enum Retractable<T> {
 
 struct GroupOp<K, V, A: Aggregator<V>, O> {
     gbw: GroupAlsoByWindow<K, V, A>,
+    /// What the grouping was made from (to restore a snapshot).
+    strategy: WindowingStrategy,
+    agg: A,
     by_key: HashMap<K, Vec<(V, Timestamp, Window)>>,
     scratch: Vec<GroupOutput<K, V, A::Out>>,
     wrap: fn(A::Out, bool) -> O,
@@ -80,8 +83,8 @@ struct GroupOp<K, V, A: Aggregator<V>, O> {
 
 impl<K: Key, V: Data, A: Aggregator<V> + Send, O: Data> GroupOp<K, V, A, O>
 where
-    A::Acc: Send,
-    A::Out: Send,
+    A::Acc: Data,
+    A::Out: Data,
 {
     fn flush(&mut self, cx: &mut OpContext<'_>) {
         if self.scratch.is_empty() {
@@ -126,11 +129,34 @@ where
     }
 }
 
-impl<K: Key, V: Data, A: Aggregator<V> + Send, O: Data> Operator for GroupOp<K, V, A, O>
+/// The format of a grouping's snapshot (bump on any change of
+/// `GroupSnapshot` or of this envelope).
+const GROUP_SNAPSHOT_FORMAT: u32 = 1;
+
+impl<K: Key, V: Data, A: Aggregator<V> + Clone + Send, O: Data> Operator for GroupOp<K, V, A, O>
 where
-    A::Acc: Send,
-    A::Out: Send,
+    A::Acc: Data,
+    A::Out: Data,
 {
+    fn snapshot(&self) -> Result<Vec<u8>, PipelineError> {
+        bincode::serialize(&(GROUP_SNAPSHOT_FORMAT, self.gbw.snapshot()))
+            .map_err(|e| PipelineError::Internal(format!("serializing a grouping's snapshot: {e}")))
+    }
+
+    fn restore(&mut self, bytes: &[u8]) -> OpResult {
+        type Snap<K, A, O> = (u32, weir_model::grouping::GroupSnapshot<K, A, O>);
+        let (format, snap): Snap<K, A::Acc, A::Out> = bincode::deserialize(bytes)
+            .map_err(|e| PipelineError::Runner(format!("a grouping cannot restore this snapshot: {e}")))?;
+        if format != GROUP_SNAPSHOT_FORMAT {
+            return Err(PipelineError::Runner(format!(
+                "a grouping snapshot of format {format}; this Weir reads format {GROUP_SNAPSHOT_FORMAT}"
+            )));
+        }
+        self.gbw = GroupAlsoByWindow::restore(self.strategy.clone(), self.agg.clone(), snap)
+            .map_err(|e| PipelineError::Runner(format!("restoring a grouping: {e}")))?;
+        Ok(())
+    }
+
     fn process(&mut self, _port: usize, batch: Batch, cx: &mut OpContext<'_>) -> OpResult {
         let before = self.gbw.counters();
         self.gbw.set_stage_output_watermark(cx.stage_output_watermark);
@@ -188,8 +214,8 @@ where
     V: Data,
     O: Data,
     A: Aggregator<V> + Clone + Send + Sync + 'static,
-    A::Acc: Send,
-    A::Out: Send,
+    A::Acc: Data,
+    A::Out: Data,
 {
     let p = input.pipeline().clone();
     let strategy = input.windowing().clone();
@@ -203,8 +229,17 @@ where
             if weigh.is_some() {
                 s.late_data_output = true;
             }
-            let gbw = GroupAlsoByWindow::<K, V, A>::new(s, agg.clone()).expect("strategy validated when built");
-            Box::new(GroupOp { gbw, by_key: HashMap::default(), scratch: Vec::new(), wrap, weigh }) as Box<dyn Operator>
+            let gbw = GroupAlsoByWindow::<K, V, A>::new(s.clone(), agg.clone()).expect("strategy validated when built");
+            let op = GroupOp {
+                gbw,
+                strategy: s,
+                agg: agg.clone(),
+                by_key: HashMap::default(),
+                scratch: Vec::new(),
+                wrap,
+                weigh,
+            };
+            Box::new(op) as Box<dyn Operator>
         })),
     );
     if let Err(e) = strategy.validate() {
@@ -251,6 +286,11 @@ struct PartialCombineOp<K, V, C: CombineFn<V>> {
 }
 
 impl<K: Key, V: Data, C: CombineFn<V>> Operator for PartialCombineOp<K, V, C> {
+    /// Each batch is folded and emitted whole: nothing is kept between calls.
+    fn stateless(&self) -> bool {
+        true
+    }
+
     fn process(&mut self, _port: usize, batch: Batch, cx: &mut OpContext<'_>) -> OpResult {
         let input = batch.into_vec::<(K, V)>()?;
         NodeCounters::add(&cx.counters.elements_in, input.len() as u64);

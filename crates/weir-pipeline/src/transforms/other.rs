@@ -37,6 +37,21 @@ impl<T: Data> Source for CreateSource<T> {
             processing_time: None,
         })
     }
+
+    /// The index of the next item this instance emits.
+    fn position(&self) -> Option<weir_runtime::SourcePosition> {
+        Some(vec![("create".to_string(), (self.next as u64).to_le_bytes().to_vec())])
+    }
+
+    fn seek(&mut self, position: &weir_runtime::SourcePosition) -> OpResult {
+        match position.as_slice() {
+            [(id, bytes)] if id == "create" && bytes.len() == 8 => {
+                self.next = u64::from_le_bytes(bytes[..].try_into().expect("8 bytes")) as usize;
+                Ok(())
+            }
+            _ => Err(PipelineError::Checkpoint(format!("not a position of Create: {position:?}"))),
+        }
+    }
 }
 
 impl Pipeline {
@@ -212,6 +227,11 @@ impl<T: Data> Source for TestStreamSource<T> {
 struct ForwardOp;
 
 impl Operator for ForwardOp {
+    /// Forwards each batch as it comes.
+    fn stateless(&self) -> bool {
+        true
+    }
+
     fn process(&mut self, _port: usize, batch: Batch, cx: &mut OpContext<'_>) -> OpResult {
         let n = batch.len() as u64;
         NodeCounters::add(&cx.counters.elements_in, n);
@@ -249,6 +269,11 @@ struct PartitionOp<T, F> {
 }
 
 impl<T: Data, F: Fn(&T, usize) -> usize + Send> Operator for PartitionOp<T, F> {
+    /// Element-wise: nothing is kept between elements.
+    fn stateless(&self) -> bool {
+        true
+    }
+
     fn process(&mut self, _port: usize, batch: Batch, cx: &mut OpContext<'_>) -> OpResult {
         let input = batch.into_vec::<T>()?;
         NodeCounters::add(&cx.counters.elements_in, input.len() as u64);
@@ -345,15 +370,35 @@ impl<K: Key, V: Data> ReshuffleKeyExt<K, V> for PCollection<(K, V)> {
     }
 }
 
+/// Keeps what this instance collected and hands it over when its input is
+/// done, so that a checkpoint holds it and a recovered run hands over
+/// every element exactly once.
 struct CollectOp<T> {
     into: Arc<Mutex<Vec<WindowedValue<T>>>>,
+    mine: Vec<WindowedValue<T>>,
 }
 
 impl<T: Data> Operator for CollectOp<T> {
     fn process(&mut self, _port: usize, batch: Batch, cx: &mut OpContext<'_>) -> OpResult {
         let v = batch.into_vec::<T>()?;
         NodeCounters::add(&cx.counters.elements_in, v.len() as u64);
-        self.into.lock().unwrap_or_else(|p| p.into_inner()).extend(v);
+        self.mine.extend(v);
+        Ok(())
+    }
+
+    fn finish(&mut self, _cx: &mut OpContext<'_>) -> OpResult {
+        self.into.lock().unwrap_or_else(|p| p.into_inner()).append(&mut self.mine);
+        Ok(())
+    }
+
+    fn snapshot(&self) -> Result<Vec<u8>, PipelineError> {
+        bincode::serialize(&self.mine)
+            .map_err(|e| PipelineError::Internal(format!("serializing collected values: {e}")))
+    }
+
+    fn restore(&mut self, bytes: &[u8]) -> OpResult {
+        self.mine = bincode::deserialize(bytes)
+            .map_err(|e| PipelineError::Runner(format!("collect cannot restore this snapshot: {e}")))?;
         Ok(())
     }
 }
@@ -374,7 +419,7 @@ impl<T: Data> CollectExt<T> for PCollection<T> {
             vec![self.as_input(Routing::Forward)],
             0,
             NodeKind::Operator(Arc::new(move |_: &WorkerInfo| {
-                Box::new(CollectOp { into: into.clone() }) as Box<dyn Operator>
+                Box::new(CollectOp { into: into.clone(), mine: Vec::new() }) as Box<dyn Operator>
             })),
         );
         c

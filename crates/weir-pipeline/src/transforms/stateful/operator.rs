@@ -306,7 +306,7 @@ impl<D: StatefulDoFn> Operator for StatefulOp<D> {
         self.queues.next_time(TimerDomain::ProcessingTime)
     }
 
-    fn snapshot(&self) -> Option<Vec<u8>> {
+    fn snapshot(&self) -> Result<Vec<u8>, PipelineError> {
         let snap = OpSnapshot::<D::Key, D::Value> {
             format: SNAPSHOT_FORMAT,
             cells: self
@@ -330,7 +330,7 @@ impl<D: StatefulDoFn> Operator for StatefulOp<D> {
             input_wm: self.input_wm,
             processing_time: self.processing_time,
         };
-        Some(bincode::serialize(&snap).expect("serializing a snapshot into memory cannot fail"))
+        Ok(bincode::serialize(&snap).expect("serializing a snapshot into memory cannot fail"))
     }
 
     fn restore(&mut self, bytes: &[u8]) -> Result<(), PipelineError> {

@@ -193,6 +193,6 @@ fn restore_rejects_garbage_and_plain_operators_are_not_snapshottable() {
             Ok(())
         }
     }
-    assert!(Plain.snapshot().is_none());
+    assert!(Plain.snapshot().unwrap_err().to_string().contains("cannot be checkpointed"));
     assert!(Plain.restore(&[]).unwrap_err().to_string().contains("not snapshottable"));
 }

@@ -1,0 +1,415 @@
+//! Checkpoints on the Timely runner.
+//!
+//! Epochs travel in the timestamp (`time`): every source instance moves
+//! its capabilities from epoch `e` to `e + 1` when the process's ticker
+//! says so, recording its split positions for `e`. An operator instance
+//! processes its input epoch by epoch (later epochs wait in its stash);
+//! once its input frontier has passed `e` it snapshots its state for `e`
+//! and rebases its capabilities to `e + 1`. So every instance's entry for
+//! `e` reflects exactly the input the sources emitted in epochs up to `e`:
+//! a consistent cut, taken without stopping the dataflow or aligning
+//! barriers by hand (timely's progress tracking does the alignment).
+//!
+//! Each worker gathers its instances' entries ([`WorkerCheckpoint`]) and,
+//! once all are in for an epoch, hands the worker's state file to the
+//! process's writer thread ([`Writer`]), which stores it with retries.
+//! A per-worker ack operator holds a capability at the oldest epoch not yet
+//! durable; a probe on the acks tells worker 0 of process 0 when an epoch
+//! is durable everywhere, and the writer commits the checkpoint: manifest
+//! (conditional create), then the transactional sinks, then retention.
+
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{mpsc, Arc, Mutex};
+use std::time::{Duration as StdDuration, Instant};
+
+use weir_checkpoint::{CheckpointStore, Checkpoints, JobId, NodeEntry, NodeState, Recovery, WorkerState};
+use weir_runtime::{EpochCommit, Graph, PipelineError};
+
+/// How a pipeline is checkpointed (see `TimelyRunner::with_checkpoints`).
+#[derive(Clone, Debug)]
+pub struct CheckpointConfig {
+    /// Where checkpoints go.
+    pub store: Arc<dyn CheckpointStore>,
+    /// Time between checkpoints.
+    pub interval: StdDuration,
+    /// Complete checkpoints kept (at least 1; default 3).
+    pub retain: usize,
+    /// If checkpoints exist but none is usable: start from the beginning
+    /// instead of refusing to run.
+    pub start_over: bool,
+}
+
+impl CheckpointConfig {
+    /// Checkpoints every `interval` into `store`, keeping the last 3.
+    pub fn new(store: Arc<dyn CheckpointStore>, interval: StdDuration) -> Self {
+        CheckpointConfig { store, interval: interval.max(StdDuration::from_millis(1)), retain: 3, start_over: false }
+    }
+    /// Checkpoints every `interval` into the local directory `dir`.
+    pub fn local(dir: impl Into<std::path::PathBuf>, interval: StdDuration) -> Self {
+        CheckpointConfig::new(Arc::new(weir_checkpoint::LocalDir::new(dir)), interval)
+    }
+    /// Keep the last `n` complete checkpoints.
+    pub fn retain(mut self, n: usize) -> Self {
+        self.retain = n.max(1);
+        self
+    }
+    /// Start from the beginning if no checkpoint is usable.
+    pub fn start_over_if_unusable(mut self, yes: bool) -> Self {
+        self.start_over = yes;
+        self
+    }
+}
+
+fn ck_err(e: weir_checkpoint::CheckpointError) -> PipelineError {
+    PipelineError::Checkpoint(e.to_string())
+}
+
+/// What the run starts from, decided before any worker starts.
+pub(crate) enum Start {
+    Fresh,
+    /// The job completed before: nothing to run.
+    Completed,
+    Resume {
+        epoch: u64,
+        states: Vec<WorkerState>,
+    },
+}
+
+/// Choose the start, log skipped checkpoints, bring the transactional
+/// sinks in line with it, and remove what the crashed run left unfinished.
+pub(crate) fn recover(
+    cfg: &CheckpointConfig,
+    job: &JobId,
+    graph: &Graph,
+    workers: usize,
+    first_process: bool,
+) -> Result<Start, PipelineError> {
+    let checkpoints = Checkpoints::new(cfg.store.clone());
+    let commits: Vec<&Arc<dyn EpochCommit>> = graph.nodes.iter().filter_map(|n| n.commit.as_ref()).collect();
+    match checkpoints.recover(job, cfg.start_over).map_err(ck_err)? {
+        Recovery::Fresh => {
+            if first_process {
+                checkpoints.discard_after(None).map_err(ck_err)?;
+                for c in commits {
+                    c.recover(None)?;
+                }
+            }
+            Ok(Start::Fresh)
+        }
+        Recovery::Completed(_) => {
+            // The marker is written before the final commit: finish it.
+            if first_process {
+                for c in commits {
+                    c.commit(u64::MAX)?;
+                }
+            }
+            Ok(Start::Completed)
+        }
+        Recovery::Resume { manifest, states, skipped } => {
+            for s in &skipped {
+                eprintln!("weir: skipping checkpoint: {s}");
+            }
+            if manifest.workers as usize != workers {
+                return Err(PipelineError::Checkpoint(format!(
+                    "checkpoint {} in {} was taken with {} workers; this run has {workers}: restoring on another \
+                     number of workers is not supported yet (run with {} workers)",
+                    manifest.epoch,
+                    checkpoints.location(),
+                    manifest.workers,
+                    manifest.workers
+                )));
+            }
+            eprintln!(
+                "weir: resuming from checkpoint {} in {} ({} workers)",
+                manifest.epoch,
+                checkpoints.location(),
+                manifest.workers
+            );
+            if first_process {
+                checkpoints.discard_after(Some(manifest.epoch)).map_err(ck_err)?;
+                for c in commits {
+                    c.recover(Some(manifest.epoch))?;
+                }
+            }
+            Ok(Start::Resume { epoch: manifest.epoch, states })
+        }
+    }
+}
+
+/// What the writer thread does.
+enum Job {
+    /// Store a worker's state file, then mark it durable.
+    State { local: usize, state: WorkerState },
+    /// Every worker's state file of this epoch is durable: commit it.
+    Commit(u64),
+}
+
+/// The process's checkpointing: ticker, restored states, writer.
+pub(crate) struct Checkpointer {
+    pub interval: StdDuration,
+    /// The first epoch of this run.
+    pub base: u64,
+    start: Instant,
+    /// Restored state by worker index (this process's workers).
+    restored: Mutex<BTreeMap<usize, WorkerState>>,
+    jobs: Mutex<Option<mpsc::Sender<Job>>>,
+    writer: Mutex<Option<std::thread::JoinHandle<()>>>,
+    /// Per local worker: epochs below this are durable (or failed).
+    pub durable: Vec<AtomicU64>,
+    /// Per local worker: its ack operator, woken when `durable` moves.
+    acks: Mutex<Vec<Option<timely::scheduling::SyncActivator>>>,
+    checkpoints: Checkpoints,
+    job: JobId,
+}
+
+/// Attempts of a storage operation before a checkpoint is given up.
+const ATTEMPTS: u32 = 4;
+
+fn with_retries<T>(what: &str, mut f: impl FnMut() -> weir_checkpoint::Result<T>) -> weir_checkpoint::Result<T> {
+    let mut wait = StdDuration::from_millis(50);
+    let mut attempt = 1;
+    loop {
+        match f() {
+            Ok(v) => return Ok(v),
+            Err(e) if attempt < ATTEMPTS => {
+                eprintln!("weir: {what} failed (attempt {attempt} of {ATTEMPTS}, retrying in {wait:?}): {e}");
+                std::thread::sleep(wait);
+                wait *= 4;
+                attempt += 1;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+impl Checkpointer {
+    #[allow(clippy::too_many_arguments)]
+    pub fn start(
+        cfg: &CheckpointConfig,
+        job: JobId,
+        graph: Arc<Graph>,
+        threads: usize,
+        process: usize,
+        workers: usize,
+        processes: usize,
+        resume: Option<(u64, Vec<WorkerState>)>,
+    ) -> Arc<Checkpointer> {
+        let (base, restored) = match resume {
+            None => (0, BTreeMap::new()),
+            Some((epoch, states)) => {
+                let local = process * threads..(process + 1) * threads;
+                let mine =
+                    states.into_iter().filter(|s| local.contains(&(s.worker as usize))).map(|s| (s.worker as usize, s));
+                (epoch + 1, mine.collect())
+            }
+        };
+        let (tx, rx) = mpsc::channel::<Job>();
+        let ck = Arc::new(Checkpointer {
+            interval: cfg.interval,
+            base,
+            start: Instant::now(),
+            restored: Mutex::new(restored),
+            jobs: Mutex::new(Some(tx)),
+            writer: Mutex::new(None),
+            durable: (0..threads).map(|_| AtomicU64::new(base)).collect(),
+            acks: Mutex::new((0..threads).map(|_| None).collect()),
+            checkpoints: Checkpoints::new(cfg.store.clone()),
+            job,
+        });
+        let me = ck.clone();
+        let retain = cfg.retain;
+        let handle = std::thread::Builder::new()
+            .name("weir-checkpoint-writer".into())
+            .spawn(move || me.write_loop(rx, graph, workers, processes, retain))
+            .expect("spawning the checkpoint writer");
+        *ck.writer.lock().unwrap_or_else(|p| p.into_inner()) = Some(handle);
+        ck
+    }
+
+    fn write_loop(&self, rx: mpsc::Receiver<Job>, graph: Arc<Graph>, workers: usize, processes: usize, retain: usize) {
+        for job in rx {
+            match job {
+                Job::State { local, state } => {
+                    let epoch = state.epoch;
+                    if let Err(e) = with_retries("writing a checkpoint", || self.checkpoints.write_state(&state)) {
+                        eprintln!("weir: checkpoint {epoch} failed (the job goes on): {e}");
+                    }
+                    self.durable[local].fetch_max(epoch + 1, Ordering::AcqRel);
+                    if let Some(a) = &self.acks.lock().unwrap_or_else(|p| p.into_inner())[local] {
+                        let _ = a.activate();
+                    }
+                }
+                Job::Commit(epoch) => self.commit(epoch, &graph, workers, processes, retain),
+            }
+        }
+    }
+
+    fn commit(&self, epoch: u64, graph: &Graph, workers: usize, processes: usize, retain: usize) {
+        let committed = with_retries("committing a checkpoint", || {
+            self.checkpoints.commit(epoch, &self.job, workers as u32, processes as u32, false)
+        });
+        match committed {
+            Ok(Some(_)) => {}
+            Ok(None) => {
+                eprintln!("weir: checkpoint {epoch} is incomplete (a state file could not be written): skipped");
+                return;
+            }
+            Err(e) => {
+                eprintln!("weir: checkpoint {epoch} could not be committed (the job goes on): {e}");
+                return;
+            }
+        }
+        for c in graph.nodes.iter().filter_map(|n| n.commit.as_ref()) {
+            if let Err(e) = c.commit(epoch) {
+                eprintln!("weir: committing the output of checkpoint {epoch} failed (retried at the next one): {e}");
+            }
+        }
+        if let Err(e) = self.checkpoints.retain(retain) {
+            eprintln!("weir: removing old checkpoints failed: {e}");
+        }
+    }
+
+    /// The epoch sources should be in now.
+    pub fn target_epoch(&self) -> u64 {
+        let elapsed = self.start.elapsed().as_nanos() / self.interval.as_nanos().max(1);
+        self.base + elapsed as u64
+    }
+
+    /// The restored state of worker `index`, taken once.
+    pub fn take_restored(&self, index: usize) -> Option<WorkerState> {
+        self.restored.lock().unwrap_or_else(|p| p.into_inner()).remove(&index)
+    }
+
+    pub fn register_ack(&self, local: usize, a: timely::scheduling::SyncActivator) {
+        self.acks.lock().unwrap_or_else(|p| p.into_inner())[local] = Some(a);
+    }
+
+    fn send(&self, job: Job) {
+        if let Some(tx) = &*self.jobs.lock().unwrap_or_else(|p| p.into_inner()) {
+            let _ = tx.send(job);
+        }
+    }
+
+    /// Every worker's state of `epoch` is durable: commit it (process 0).
+    pub fn request_commit(&self, epoch: u64) {
+        self.send(Job::Commit(epoch));
+    }
+
+    /// Wait for every write and commit asked so far.
+    pub fn flush(&self) {
+        self.jobs.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(h) = self.writer.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            let _ = h.join();
+        }
+    }
+
+    /// The run completed: mark it, then commit every sink's remaining output.
+    pub fn complete(&self, graph: &Graph) -> Result<(), PipelineError> {
+        let last_epoch = self.target_epoch();
+        with_retries("marking the run completed", || self.checkpoints.mark_completed(&self.job, last_epoch))
+            .map_err(ck_err)?;
+        for c in graph.nodes.iter().filter_map(|n| n.commit.as_ref()) {
+            c.commit(u64::MAX)?;
+        }
+        Ok(())
+    }
+}
+
+/// One worker's entries, gathered epoch by epoch.
+pub(crate) struct WorkerCheckpoint {
+    ck: Arc<Checkpointer>,
+    worker: usize,
+    local: usize,
+    names: Vec<String>,
+    /// Per node: its entries by epoch, and the epochs it has completed
+    /// (entries for every epoch below `through`).
+    entries: Vec<BTreeMap<u64, NodeEntry>>,
+    /// Per node: the entry of a finished instance, valid from its epoch on.
+    finished: Vec<Option<(u64, NodeEntry)>>,
+    /// The next epoch to write.
+    next: u64,
+    /// The last epoch any node reached (for the completion marker).
+    pub last_epoch: u64,
+}
+
+pub(crate) type SharedWorkerCheckpoint = Rc<RefCell<WorkerCheckpoint>>;
+
+impl WorkerCheckpoint {
+    pub fn new(ck: Arc<Checkpointer>, worker: usize, local: usize, graph: &Graph) -> SharedWorkerCheckpoint {
+        let n = graph.nodes.len();
+        Rc::new(RefCell::new(WorkerCheckpoint {
+            next: ck.base,
+            last_epoch: ck.base,
+            ck,
+            worker,
+            local,
+            names: graph.nodes.iter().map(|n| n.name.clone()).collect(),
+            entries: (0..n).map(|_| BTreeMap::new()).collect(),
+            finished: (0..n).map(|_| None).collect(),
+        }))
+    }
+
+    pub fn checkpointer(&self) -> &Arc<Checkpointer> {
+        &self.ck
+    }
+
+    /// Node `node`'s state after epoch `epoch` (or, `finished`, its final
+    /// state, valid for every epoch from `epoch` on).
+    pub fn record(&mut self, node: usize, epoch: u64, state: NodeState, finished: bool) {
+        let entry = NodeEntry { node: node as u32, name: self.names[node].clone(), finished, state };
+        self.last_epoch = self.last_epoch.max(epoch);
+        if finished {
+            self.finished[node] = Some((epoch, entry));
+        } else {
+            self.entries[node].insert(epoch, entry);
+        }
+        self.write_ready();
+    }
+
+    fn entry_at(&self, node: usize, epoch: u64) -> Option<NodeEntry> {
+        if let Some((from, e)) = &self.finished[node] {
+            if *from <= epoch {
+                return Some(e.clone());
+            }
+        }
+        self.entries[node].get(&epoch).cloned()
+    }
+
+    /// Hand every epoch that all nodes have recorded to the writer.
+    fn write_ready(&mut self) {
+        loop {
+            let epoch = self.next;
+            // Once every node finished, no epoch after the last one is needed.
+            if self.all_finished() && self.finished.iter().flatten().all(|(from, _)| *from <= epoch) {
+                return;
+            }
+            let nodes: Option<Vec<NodeEntry>> = (0..self.names.len()).map(|n| self.entry_at(n, epoch)).collect();
+            let Some(nodes) = nodes else { return };
+            for e in &mut self.entries {
+                e.remove(&epoch);
+            }
+            let state = WorkerState { epoch, worker: self.worker as u32, nodes };
+            self.ck.send(Job::State { local: self.local, state });
+            self.next += 1;
+        }
+    }
+
+    /// Whether every node finished.
+    pub fn all_finished(&self) -> bool {
+        self.finished.iter().all(Option::is_some)
+    }
+
+    /// Every node finished and every state file handed over is durable:
+    /// the ack operator may release its capability.
+    pub fn done(&self) -> bool {
+        self.all_finished() && self.ck.durable[self.local].load(Ordering::Acquire) >= self.next
+    }
+
+    /// Epochs below this are durable on this worker.
+    pub fn durable(&self) -> u64 {
+        self.ck.durable[self.local].load(Ordering::Acquire)
+    }
+}

@@ -250,9 +250,10 @@ impl Checkpoints {
 
     /// Choose what a run of `job` starts from: the newest complete and
     /// intact checkpoint (every state file read and checked). Newer
-    /// partial or corrupt ones are skipped (their reasons returned). If
-    /// checkpoints exist and none is usable, refuse, unless
-    /// `allow_start_over`. Another job's location is refused.
+    /// partial or corrupt ones are skipped (their reasons returned). If a
+    /// committed checkpoint exists and none is usable, refuse, unless
+    /// `allow_start_over`; only partial ones (none ever committed) start
+    /// from the beginning. Another job's location is refused.
     pub fn recover(&self, job: &JobId, allow_start_over: bool) -> Result<Recovery> {
         if self.is_empty()? {
             return Ok(Recovery::Fresh);
@@ -270,7 +271,9 @@ impl Checkpoints {
             return Ok(Recovery::Completed(c));
         }
         let mut skipped = Vec::new();
+        let mut had_manifest = false;
         for info in self.scan()?.into_iter().rev() {
+            had_manifest |= info.files.iter().any(|(n, _)| n.ends_with("/MANIFEST"));
             let Some(manifest) = info.manifest else {
                 skipped.push(format!("checkpoint {}: {}", info.epoch, info.problem.unwrap_or_default()));
                 continue;
@@ -283,7 +286,10 @@ impl Checkpoints {
                 Err(e) => skipped.push(format!("checkpoint {}: {e}", info.epoch)),
             }
         }
-        if allow_start_over {
+        // Only partial checkpoints (the run died before committing its
+        // first one): nothing was ever committed, so nothing was restored
+        // or made visible from them, and the beginning is the right start.
+        if allow_start_over || !had_manifest {
             return Ok(Recovery::Fresh);
         }
         Err(CheckpointError::NoneUsable { location: self.location(), reasons: skipped.join("; ") })

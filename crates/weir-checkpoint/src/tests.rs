@@ -92,6 +92,14 @@ fn no_usable_checkpoint_refuses_to_start_unless_asked() {
 }
 
 #[test]
+fn a_run_killed_before_its_first_commit_starts_from_the_beginning() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = Checkpoints::new(Arc::new(LocalDir::new(dir.path())));
+    c.write_state(&state(0, 0)).unwrap();
+    assert!(matches!(c.recover(&job("q5"), false).unwrap(), Recovery::Fresh));
+}
+
+#[test]
 fn another_jobs_location_is_refused_and_completion_is_remembered() {
     let (_d, c) = with_checkpoints(2);
     let e = c.recover(&job("q11"), true).unwrap_err().to_string();

@@ -1,0 +1,201 @@
+//! Kill tests: `weir nexmark --checkpoint-dir` killed with SIGKILL at
+//! random moments and started again with the same command, until it
+//! completes; the result must be byte for byte the uninterrupted run's
+//! (same sha256): nothing lost, nothing duplicated. On a two-process
+//! cluster one of the two is killed; the survivor must stop on its own
+//! (peer lost), and both are restarted.
+//!
+//! Each query runs campaigns (a fresh checkpoint folder, killed until it
+//! completes) until it has been killed at least `KILLS` times. The seed of
+//! the kill moments is printed; `WEIR_KILL_SEED` replays it.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const WEIR: &str = env!("CARGO_BIN_EXE_weir");
+const KILLS: usize = 20;
+
+/// xorshift64*: the kill moments, reproducible from a seed.
+struct Rng(u64);
+impl Rng {
+    fn new() -> Rng {
+        let seed = std::env::var("WEIR_KILL_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(|| {
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64 | 1
+        });
+        eprintln!("kill moments from WEIR_KILL_SEED={seed}");
+        Rng(seed)
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d) % n
+    }
+}
+
+fn sha_of(out: &Path, q: &str) -> String {
+    let json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join(format!("{q}.summary.json"))).unwrap()).unwrap();
+    json["sha256"].as_str().unwrap().to_string()
+}
+
+fn nexmark(q: &str, events: u64, out: &Path) -> Command {
+    let mut c = Command::new(WEIR);
+    c.args(["nexmark", "--quiet", "--query", q, "--events", &events.to_string(), "--workers", "2", "--out"])
+        .arg(out)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    c
+}
+
+fn finish(mut child: Child, secs: u64) -> std::process::Output {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while child.try_wait().unwrap().is_none() {
+        assert!(Instant::now() < deadline, "weir did not end within {secs} s");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    child.wait_with_output().unwrap()
+}
+
+/// Kill `q` over and over until it completes; returns the kills.
+fn campaign(q: &str, events: u64, dir: &Path, rng: &mut Rng) -> usize {
+    let (out, ck) = (dir.join("out"), dir.join("ck"));
+    let mut kills = 0;
+    for attempt in 0.. {
+        assert!(attempt < 200, "{q} did not complete after {attempt} starts");
+        let mut child = nexmark(q, events, &out)
+            .args(["--checkpoint-interval", "1s", "--checkpoint-dir"])
+            .arg(&ck)
+            .spawn()
+            .unwrap();
+        let at = Instant::now() + Duration::from_millis(200 + rng.below(2300));
+        while Instant::now() < at && child.try_wait().unwrap().is_none() {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        if child.try_wait().unwrap().is_none() {
+            child.kill().unwrap(); // SIGKILL
+            child.wait().unwrap();
+            kills += 1;
+            continue;
+        }
+        let o = child.wait_with_output().unwrap();
+        let e = String::from_utf8_lossy(&o.stderr);
+        assert!(o.status.success(), "{q}: {e}");
+        assert!(!e.contains("panicked"), "{e}");
+        break;
+    }
+    kills
+}
+
+fn killed_any_number_of_times_ends_with_the_uninterrupted_output(q: &str, events: u64) {
+    let tmp = tempfile::tempdir().unwrap();
+    let reference = tmp.path().join("reference");
+    let o = finish(nexmark(q, events, &reference).spawn().unwrap(), 300);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let expected = sha_of(&reference, q);
+    let mut rng = Rng::new();
+    let (mut kills, mut campaigns) = (0, 0);
+    while kills < KILLS {
+        let dir = tmp.path().join(format!("campaign-{campaigns}"));
+        kills += campaign(q, events, &dir, &mut rng);
+        campaigns += 1;
+        assert_eq!(sha_of(&dir.join("out"), q), expected, "{q}: campaign {campaigns} after {kills} kills in all");
+        // Run again: it completed, so it leaves the same output.
+        let o = finish(
+            nexmark(q, events, &dir.join("out")).arg("--checkpoint-dir").arg(dir.join("ck")).spawn().unwrap(),
+            120,
+        );
+        assert!(String::from_utf8_lossy(&o.stderr).contains("already completed"));
+        assert_eq!(sha_of(&dir.join("out"), q), expected, "{q}: run again after completing");
+    }
+    eprintln!("{q}: {kills} kills over {campaigns} campaigns, every one ended with sha256 {expected}");
+}
+
+#[test]
+fn q5_killed_at_random_moments_loses_and_duplicates_nothing() {
+    killed_any_number_of_times_ends_with_the_uninterrupted_output("q5", 4_000_000);
+}
+
+#[test]
+fn q11_killed_at_random_moments_loses_and_duplicates_nothing() {
+    killed_any_number_of_times_ends_with_the_uninterrupted_output("q11", 3_000_000);
+}
+
+/// q4: a stateful ParDo (value and bag state, timers) into a combine.
+#[test]
+fn q4_killed_at_random_moments_loses_and_duplicates_nothing() {
+    killed_any_number_of_times_ends_with_the_uninterrupted_output("q4", 3_000_000);
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+fn process(index: usize, hosts: &Path, out: &Path, ck: &Path, q: &str, events: u64) -> Child {
+    Command::new(WEIR)
+        .args(["nexmark", "--quiet", "--query", q, "--events", &events.to_string(), "--workers", "1"])
+        .args(["--processes", "2", "--process-index", &index.to_string(), "--peer-timeout-s", "5", "--hosts"])
+        .arg(hosts)
+        .arg("--out")
+        .arg(out)
+        .args(["--checkpoint-interval", "1s", "--checkpoint-dir"])
+        .arg(ck)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+/// A two-process cluster, one process killed at random moments: the other
+/// stops by itself with an error naming the lost peer; both restarted
+/// resume from the last checkpoint; the end result is the uninterrupted
+/// single-process run's.
+#[test]
+fn a_cluster_with_a_process_killed_at_random_moments_ends_with_the_uninterrupted_output() {
+    let (q, events) = ("q5", 3_000_000);
+    let tmp = tempfile::tempdir().unwrap();
+    let reference = tmp.path().join("reference");
+    assert!(finish(nexmark(q, events, &reference).spawn().unwrap(), 300).status.success());
+    let expected = sha_of(&reference, q);
+    let (out, ck): (PathBuf, PathBuf) = (tmp.path().join("out"), tmp.path().join("ck"));
+    let mut rng = Rng::new();
+    let mut kills = 0;
+    for attempt in 0.. {
+        assert!(attempt < 100, "the cluster did not complete after {attempt} starts");
+        let hosts = tmp.path().join("hosts");
+        std::fs::write(&hosts, format!("127.0.0.1:{}\n127.0.0.1:{}\n", free_port(), free_port())).unwrap();
+        let mut p = [process(0, &hosts, &out, &ck, q, events), process(1, &hosts, &out, &ck, q, events)];
+        let at = Instant::now() + Duration::from_millis(300 + rng.below(2500));
+        while Instant::now() < at && p.iter_mut().any(|c| c.try_wait().unwrap().is_none()) {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let victim = rng.below(2) as usize;
+        if p[victim].try_wait().unwrap().is_none() {
+            p[victim].kill().unwrap();
+            kills += 1;
+            let [a, b] = p;
+            let survivor = if victim == 0 { b } else { a };
+            let killed = Instant::now();
+            let o = finish(survivor, 60);
+            let e = String::from_utf8_lossy(&o.stderr);
+            // It may have completed just before the kill; otherwise it
+            // stops at once, naming the peer.
+            if !o.status.success() {
+                assert!(e.contains("cluster:"), "{e}");
+                assert!(!e.contains("panicked"), "{e}");
+                assert!(killed.elapsed() < Duration::from_secs(15), "the survivor took {:?}", killed.elapsed());
+            }
+            continue;
+        }
+        let [a, b] = p;
+        for (i, c) in [a, b].into_iter().enumerate() {
+            let o = finish(c, 120);
+            assert!(o.status.success(), "process {i}: {}", String::from_utf8_lossy(&o.stderr));
+        }
+        break;
+    }
+    assert!(kills > 0, "no process was killed: the run is too short for the test");
+    assert_eq!(sha_of(&out, q), expected, "after {kills} kills");
+    eprintln!("cluster: {kills} kills, ended with sha256 {expected}");
+}

@@ -47,6 +47,58 @@ pub enum ProcessingTime {
 pub struct ReferenceRunner {
     /// Where processing time comes from.
     pub processing_time: ProcessingTime,
+    /// Recovery as a specification: after every step, snapshot every
+    /// source's position and every operator's state, throw the instances
+    /// away, make new ones and restore them, then go on. A pipeline must
+    /// give the same output with and without it.
+    pub recover_every_step: bool,
+}
+
+impl ReferenceRunner {
+    /// The reference runner in recovery mode ([`recover_every_step`](Self::recover_every_step)).
+    ///
+    /// ```
+    /// use weir_pipeline::prelude::*;
+    /// use weir_runner_reference::ReferenceRunner;
+    /// let p = Pipeline::new();
+    /// let counts = p.create((0..100u64).map(|i| (i % 3, i))).count_per_key().collect();
+    /// p.run_with(&ReferenceRunner::recovering()).unwrap();
+    /// let mut v = counts.values();
+    /// v.sort();
+    /// assert_eq!(v, vec![(0, 34), (1, 33), (2, 33)]);
+    /// ```
+    pub fn recovering() -> Self {
+        ReferenceRunner { recover_every_step: true, ..ReferenceRunner::default() }
+    }
+}
+
+/// Snapshot every instance and replace it with a new one restored from
+/// the snapshot (the reference runner's recovery mode).
+fn recover(graph: &Graph, instances: &mut [Instance], worker: &WorkerInfo) -> Result<(), PipelineError> {
+    for (i, node) in graph.nodes.iter().enumerate() {
+        match (&mut instances[i], &node.kind) {
+            (Instance::Source(src), NodeKind::Source(f)) => {
+                let position = src.position().ok_or_else(|| {
+                    PipelineError::Checkpoint(format!("source '{}' cannot report its position", node.name))
+                })?;
+                let mut fresh = f(worker);
+                guard(&node.name, || fresh.seek(&position))?;
+                *src = fresh;
+            }
+            (Instance::Operator(op), NodeKind::Operator(f)) => {
+                if op.stateless() {
+                    *op = f(worker);
+                    continue;
+                }
+                let bytes = guard(&node.name, || op.snapshot_epoch(0))?;
+                let mut fresh = f(worker);
+                guard(&node.name, || fresh.restore(&bytes))?;
+                *op = fresh;
+            }
+            _ => return Err(PipelineError::Internal("an instance of another kind than its node".into())),
+        }
+    }
+    Ok(())
 }
 
 enum Instance {
@@ -196,6 +248,11 @@ impl Runner for ReferenceRunner {
             let done = out_wm.iter().all(|w| *w == Timestamp::MAX) && queues.iter().all(VecDeque::is_empty);
             if done {
                 break;
+            }
+            // Every queue is empty after a step (consumers come after
+            // their producers): a consistent cut.
+            if self.recover_every_step {
+                recover(&graph, &mut instances, &worker)?;
             }
             if !progressed || all_idle {
                 match self.processing_time {

@@ -34,10 +34,13 @@ use crate::{ReferenceRunner, TimelyRunner};
 pub type RunnerFactory = Box<dyn Fn() -> Box<dyn Runner>>;
 
 /// The runners every pipeline should agree on: the reference runner (the
-/// executable specification), Timely with one thread and Timely with four.
+/// executable specification), the reference runner recovering from a
+/// checkpoint after every step (the specification of recovery), Timely
+/// with one thread and Timely with four.
 pub fn runners() -> Vec<(&'static str, RunnerFactory)> {
     vec![
         ("reference", Box::new(|| Box::new(ReferenceRunner::default()))),
+        ("reference, recovering every step", Box::new(|| Box::new(ReferenceRunner::recovering()))),
         ("timely x1", Box::new(|| Box::new(TimelyRunner::threads(1)))),
         ("timely x4", Box::new(|| Box::new(TimelyRunner::threads(4)))),
     ]

@@ -111,6 +111,7 @@ fn summarize(panes: &[WindowedValue<(u8, Vec<i64>)>]) -> Vec<String> {
 fn run_everywhere(strategy: &WindowingStrategy, steps: &[Step]) -> Result<(), TestCaseError> {
     let runners: Vec<(&str, Box<dyn weir::pipeline::Runner>)> = vec![
         ("reference", Box::new(ReferenceRunner::default())),
+        ("reference, recovering every step", Box::new(ReferenceRunner::recovering())),
         ("timely x1", Box::new(TimelyRunner::threads(1))),
         ("timely x4", Box::new(TimelyRunner::threads(4))),
     ];
@@ -172,7 +173,7 @@ proptest! {
     #[test]
     fn multi_producer_default_trigger(wfn in window_fn(), items in prop::collection::vec((0u8..5, 0i64..500), 0..200)) {
         let runners: Vec<Box<dyn weir::pipeline::Runner>> =
-            vec![Box::new(ReferenceRunner::default()), Box::new(TimelyRunner::threads(4))];
+            vec![Box::new(ReferenceRunner::default()), Box::new(TimelyRunner::threads(4)), Box::new(ReferenceRunner::recovering())];
         let mut results = Vec::new();
         for runner in runners {
             let p = Pipeline::new();
@@ -187,5 +188,6 @@ proptest! {
             results.push(got);
         }
         prop_assert_eq!(&results[0], &results[1]);
+        prop_assert_eq!(&results[0], &results[2]);
     }
 }

@@ -222,6 +222,25 @@ impl<T: Data> Source for TestStreamSource<T> {
         status.watermark = self.wm;
         Ok(status)
     }
+
+    /// The next step of the script, the watermark and processing time.
+    fn position(&self) -> Option<weir_runtime::SourcePosition> {
+        let bytes = [self.next as u64, self.wm.millis() as u64, self.now.millis() as u64];
+        Some(vec![("test-stream".to_string(), bytes.iter().flat_map(|b| b.to_le_bytes()).collect())])
+    }
+
+    fn seek(&mut self, position: &weir_runtime::SourcePosition) -> OpResult {
+        match position.as_slice() {
+            [(id, bytes)] if id == "test-stream" && bytes.len() == 24 => {
+                let at = |i: usize| u64::from_le_bytes(bytes[i * 8..i * 8 + 8].try_into().expect("8 bytes"));
+                self.next = at(0) as usize;
+                self.wm = Timestamp::from_millis(at(1) as i64);
+                self.now = Timestamp::from_millis(at(2) as i64);
+                Ok(())
+            }
+            _ => Err(PipelineError::Checkpoint(format!("not a position of a TestStream: {position:?}"))),
+        }
+    }
 }
 
 struct ForwardOp;

@@ -17,7 +17,7 @@ use crate::graph::PCollection;
 use crate::transforms::elementwise::{DoFn, DoFnRunner, ErasedTag, OutputTags, ParDoOutputs, ProcessContext};
 use weir_runtime::batch::Batch;
 use weir_runtime::data::{Data, Key, WindowedValue};
-use weir_runtime::{NodeCounters, OpContext, OpResult, Operator, WorkerInfo};
+use weir_runtime::{NodeCounters, OpContext, OpResult, Operator, PipelineError, WorkerInfo};
 use weir_runtime::{NodeKind, Routing};
 
 /// A handle to a collection used as a side input.
@@ -82,6 +82,10 @@ pub struct ErasedSide {
 pub trait SideStore: Send {
     fn add(&mut self, batch: Batch) -> OpResult;
     fn as_any(&self) -> &dyn std::any::Any;
+    /// Every window's values (for a checkpoint).
+    fn encode(&self) -> Result<Vec<u8>, PipelineError>;
+    /// Replace the values with those of `encode`.
+    fn decode(&mut self, bytes: &[u8]) -> OpResult;
 }
 
 struct SideValues<T> {
@@ -120,6 +124,17 @@ impl<T: Data> SideStore for SideValues<T> {
     }
     fn as_any(&self) -> &dyn std::any::Any {
         self
+    }
+    fn encode(&self) -> Result<Vec<u8>, PipelineError> {
+        let windows: Vec<(&Window, &Vec<T>)> = self.by_window.iter().map(|(w, v)| (w, &v.values)).collect();
+        bincode::serialize(&windows).map_err(|e| PipelineError::Internal(format!("serializing a side input: {e}")))
+    }
+    fn decode(&mut self, bytes: &[u8]) -> OpResult {
+        let windows: Vec<(Window, Vec<T>)> = bincode::deserialize(bytes)
+            .map_err(|e| PipelineError::Checkpoint(format!("a side input cannot restore this snapshot: {e}")))?;
+        self.by_window =
+            windows.into_iter().map(|(w, values)| (w, WindowValues { values, view: OnceLock::new() })).collect();
+        Ok(())
     }
 }
 
@@ -244,6 +259,30 @@ impl<D: DoFn> Operator for SideParDoOp<D> {
     fn finish(&mut self, cx: &mut OpContext<'_>) -> OpResult {
         self.release_ready(cx)?;
         self.runner.teardown();
+        Ok(())
+    }
+
+    /// The side inputs' values and the main input waiting for them.
+    fn snapshot(&self) -> Result<Vec<u8>, PipelineError> {
+        let sides = self.sides.iter().map(|e| e.store.encode()).collect::<Result<Vec<_>, _>>()?;
+        bincode::serialize(&(sides, &self.pending))
+            .map_err(|e| PipelineError::Internal(format!("serializing a ParDo with side inputs: {e}")))
+    }
+
+    fn restore(&mut self, bytes: &[u8]) -> OpResult {
+        let (sides, pending): (Vec<Vec<u8>>, Vec<WindowedValue<D::In>>) = bincode::deserialize(bytes)
+            .map_err(|e| PipelineError::Checkpoint(format!("a ParDo with side inputs cannot restore this: {e}")))?;
+        if sides.len() != self.sides.len() {
+            return Err(PipelineError::Checkpoint(format!(
+                "a snapshot of {} side inputs, this ParDo has {}",
+                sides.len(),
+                self.sides.len()
+            )));
+        }
+        for (e, bytes) in self.sides.iter_mut().zip(&sides) {
+            e.store.decode(bytes)?;
+        }
+        self.pending = pending;
         Ok(())
     }
 }

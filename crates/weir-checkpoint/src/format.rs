@@ -31,6 +31,8 @@ pub enum Kind {
     Manifest = 2,
     /// The marker of a run that completed.
     Completed = 3,
+    /// The job a location belongs to.
+    Job = 4,
 }
 
 /// Encode `payload` as a file of `kind`.

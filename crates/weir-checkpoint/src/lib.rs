@@ -141,6 +141,8 @@ pub struct CheckpointInfo {
 }
 
 const COMPLETED: &str = "COMPLETED";
+/// The job a location belongs to, claimed by its first run.
+const JOB: &str = "JOB";
 
 fn now_ms() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
@@ -255,14 +257,28 @@ impl Checkpoints {
     /// `allow_start_over`; only partial ones (none ever committed) start
     /// from the beginning. Another job's location is refused.
     pub fn recover(&self, job: &JobId, allow_start_over: bool) -> Result<Recovery> {
-        if self.is_empty()? {
-            return Ok(Recovery::Fresh);
-        }
         let other = |found: &JobId| CheckpointError::OtherJob {
             location: self.location(),
             found: found.description.clone(),
             expected: job.description.clone(),
         };
+        // The first run claims the location for its job.
+        match self.store.get(JOB)? {
+            Some(bytes) => {
+                let owner: JobId = format::decode(JOB, Kind::Job, &bytes)?;
+                if owner.fingerprint != job.fingerprint {
+                    return Err(other(&owner));
+                }
+            }
+            None => {
+                if !self.store.put_new(JOB, &format::encode(Kind::Job, job))? {
+                    return self.recover(job, allow_start_over);
+                }
+            }
+        }
+        if self.is_empty()? {
+            return Ok(Recovery::Fresh);
+        }
         if let Some(bytes) = self.store.get(COMPLETED)? {
             let c: Completed = format::decode(COMPLETED, Kind::Completed, &bytes)?;
             if c.job.fingerprint != job.fingerprint {

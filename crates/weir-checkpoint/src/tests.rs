@@ -21,6 +21,8 @@ fn state(epoch: u64, worker: u32) -> WorkerState {
 fn with_checkpoints(n: u64) -> (tempfile::TempDir, Checkpoints) {
     let dir = tempfile::tempdir().unwrap();
     let c = Checkpoints::new(Arc::new(LocalDir::new(dir.path())));
+    // The job's first run claims the location.
+    assert!(matches!(c.recover(&job("q5"), false).unwrap(), Recovery::Fresh));
     for e in 1..=n {
         for w in 0..2 {
             c.write_state(&state(e, w)).unwrap();

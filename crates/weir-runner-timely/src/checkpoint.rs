@@ -63,6 +63,13 @@ impl CheckpointConfig {
     }
 }
 
+/// `WEIR_DEBUG_CKPT` set: every entry recorded and checkpoint committed
+/// is printed to stderr (for debugging the protocol).
+fn debug() -> bool {
+    static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *ON.get_or_init(|| std::env::var_os("WEIR_DEBUG_CKPT").is_some())
+}
+
 fn ck_err(e: weir_checkpoint::CheckpointError) -> PipelineError {
     PipelineError::Checkpoint(e.to_string())
 }
@@ -252,7 +259,11 @@ impl Checkpointer {
             self.checkpoints.commit(epoch, &self.job, workers as u32, processes as u32, false)
         });
         match committed {
-            Ok(Some(_)) => {}
+            Ok(Some(_)) => {
+                if debug() {
+                    eprintln!("ckpt committed {epoch}");
+                }
+            }
             Ok(None) => {
                 eprintln!("weir: checkpoint {epoch} is incomplete (a state file could not be written): skipped");
                 return;
@@ -318,6 +329,15 @@ impl Checkpointer {
     }
 }
 
+/// Waits for the writer when dropped.
+pub(crate) struct FlushOnDrop(pub Arc<Checkpointer>);
+
+impl Drop for FlushOnDrop {
+    fn drop(&mut self) {
+        self.0.flush();
+    }
+}
+
 /// One worker's entries, gathered epoch by epoch.
 pub(crate) struct WorkerCheckpoint {
     ck: Arc<Checkpointer>,
@@ -359,6 +379,16 @@ impl WorkerCheckpoint {
     /// Node `node`'s state after epoch `epoch` (or, `finished`, its final
     /// state, valid for every epoch from `epoch` on).
     pub fn record(&mut self, node: usize, epoch: u64, state: NodeState, finished: bool) {
+        if debug() {
+            let what = match &state {
+                NodeState::Operator(b) => format!("{} bytes", b.len()),
+                NodeState::Source(p) => format!("{p:?}"),
+            };
+            eprintln!(
+                "ckpt w{} node {node} ({}) epoch {epoch} finished {finished}: {what}",
+                self.worker, self.names[node]
+            );
+        }
         let entry = NodeEntry { node: node as u32, name: self.names[node].clone(), finished, state };
         self.last_epoch = self.last_epoch.max(epoch);
         if finished {

@@ -140,6 +140,10 @@ impl Runner for TimelyRunner {
                 }
             }
         };
+        // Whatever way the run ends, its writes and commits are done
+        // before `run` returns: a next run on the same location must not
+        // race with them.
+        let _writer = checkpointer.clone().map(checkpoint::FlushOnDrop);
         let error: SharedError = Arc::new(Mutex::new(None));
         let in_flight = Arc::new(flow::InFlight::new(self.max_in_flight, self.max_watermark_drift));
         let process = Arc::new(dataflow::Process {

@@ -218,22 +218,26 @@ impl OpDriver {
         port_epoch: u64,
         now: Timestamp,
     ) -> Result<(), PipelineError> {
-        let epoch_done = self.ckpt.is_some() && port_epoch > self.epoch && port_epoch != u64::MAX;
+        let epoch_done = self.ckpt.is_some() && port_epoch > self.epoch;
         // In time order: once drained, a message no longer holds the
         // frontier back, so the port's watermark must never pass a
         // message still in the stash (senders on other processes are
         // not kept in step, and their messages interleave).
+        // Nor may it pass a message of a later epoch waiting here: it was
+        // sent at its watermark, and is processed after this epoch.
+        let later = self.stashes[port].min_watermark_after(self.epoch).map_or(Timestamp::MAX, dec);
+        let limit = frontier.min(later);
         while let Some(t) = self.stashes[port].min_time() {
             if t.outer > self.epoch {
                 break;
             }
             let t = dec(t.inner);
             let within_limit = !self.stashes[port].over_limit();
-            if !epoch_done && within_limit && (t > frontier || !self.peers_reached(t.min(frontier))) {
+            if !epoch_done && within_limit && (t > limit || !self.peers_reached(t.min(limit))) {
                 break;
             }
             let s = self.stashes[port].pop().expect("a message exists");
-            let target = t.min(frontier);
+            let target = t.min(limit);
             if target > self.seen[port] {
                 self.seen[port] = target;
                 self.advance(now)?;
@@ -251,12 +255,16 @@ impl OpDriver {
     fn complete_epoch(&mut self, epochs: &[u64]) -> Result<bool, PipelineError> {
         let Some(ckpt) = &self.ckpt else { return Ok(false) };
         let input_epoch = epochs.iter().copied().min().unwrap_or(u64::MAX);
-        // An empty frontier: the input is done and the operator finishes
-        // (recorded then); a finished operator takes no more snapshots.
-        if self.finished || input_epoch == u64::MAX || input_epoch <= self.epoch {
+        if self.finished || input_epoch <= self.epoch {
             return Ok(false);
         }
         if self.stashes.iter().any(|s| s.min_time().is_some_and(|t| t.outer <= self.epoch)) {
+            return Ok(false);
+        }
+        // An empty frontier: the input is done. Epochs still complete one
+        // by one while later ones wait in the stash; then the operator
+        // finishes (recorded then; a finished one takes no more snapshots).
+        if input_epoch == u64::MAX && self.stashes.iter().all(Stash::is_empty) {
             return Ok(false);
         }
         // Output emitted so far belongs to the open epoch: send it first.

@@ -46,6 +46,10 @@ impl Stash {
     pub fn min_time(&self) -> Option<Time> {
         self.queue.first_key_value().map(|(k, _)| Time::new(k.0, k.1))
     }
+    /// The lowest watermark waiting in epochs after `epoch`.
+    pub fn min_watermark_after(&self, epoch: u64) -> Option<u64> {
+        self.queue.range((epoch + 1, 0, 0)..).map(|(k, _)| k.1).min()
+    }
     /// The lowest watermark waiting, over all epochs.
     pub fn min_watermark(&self) -> Option<u64> {
         self.queue.keys().map(|k| k.1).min()

@@ -77,7 +77,10 @@ fn idle_split_stops_holding_the_watermark(runner: Box<dyn Runner + Send>) {
 
 #[test]
 fn reference_runner_with_wall_clock() {
-    idle_split_stops_holding_the_watermark(Box::new(ReferenceRunner { processing_time: weir::ProcessingTime::Wall, ..Default::default() }));
+    idle_split_stops_holding_the_watermark(Box::new(ReferenceRunner {
+        processing_time: weir::ProcessingTime::Wall,
+        ..Default::default()
+    }));
 }
 
 #[test]

@@ -245,6 +245,16 @@ impl Checkpoints {
         Ok(out)
     }
 
+    /// The job the location belongs to, if a run claimed it.
+    pub fn job(&self) -> Result<Option<JobId>> {
+        self.store.get(JOB)?.map(|b| format::decode(JOB, Kind::Job, &b)).transpose()
+    }
+
+    /// The completion marker, if the job completed.
+    pub fn completed(&self) -> Result<Option<Completed>> {
+        self.store.get(COMPLETED)?.map(|b| format::decode(COMPLETED, Kind::Completed, &b)).transpose()
+    }
+
     /// Whether the location holds anything of Weir's.
     fn is_empty(&self) -> Result<bool> {
         Ok(self.store.list("chk-")?.is_empty() && self.store.get(COMPLETED)?.is_none())

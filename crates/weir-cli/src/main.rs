@@ -9,6 +9,7 @@
 //! ```
 
 mod bench;
+mod checkpoints;
 mod run;
 mod verify;
 
@@ -35,6 +36,8 @@ enum Command {
     Verify(verify::VerifyArgs),
     /// Benchmark queries: repetitions, 1 and 2 workers, a Markdown table.
     Bench(bench::BenchArgs),
+    /// What a checkpoint location holds: `list` or `inspect`.
+    Checkpoints(checkpoints::CheckpointsArgs),
 }
 
 fn main() {
@@ -43,6 +46,7 @@ fn main() {
         Command::Nexmark(a) => run::main(a),
         Command::Verify(a) => verify::main(a),
         Command::Bench(a) => bench::main(a),
+        Command::Checkpoints(a) => checkpoints::main(a),
     };
     if let Err(e) = result {
         eprintln!("weir: error: {e:#}");

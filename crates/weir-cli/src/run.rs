@@ -580,9 +580,25 @@ pub fn run(a: &NexmarkArgs) -> Result<Summary> {
     } else {
         Vec::new()
     };
+    let mut checkpoints = serde_json::Value::Null;
     if let Some(r) = result.recovery.as_ref() {
         if let Some(e) = r.resumed_from {
             eprintln!("weir: resumed from checkpoint {e}: the event count covers what this run read after it");
+        }
+        if !r.committed.is_empty() {
+            let n = r.committed.len() as u64;
+            let mean = r.committed.iter().map(|c| c.1).sum::<u64>() / n;
+            let max = r.committed.iter().map(|c| c.1).max().unwrap_or(0);
+            let bytes = r.committed.last().map_or(0, |c| c.2);
+            if !a.quiet {
+                eprintln!(
+                    "weir: {n} checkpoints committed, {mean} ms on average from the end of an epoch to its commit ({max} ms at most), the last one {bytes} bytes"
+                );
+            }
+            checkpoints = serde_json::json!({
+                "committed": n, "mean_ms": mean, "max_ms": max, "last_bytes": bytes,
+                "resumed_from": r.resumed_from,
+            });
         }
     }
     let _ = std::fs::remove_dir(&parts);
@@ -628,6 +644,7 @@ pub fn run(a: &NexmarkArgs) -> Result<Summary> {
     json["run_id"] = serde_json::json!(run_id);
     json["started_at_unix_ms"] = serde_json::json!(started_at);
     json["finished_at_unix_ms"] = serde_json::json!(unix_millis());
+    json["checkpoints"] = checkpoints;
     write_atomic(&a.out.join(format!("{}.summary.json", a.query)), serde_json::to_string_pretty(&json)?.as_bytes())?;
     Ok(summary)
 }

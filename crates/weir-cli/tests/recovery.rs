@@ -199,3 +199,51 @@ fn a_cluster_with_a_process_killed_at_random_moments_ends_with_the_uninterrupted
     assert_eq!(sha_of(&out, q), expected, "after {kills} kills");
     eprintln!("cluster: {kills} kills, ended with sha256 {expected}");
 }
+
+/// A corrupt newest checkpoint: `weir checkpoints list` says why it is not
+/// usable, and the next run says it skips it, resumes from the previous
+/// one and still ends with the uninterrupted output.
+#[test]
+fn a_corrupt_checkpoint_is_listed_skipped_and_the_output_stays_exact() {
+    let (q, events) = ("q5", 4_000_000);
+    let tmp = tempfile::tempdir().unwrap();
+    let reference = tmp.path().join("reference");
+    assert!(finish(nexmark(q, events, &reference).spawn().unwrap(), 300).status.success());
+    let (out, ck) = (tmp.path().join("out"), tmp.path().join("ck"));
+    // Killed once at least two checkpoints are committed.
+    let mut child =
+        nexmark(q, events, &out).args(["--checkpoint-interval", "200ms", "--checkpoint-dir"]).arg(&ck).spawn().unwrap();
+    let manifests = || {
+        let mut m: Vec<PathBuf> = std::fs::read_dir(ck.join("checkpoints"))
+            .map(|d| d.map(|e| e.unwrap().path().join("MANIFEST")).filter(|p| p.exists()).collect())
+            .unwrap_or_default();
+        m.sort();
+        m
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while manifests().len() < 2 && child.try_wait().unwrap().is_none() {
+        assert!(Instant::now() < deadline);
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert!(child.try_wait().unwrap().is_none(), "the run ended before two checkpoints: make it longer");
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let newest = manifests().pop().unwrap();
+    let mut bytes = std::fs::read(&newest).unwrap();
+    bytes[30] ^= 0x04;
+    std::fs::write(&newest, bytes).unwrap();
+    let list = Command::new(WEIR).args(["checkpoints", "list"]).arg(&ck).output().unwrap();
+    let listed = String::from_utf8_lossy(&list.stdout);
+    assert!(list.status.success() && listed.contains("NOT USABLE") && listed.contains("checksum mismatch"), "{listed}");
+    let o = finish(nexmark(q, events, &out).arg("--checkpoint-dir").arg(&ck).spawn().unwrap(), 300);
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{e}");
+    assert!(e.contains("skipping checkpoint") && e.contains("checksum mismatch") && e.contains("resuming from"), "{e}");
+    assert_eq!(sha_of(&out, q), sha_of(&reference, q));
+    let inspect = Command::new(WEIR).args(["checkpoints", "inspect"]).arg(&ck).output().unwrap();
+    let shown = String::from_utf8_lossy(&inspect.stdout);
+    assert!(
+        inspect.status.success() && shown.contains("bytes of state") && shown.contains("source, 1 splits"),
+        "{shown}"
+    );
+}

@@ -170,6 +170,8 @@ pub(crate) struct Checkpointer {
     acks: Mutex<Vec<Option<timely::scheduling::SyncActivator>>>,
     checkpoints: Checkpoints,
     job: JobId,
+    /// (epoch, milliseconds from the epoch's end to its commit, bytes).
+    pub committed: Mutex<Vec<(u64, u64, u64)>>,
 }
 
 /// Attempts of a storage operation before a checkpoint is given up.
@@ -225,6 +227,7 @@ impl Checkpointer {
             acks: Mutex::new((0..threads).map(|_| None).collect()),
             checkpoints: Checkpoints::new(cfg.store.clone()),
             job,
+            committed: Mutex::new(Vec::new()),
         });
         let me = ck.clone();
         let retain = cfg.retain;
@@ -259,9 +262,14 @@ impl Checkpointer {
             self.checkpoints.commit(epoch, &self.job, workers as u32, processes as u32, false)
         });
         match committed {
-            Ok(Some(_)) => {
+            Ok(Some(m)) => {
+                // The epoch ended at the sources when the ticker passed it.
+                let ended = self.interval.as_secs_f64() * (epoch + 1 - self.base) as f64;
+                let ms = ((self.start.elapsed().as_secs_f64() - ended).max(0.0) * 1000.0) as u64;
+                let bytes = m.files.iter().map(|f| f.size).sum();
+                self.committed.lock().unwrap_or_else(|p| p.into_inner()).push((epoch, ms, bytes));
                 if debug() {
-                    eprintln!("ckpt committed {epoch}");
+                    eprintln!("ckpt committed {epoch} after {ms} ms, {bytes} bytes");
                 }
             }
             Ok(None) => {

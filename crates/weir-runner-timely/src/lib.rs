@@ -108,7 +108,7 @@ impl Runner for TimelyRunner {
                             metrics: graph.metrics(),
                             peak_in_flight: None,
                             run_id: None,
-                            recovery: Some(RecoveryReport { resumed_from: None, already_completed: true }),
+                            recovery: Some(RecoveryReport { already_completed: true, ..RecoveryReport::default() }),
                         });
                     }
                     checkpoint::Start::Fresh => {
@@ -125,7 +125,7 @@ impl Runner for TimelyRunner {
                         ))
                     }
                     checkpoint::Start::Resume { epoch, states } => {
-                        report = Some(RecoveryReport { resumed_from: Some(epoch), already_completed: false });
+                        report = Some(RecoveryReport { resumed_from: Some(epoch), ..RecoveryReport::default() });
                         Some(checkpoint::Checkpointer::start(
                             cfg,
                             job,
@@ -210,6 +210,9 @@ impl Runner for TimelyRunner {
             }
         } else if let Some(ck) = &checkpointer {
             ck.flush();
+        }
+        if let (Some(r), Some(ck)) = (report.as_mut(), &checkpointer) {
+            r.committed = ck.committed.lock().unwrap_or_else(|p| p.into_inner()).clone();
         }
         Ok(RunResult {
             metrics: graph.metrics(),

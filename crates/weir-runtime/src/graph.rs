@@ -166,6 +166,9 @@ pub struct RecoveryReport {
     /// The job had completed before in this checkpoint location: nothing
     /// ran, and its committed output is left as it was.
     pub already_completed: bool,
+    /// Every checkpoint this run committed: (epoch, milliseconds from the
+    /// end of the epoch at the sources to its manifest, bytes of state).
+    pub committed: Vec<(u64, u64, u64)>,
 }
 
 impl RunResult {

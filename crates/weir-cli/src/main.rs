@@ -10,6 +10,7 @@
 
 mod bench;
 mod checkpoints;
+mod cluster;
 mod run;
 mod verify;
 
@@ -38,6 +39,10 @@ enum Command {
     Bench(bench::BenchArgs),
     /// What a checkpoint location holds: `list` or `inspect`.
     Checkpoints(checkpoints::CheckpointsArgs),
+    /// Run and supervise an N-process cluster on this machine: every
+    /// process is started again after a failure (`weir cluster -n 2 --
+    /// nexmark --query q5 --events 1000000 --checkpoint-dir ckpt`).
+    Cluster(cluster::ClusterArgs),
 }
 
 fn main() {
@@ -47,6 +52,7 @@ fn main() {
         Command::Verify(a) => verify::main(a),
         Command::Bench(a) => bench::main(a),
         Command::Checkpoints(a) => checkpoints::main(a),
+        Command::Cluster(a) => cluster::main(a),
     };
     if let Err(e) = result {
         eprintln!("weir: error: {e:#}");

@@ -247,3 +247,60 @@ fn a_corrupt_checkpoint_is_listed_skipped_and_the_output_stays_exact() {
         "{shown}"
     );
 }
+
+/// The child processes of `pid` (Linux).
+fn children_of(pid: u32) -> Vec<u32> {
+    std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
+        .unwrap_or_default()
+        .split_whitespace()
+        .filter_map(|p| p.parse().ok())
+        .collect()
+}
+
+/// `weir cluster` supervises a two-process cluster: a process killed
+/// under it makes it start both again, they resume from the checkpoint,
+/// and the result is the uninterrupted run's.
+#[test]
+fn the_cluster_supervisor_restarts_every_process_after_a_failure() {
+    let (q, events) = ("q5", 4_000_000);
+    let tmp = tempfile::tempdir().unwrap();
+    let reference = tmp.path().join("reference");
+    assert!(finish(nexmark(q, events, &reference).spawn().unwrap(), 300).status.success());
+    let (out, ck) = (tmp.path().join("out"), tmp.path().join("ck"));
+    let mut sup = Command::new(WEIR)
+        .args(["cluster", "-n", "2", "--restarts", "5", "--", "nexmark", "--quiet", "--query", q])
+        .args(["--events", &events.to_string(), "--workers", "1", "--peer-timeout-s", "5"])
+        .args(["--checkpoint-interval", "300ms", "--checkpoint-dir"])
+        .arg(&ck)
+        .arg("--out")
+        .arg(&out)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Kill one process once a checkpoint is committed.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        assert!(Instant::now() < deadline, "no checkpoint within 60 s");
+        let committed = std::fs::read_dir(ck.join("checkpoints"))
+            .map(|d| d.filter_map(|e| e.ok()).any(|e| e.path().join("MANIFEST").exists()))
+            .unwrap_or(false);
+        if committed {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let kids = children_of(sup.id());
+    assert_eq!(kids.len(), 2, "{kids:?}");
+    assert!(Command::new("kill").args(["-9", &kids[1].to_string()]).status().unwrap().success());
+    let deadline = Instant::now() + Duration::from_secs(300);
+    while sup.try_wait().unwrap().is_none() {
+        assert!(Instant::now() < deadline, "the supervised cluster did not complete");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let o = sup.wait_with_output().unwrap();
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{e}");
+    assert!(e.contains("starting all 2 processes again") && e.contains("resuming from checkpoint"), "{e}");
+    assert_eq!(sha_of(&out, q), sha_of(&reference, q));
+}

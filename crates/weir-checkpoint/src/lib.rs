@@ -143,6 +143,8 @@ pub struct CheckpointInfo {
 const COMPLETED: &str = "COMPLETED";
 /// The job a location belongs to, claimed by its first run.
 const JOB: &str = "JOB";
+/// Asks the running job to make its next checkpoint a savepoint.
+const SAVEPOINT_REQUEST: &str = "SAVEPOINT-REQUEST";
 
 fn now_ms() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
@@ -243,6 +245,23 @@ impl Checkpoints {
             out.push(CheckpointInfo { epoch, manifest, problem, files });
         }
         Ok(out)
+    }
+
+    /// Ask the job running on this location (in any process) to make its
+    /// next committed checkpoint a savepoint: kept outside retention until
+    /// removed by hand.
+    pub fn request_savepoint(&self) -> Result<()> {
+        self.store.put(SAVEPOINT_REQUEST, b"savepoint\n")
+    }
+
+    /// Whether a savepoint was asked for.
+    pub fn savepoint_requested(&self) -> Result<bool> {
+        Ok(self.store.get(SAVEPOINT_REQUEST)?.is_some())
+    }
+
+    /// The savepoint asked for was taken.
+    pub fn savepoint_taken(&self) -> Result<()> {
+        self.store.delete(SAVEPOINT_REQUEST)
     }
 
     /// The job the location belongs to, if a run claimed it.

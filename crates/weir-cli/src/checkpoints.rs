@@ -21,6 +21,12 @@ pub enum What {
         /// The location (a `--checkpoint-dir` of `weir nexmark`, or its `checkpoints` folder).
         dir: PathBuf,
     },
+    /// Ask the job running on the location to make its next checkpoint a
+    /// savepoint (kept outside retention until removed by hand).
+    Savepoint {
+        /// The location.
+        dir: PathBuf,
+    },
     /// One checkpoint in detail: every worker's transforms, their state's size.
     Inspect {
         /// The location.
@@ -94,6 +100,14 @@ pub fn main(a: CheckpointsArgs) -> Result<()> {
                     ),
                 }
             }
+        }
+        What::Savepoint { dir } => {
+            let c = open(&dir)?;
+            if c.completed()?.is_some() {
+                bail!("the job on {} has completed: there is nothing to take a savepoint of", dir.display());
+            }
+            c.request_savepoint()?;
+            println!("asked for a savepoint: the job's next checkpoint will be one (see `weir checkpoints list`)");
         }
         What::Inspect { dir, epoch } => {
             let c = open(&dir)?;

@@ -304,3 +304,35 @@ fn the_cluster_supervisor_restarts_every_process_after_a_failure() {
     assert!(e.contains("starting all 2 processes again") && e.contains("resuming from checkpoint"), "{e}");
     assert_eq!(sha_of(&out, q), sha_of(&reference, q));
 }
+
+/// A savepoint asked for while a job runs is taken at its next checkpoint
+/// and kept outside retention.
+#[test]
+fn a_savepoint_asked_for_is_kept_outside_retention() {
+    let (q, events) = ("q5", 6_000_000);
+    let tmp = tempfile::tempdir().unwrap();
+    let (out, ck) = (tmp.path().join("out"), tmp.path().join("ck"));
+    let mut child = nexmark(q, events, &out)
+        .args(["--checkpoint-interval", "200ms", "--checkpoint-retain", "1", "--checkpoint-dir"])
+        .arg(&ck)
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !ck.join("checkpoints").join("JOB").exists() {
+        assert!(Instant::now() < deadline);
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let o = Command::new(WEIR).args(["checkpoints", "savepoint"]).arg(&ck).output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let o = finish(child, 300);
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success() && e.contains("is a savepoint, as asked"), "{e}");
+    let list = Command::new(WEIR).args(["checkpoints", "list"]).arg(&ck).output().unwrap();
+    let listed = String::from_utf8_lossy(&list.stdout);
+    // Retention keeps one complete checkpoint, and the savepoint besides.
+    assert_eq!(listed.matches("(savepoint)").count(), 1, "{listed}");
+    assert_eq!(listed.matches("  complete").count(), 2, "{listed}");
+    assert!(!listed.contains("NOT USABLE"), "a completed run leaves no partial checkpoint: {listed}");
+    let o = Command::new(WEIR).args(["checkpoints", "savepoint"]).arg(&ck).output().unwrap();
+    assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains("has completed"));
+}

@@ -258,11 +258,18 @@ impl Checkpointer {
     }
 
     fn commit(&self, epoch: u64, graph: &Graph, workers: usize, processes: usize, retain: usize) {
+        let savepoint = self.checkpoints.savepoint_requested().unwrap_or(false);
         let committed = with_retries("committing a checkpoint", || {
-            self.checkpoints.commit(epoch, &self.job, workers as u32, processes as u32, false)
+            self.checkpoints.commit(epoch, &self.job, workers as u32, processes as u32, savepoint)
         });
         match committed {
             Ok(Some(m)) => {
+                if savepoint {
+                    eprintln!("weir: checkpoint {epoch} is a savepoint, as asked: kept until removed by hand");
+                    if let Err(e) = self.checkpoints.savepoint_taken() {
+                        eprintln!("weir: removing the savepoint request failed: {e}");
+                    }
+                }
                 // The epoch ended at the sources when the ticker passed it.
                 let ended = self.interval.as_secs_f64() * (epoch + 1 - self.base) as f64;
                 let ms = ((self.start.elapsed().as_secs_f64() - ended).max(0.0) * 1000.0) as u64;
@@ -330,6 +337,13 @@ impl Checkpointer {
         let last_epoch = self.target_epoch();
         with_retries("marking the run completed", || self.checkpoints.mark_completed(&self.job, last_epoch))
             .map_err(ck_err)?;
+        // State files of epochs after the last commit are of no use now.
+        let last = self.committed.lock().unwrap_or_else(|p| p.into_inner()).last().map(|c| c.0);
+        if let Some(last) = last {
+            if let Err(e) = self.checkpoints.discard_after(Some(last)) {
+                eprintln!("weir: removing partial checkpoints failed: {e}");
+            }
+        }
         for c in graph.nodes.iter().filter_map(|n| n.commit.as_ref()) {
             c.commit(u64::MAX)?;
         }

@@ -312,7 +312,7 @@ fn a_savepoint_asked_for_is_kept_outside_retention() {
     let (q, events) = ("q5", 6_000_000);
     let tmp = tempfile::tempdir().unwrap();
     let (out, ck) = (tmp.path().join("out"), tmp.path().join("ck"));
-    let mut child = nexmark(q, events, &out)
+    let child = nexmark(q, events, &out)
         .args(["--checkpoint-interval", "200ms", "--checkpoint-retain", "1", "--checkpoint-dir"])
         .arg(&ck)
         .spawn()

@@ -159,7 +159,6 @@ pub(crate) struct Checkpointer {
     pub interval: StdDuration,
     /// The first epoch of this run.
     pub base: u64,
-    start: Instant,
     /// Restored state by worker index (this process's workers).
     restored: Mutex<BTreeMap<usize, WorkerState>>,
     jobs: Mutex<Option<mpsc::Sender<Job>>>,
@@ -172,6 +171,10 @@ pub(crate) struct Checkpointer {
     job: JobId,
     /// (epoch, milliseconds from the epoch's end to its commit, bytes).
     pub committed: Mutex<Vec<(u64, u64, u64)>>,
+    /// When each epoch ended at this process's first source to leave it.
+    ended: Mutex<BTreeMap<u64, Instant>>,
+    /// The latest epoch a source of this process is in.
+    latest: AtomicU64,
 }
 
 /// Attempts of a storage operation before a checkpoint is given up.
@@ -219,7 +222,6 @@ impl Checkpointer {
         let ck = Arc::new(Checkpointer {
             interval: cfg.interval,
             base,
-            start: Instant::now(),
             restored: Mutex::new(restored),
             jobs: Mutex::new(Some(tx)),
             writer: Mutex::new(None),
@@ -228,6 +230,8 @@ impl Checkpointer {
             checkpoints: Checkpoints::new(cfg.store.clone()),
             job,
             committed: Mutex::new(Vec::new()),
+            ended: Mutex::new(BTreeMap::new()),
+            latest: AtomicU64::new(base),
         });
         let me = ck.clone();
         let retain = cfg.retain;
@@ -270,9 +274,8 @@ impl Checkpointer {
                         eprintln!("weir: removing the savepoint request failed: {e}");
                     }
                 }
-                // The epoch ended at the sources when the ticker passed it.
-                let ended = self.interval.as_secs_f64() * (epoch + 1 - self.base) as f64;
-                let ms = ((self.start.elapsed().as_secs_f64() - ended).max(0.0) * 1000.0) as u64;
+                let ended = self.ended.lock().unwrap_or_else(|p| p.into_inner()).remove(&epoch);
+                let ms = ended.map_or(0, |t| t.elapsed().as_millis() as u64);
                 let bytes = m.files.iter().map(|f| f.size).sum();
                 self.committed.lock().unwrap_or_else(|p| p.into_inner()).push((epoch, ms, bytes));
                 if debug() {
@@ -298,10 +301,20 @@ impl Checkpointer {
         }
     }
 
-    /// The epoch sources should be in now.
-    pub fn target_epoch(&self) -> u64 {
-        let elapsed = self.start.elapsed().as_nanos() / self.interval.as_nanos().max(1);
-        self.base + elapsed as u64
+    /// Whether a source in epoch `epoch` may move to the next one: its
+    /// interval has passed since it entered `epoch` (`entered`), and the
+    /// previous epoch is durable on every worker of this process, so that
+    /// at most one checkpoint per process is being written at a time (a
+    /// checkpoint that takes longer than the interval stretches the next
+    /// epoch rather than piling up).
+    pub fn may_advance(&self, epoch: u64, entered: Instant) -> bool {
+        entered.elapsed() >= self.interval && self.durable.iter().all(|d| d.load(Ordering::Acquire) >= epoch)
+    }
+
+    /// A source of this process left `epoch`.
+    pub fn epoch_ended(&self, epoch: u64) {
+        self.ended.lock().unwrap_or_else(|p| p.into_inner()).entry(epoch).or_insert_with(Instant::now);
+        self.latest.fetch_max(epoch + 1, Ordering::AcqRel);
     }
 
     /// The restored state of worker `index`, taken once.
@@ -334,7 +347,7 @@ impl Checkpointer {
 
     /// The run completed: mark it, then commit every sink's remaining output.
     pub fn complete(&self, graph: &Graph) -> Result<(), PipelineError> {
-        let last_epoch = self.target_epoch();
+        let last_epoch = self.latest.load(Ordering::Acquire);
         with_retries("marking the run completed", || self.checkpoints.mark_completed(&self.job, last_epoch))
             .map_err(ck_err)?;
         // State files of epochs after the last commit are of no use now.

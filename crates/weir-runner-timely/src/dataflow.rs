@@ -230,6 +230,7 @@ pub(crate) fn build_dataflow(
                             last_wm: Timestamp::MIN,
                             epoch: base,
                             ckpt: ckpt.clone(),
+                            entered: std::time::Instant::now(),
                         };
                         builder.build_reschedule(move |mut caps| {
                             for cap in caps.iter_mut() {

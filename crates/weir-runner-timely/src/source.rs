@@ -49,6 +49,8 @@ pub(crate) struct SourceDriver {
     pub epoch: u64,
     /// This worker's checkpoint, when the run is checkpointed.
     pub ckpt: Option<SharedWorkerCheckpoint>,
+    /// When the source entered its epoch.
+    pub entered: std::time::Instant,
 }
 
 /// What the driver asks timely after a step.
@@ -102,11 +104,13 @@ impl SourceDriver {
         // A new epoch starts whatever flow control says, so that a
         // checkpoint completes under backpressure too.
         if let Some(ckpt) = &self.ckpt {
-            let target = ckpt.borrow().checkpointer().target_epoch();
-            if target > self.epoch {
+            let may = ckpt.borrow().checkpointer().may_advance(self.epoch, self.entered);
+            if may {
                 let position = self.position()?;
+                ckpt.borrow().checkpointer().epoch_ended(self.epoch);
                 ckpt.borrow_mut().record(self.node, self.epoch, NodeState::Source(position), false);
                 self.epoch += 1;
+                self.entered = std::time::Instant::now();
                 let t = at(self.epoch, self.last_wm);
                 for cap in caps.iter_mut() {
                     cap.downgrade(&t);

@@ -154,7 +154,19 @@ enum Job {
     Commit(u64),
 }
 
-/// The process's checkpointing: ticker, restored states, writer.
+/// Where this process stands in the run.
+pub(crate) struct Shape {
+    /// Workers of this process.
+    pub threads: usize,
+    /// This process's index.
+    pub process: usize,
+    /// Workers of the run.
+    pub workers: usize,
+    /// Processes of the run.
+    pub processes: usize,
+}
+
+/// The process's checkpointing: epoch pacing, restored states, writer.
 pub(crate) struct Checkpointer {
     pub interval: StdDuration,
     /// The first epoch of this run.
@@ -198,17 +210,14 @@ fn with_retries<T>(what: &str, mut f: impl FnMut() -> weir_checkpoint::Result<T>
 }
 
 impl Checkpointer {
-    #[allow(clippy::too_many_arguments)]
     pub fn start(
         cfg: &CheckpointConfig,
         job: JobId,
         graph: Arc<Graph>,
-        threads: usize,
-        process: usize,
-        workers: usize,
-        processes: usize,
+        shape: Shape,
         resume: Option<(u64, Vec<WorkerState>)>,
     ) -> Arc<Checkpointer> {
+        let Shape { threads, process, workers, processes } = shape;
         let (base, restored) = match resume {
             None => (0, BTreeMap::new()),
             Some((epoch, states)) => {

@@ -93,12 +93,14 @@ impl Runner for TimelyRunner {
             Some(cfg) => {
                 if simulated {
                     return Err(PipelineError::Checkpoint(
-                        "a pipeline with a TestStream cannot be checkpointed (its script has no positions)".into(),
+                        "a pipeline with a TestStream cannot be checkpointed on the Timely runner (its simulated \
+                         clock is not part of a checkpoint); ReferenceRunner::recovering checks its recovery"
+                            .into(),
                     ));
                 }
                 let description = self.job_description(&graph, processes);
                 let job = weir_checkpoint::JobId { fingerprint: fnv1a(description.bytes()), description };
-                match checkpoint::recover(cfg, &job, &graph, workers, process_index == 0)? {
+                let resume = match checkpoint::recover(cfg, &job, &graph, workers, process_index == 0)? {
                     checkpoint::Start::Completed => {
                         eprintln!(
                             "weir: this job already completed in {}: nothing to run, its output is left as it is",
@@ -111,33 +113,13 @@ impl Runner for TimelyRunner {
                             recovery: Some(RecoveryReport { already_completed: true, ..RecoveryReport::default() }),
                         });
                     }
-                    checkpoint::Start::Fresh => {
-                        report = Some(RecoveryReport::default());
-                        Some(checkpoint::Checkpointer::start(
-                            cfg,
-                            job,
-                            graph.clone(),
-                            threads,
-                            process_index,
-                            workers,
-                            processes,
-                            None,
-                        ))
-                    }
-                    checkpoint::Start::Resume { epoch, states } => {
-                        report = Some(RecoveryReport { resumed_from: Some(epoch), ..RecoveryReport::default() });
-                        Some(checkpoint::Checkpointer::start(
-                            cfg,
-                            job,
-                            graph.clone(),
-                            threads,
-                            process_index,
-                            workers,
-                            processes,
-                            Some((epoch, states)),
-                        ))
-                    }
-                }
+                    checkpoint::Start::Fresh => None,
+                    checkpoint::Start::Resume { epoch, states } => Some((epoch, states)),
+                };
+                report =
+                    Some(RecoveryReport { resumed_from: resume.as_ref().map(|r| r.0), ..RecoveryReport::default() });
+                let shape = checkpoint::Shape { threads, process: process_index, workers, processes };
+                Some(checkpoint::Checkpointer::start(cfg, job, graph.clone(), shape, resume))
             }
         };
         // Whatever way the run ends, its writes and commits are done

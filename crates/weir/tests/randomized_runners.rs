@@ -172,8 +172,17 @@ proptest! {
     /// the default trigger without late data does not depend on it.
     #[test]
     fn multi_producer_default_trigger(wfn in window_fn(), items in prop::collection::vec((0u8..5, 0i64..500), 0..200)) {
-        let runners: Vec<Box<dyn weir::pipeline::Runner>> =
-            vec![Box::new(ReferenceRunner::default()), Box::new(TimelyRunner::threads(4)), Box::new(ReferenceRunner::recovering())];
+        // Timely with checkpoints every millisecond: epochs cut the input
+        // at arbitrary points, and the panes must not change.
+        let dir = tempfile::tempdir().unwrap();
+        let checkpointed = TimelyRunner::threads(4)
+            .with_checkpoints(weir::CheckpointConfig::local(dir.path(), std::time::Duration::from_millis(1)));
+        let runners: Vec<Box<dyn weir::pipeline::Runner>> = vec![
+            Box::new(ReferenceRunner::default()),
+            Box::new(TimelyRunner::threads(4)),
+            Box::new(ReferenceRunner::recovering()),
+            Box::new(checkpointed),
+        ];
         let mut results = Vec::new();
         for runner in runners {
             let p = Pipeline::new();
@@ -189,5 +198,6 @@ proptest! {
         }
         prop_assert_eq!(&results[0], &results[1]);
         prop_assert_eq!(&results[0], &results[2]);
+        prop_assert_eq!(&results[0], &results[3]);
     }
 }

@@ -519,11 +519,17 @@ pub fn run(a: &NexmarkArgs) -> Result<Summary> {
     let dead_buffers = if read_here { dead_rows.take_buffers()? } else { Vec::new() };
     let dead_letters =
         if transactional.is_some() { weir_nexmark::sorted_lines(&dead_buffers).len() as u64 } else { dead_letters };
-    if a.processes > 1 && a.process_index != 0 {
+    // Checkpointed, every process's rows and dead letters are committed
+    // into the shared checkpoint folder, and process 0 reads them there:
+    // no parts to exchange (a process restarted after the job completed
+    // could not join this run's parts anyway). The figures of the summary
+    // (events, seconds) are then process 0's own.
+    let gather = a.processes > 1 && transactional.is_none();
+    if gather && a.process_index != 0 {
         write_atomic(&part(a.process_index, "dead"), &dead_buffers.concat())?;
-    } else if dead_letters > 0 || a.processes > 1 {
+    } else if dead_letters > 0 || gather {
         let mut all = dead_buffers;
-        for i in 1..a.processes {
+        for i in (1..a.processes).filter(|_| gather) {
             let path = part(i, "dead");
             wait_for(&path, i)?;
             all.push(std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?);
@@ -602,7 +608,13 @@ pub fn run(a: &NexmarkArgs) -> Result<Summary> {
         }
     }
     let _ = std::fs::remove_dir(&parts);
-    if a.processes > 1 {
+    if a.processes > 1 && !gather && a.process_index != 0 {
+        if !a.quiet {
+            println!("{}: process {} committed its rows for process 0", a.query, a.process_index);
+        }
+        return Ok(summary);
+    }
+    if gather {
         if a.process_index != 0 {
             summary.peak_rss_bytes = peak_rss_bytes();
             write_atomic(&part(a.process_index, "csv"), &buffers.concat())?;

@@ -75,6 +75,14 @@ fn finish(mut child: Child, secs: u64) -> std::process::Output {
     child.wait_with_output().unwrap()
 }
 
+/// The sha256 of `q` run once without interruption (under `dir/reference`).
+fn uninterrupted_sha(q: &str, events: u64, dir: &Path) -> String {
+    let reference = dir.join("reference");
+    let o = finish(nexmark(q, events, &reference).spawn().unwrap(), 300);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    sha_of(&reference, q)
+}
+
 /// Kill `q` over and over until it completes; returns the kills.
 fn campaign(q: &str, events: u64, dir: &Path, rng: &mut Rng) -> usize {
     let (out, ck) = (dir.join("out"), dir.join("ck"));
@@ -109,10 +117,7 @@ fn campaign(q: &str, events: u64, dir: &Path, rng: &mut Rng) -> usize {
 
 fn killed_any_number_of_times_ends_with_the_uninterrupted_output(q: &str, events: u64) {
     let tmp = tempfile::tempdir().unwrap();
-    let reference = tmp.path().join("reference");
-    let o = finish(nexmark(q, events, &reference).spawn().unwrap(), 300);
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let expected = sha_of(&reference, q);
+    let expected = uninterrupted_sha(q, events, tmp.path());
     let mut rng = Rng::new();
     let (mut kills, mut campaigns) = (0, 0);
     while kills < KILLS {
@@ -188,9 +193,7 @@ fn a_cluster_with_a_process_killed_at_random_moments_ends_with_the_uninterrupted
     let _alone = alone();
     let (q, events) = ("q5", 4_000_000);
     let tmp = tempfile::tempdir().unwrap();
-    let reference = tmp.path().join("reference");
-    assert!(finish(nexmark(q, events, &reference).spawn().unwrap(), 300).status.success());
-    let expected = sha_of(&reference, q);
+    let expected = uninterrupted_sha(q, events, tmp.path());
     let mut rng = Rng::new();
     let mut kills = 0;
     for campaign in 0.. {
@@ -262,8 +265,7 @@ fn a_corrupt_checkpoint_is_listed_skipped_and_the_output_stays_exact() {
     let _alone = alone();
     let (q, events) = ("q5", 4_000_000);
     let tmp = tempfile::tempdir().unwrap();
-    let reference = tmp.path().join("reference");
-    assert!(finish(nexmark(q, events, &reference).spawn().unwrap(), 300).status.success());
+    let expected = uninterrupted_sha(q, events, tmp.path());
     let (out, ck) = (tmp.path().join("out"), tmp.path().join("ck"));
     // Killed once at least two checkpoints are committed.
     let mut child =
@@ -294,7 +296,7 @@ fn a_corrupt_checkpoint_is_listed_skipped_and_the_output_stays_exact() {
     let e = String::from_utf8_lossy(&o.stderr);
     assert!(o.status.success(), "{e}");
     assert!(e.contains("skipping checkpoint") && e.contains("checksum mismatch") && e.contains("resuming from"), "{e}");
-    assert_eq!(sha_of(&out, q), sha_of(&reference, q));
+    assert_eq!(sha_of(&out, q), expected);
     let inspect = Command::new(WEIR).args(["checkpoints", "inspect"]).arg(&ck).output().unwrap();
     let shown = String::from_utf8_lossy(&inspect.stdout);
     assert!(
@@ -320,8 +322,7 @@ fn the_cluster_supervisor_restarts_every_process_after_a_failure() {
     let _alone = alone();
     let (q, events) = ("q5", 4_000_000);
     let tmp = tempfile::tempdir().unwrap();
-    let reference = tmp.path().join("reference");
-    assert!(finish(nexmark(q, events, &reference).spawn().unwrap(), 300).status.success());
+    let expected = uninterrupted_sha(q, events, tmp.path());
     let (out, ck) = (tmp.path().join("out"), tmp.path().join("ck"));
     let mut sup = Command::new(WEIR)
         .args(["cluster", "-n", "2", "--restarts", "5", "--", "nexmark", "--quiet", "--query", q])
@@ -358,7 +359,7 @@ fn the_cluster_supervisor_restarts_every_process_after_a_failure() {
     let e = String::from_utf8_lossy(&o.stderr);
     assert!(o.status.success(), "{e}");
     assert!(e.contains("starting all 2 processes again") && e.contains("resuming from checkpoint"), "{e}");
-    assert_eq!(sha_of(&out, q), sha_of(&reference, q));
+    assert_eq!(sha_of(&out, q), expected);
 }
 
 /// A savepoint asked for while a job runs is taken at its next checkpoint

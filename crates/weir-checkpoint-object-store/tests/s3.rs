@@ -113,7 +113,14 @@ fn recovery_on_s3_skips_a_corrupt_checkpoint() {
             nodes: vec![NodeEntry { node: 0, name: "n".into(), finished: false, state: NodeState::Operator(vec![7]) }],
         };
         c.write_state(&state).unwrap();
-        c.commit(epoch, &job, 1, 1, false).unwrap().unwrap();
+        c.commit(
+            epoch,
+            &job,
+            weir_checkpoint::RunShape { workers: 1, processes: 1, splits_for: 1, key_groups: 128 },
+            false,
+        )
+        .unwrap()
+        .unwrap();
     }
     // A flipped bit in checkpoint 2's manifest.
     let name = format!("chk-{:020}/MANIFEST", 2);

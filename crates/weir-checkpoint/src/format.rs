@@ -18,7 +18,8 @@ use crate::error::{CheckpointError, Result};
 /// The magic number that starts every checkpoint file.
 pub const MAGIC: &[u8; 8] = b"WEIRCKPT";
 /// The format version this build writes and reads.
-pub const FORMAT_VERSION: u32 = 1;
+/// 2: manifests say which split plan and key groups the run had (rescaling).
+pub const FORMAT_VERSION: u32 = 2;
 const HEADER: usize = 8 + 4 + 1 + 8;
 
 /// What a checkpoint file holds.

@@ -90,12 +90,32 @@ pub struct Manifest {
     pub workers: u32,
     /// Processes of the run that took it.
     pub processes: u32,
+    /// The number of workers its sources' splits were planned for (the
+    /// workers of the run that started the job): a run restored from it
+    /// on another number of workers keeps that plan.
+    pub splits_for: u32,
+    /// The key groups of the pipeline: a run restored from it must have
+    /// the same.
+    pub key_groups: u32,
     /// When it was committed (milliseconds since the Unix epoch).
     pub created_unix_ms: u64,
     /// A savepoint: kept outside retention.
     pub savepoint: bool,
     /// The state files, one per worker.
     pub files: Vec<FileEntry>,
+}
+
+/// The shape of the run that takes a checkpoint (recorded in its manifest).
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub struct RunShape {
+    /// Workers over all processes.
+    pub workers: u32,
+    /// Processes.
+    pub processes: u32,
+    /// The number of workers its sources plan splits for.
+    pub splits_for: u32,
+    /// The pipeline's key groups.
+    pub key_groups: u32,
 }
 
 /// The marker of a completed run.
@@ -190,14 +210,8 @@ impl Checkpoints {
     /// Commit checkpoint `epoch`: check that every worker's state file is
     /// there, then create its manifest. `Ok(None)` if a state file is
     /// missing (the checkpoint failed and stays partial).
-    pub fn commit(
-        &self,
-        epoch: u64,
-        job: &JobId,
-        workers: u32,
-        processes: u32,
-        savepoint: bool,
-    ) -> Result<Option<Manifest>> {
+    pub fn commit(&self, epoch: u64, job: &JobId, shape: RunShape, savepoint: bool) -> Result<Option<Manifest>> {
+        let RunShape { workers, processes, splits_for, key_groups } = shape;
         let listed = self.store.list(&Self::folder(epoch))?;
         let mut files = Vec::with_capacity(workers as usize);
         for w in 0..workers {
@@ -207,8 +221,17 @@ impl Checkpoints {
                 None => return Ok(None),
             }
         }
-        let manifest =
-            Manifest { epoch, job: job.clone(), workers, processes, created_unix_ms: now_ms(), savepoint, files };
+        let manifest = Manifest {
+            epoch,
+            job: job.clone(),
+            workers,
+            processes,
+            splits_for,
+            key_groups,
+            created_unix_ms: now_ms(),
+            savepoint,
+            files,
+        };
         if !self.store.put_new(&Self::manifest_name(epoch), &format::encode(Kind::Manifest, &manifest))? {
             return Err(CheckpointError::Storage {
                 location: self.location(),

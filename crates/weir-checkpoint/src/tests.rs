@@ -4,6 +4,9 @@ fn job(d: &str) -> JobId {
     JobId { description: d.to_string(), fingerprint: xxhash_rust::xxh3::xxh3_64(d.as_bytes()) }
 }
 
+/// The shape of the runs these tests checkpoint: two workers, one process.
+const SHAPE: RunShape = RunShape { workers: 2, processes: 1, splits_for: 2, key_groups: 128 };
+
 fn state(epoch: u64, worker: u32) -> WorkerState {
     WorkerState {
         epoch,
@@ -27,7 +30,7 @@ fn with_checkpoints(n: u64) -> (tempfile::TempDir, Checkpoints) {
         for w in 0..2 {
             c.write_state(&state(e, w)).unwrap();
         }
-        c.commit(e, &job("q5"), 2, 1, false).unwrap().unwrap();
+        c.commit(e, &job("q5"), SHAPE, false).unwrap().unwrap();
     }
     (dir, c)
 }
@@ -51,7 +54,7 @@ fn the_newest_complete_checkpoint_is_restored_and_partial_ones_skipped() {
     assert_eq!(epoch, 3);
     assert_eq!(skipped, vec!["checkpoint 4: no manifest: partial".to_string()]);
     // A commit with a missing state file does not commit.
-    assert!(c.commit(4, &job("q5"), 2, 1, false).unwrap().is_none());
+    assert!(c.commit(4, &job("q5"), SHAPE, false).unwrap().is_none());
     c.discard_after(Some(3)).unwrap();
     assert!(c.scan().unwrap().iter().all(|i| i.epoch <= 3));
 }
@@ -117,12 +120,12 @@ fn retention_keeps_the_newest_complete_checkpoints_and_savepoints() {
     for w in 0..2 {
         c.write_state(&state(3, w)).unwrap();
     }
-    c.commit(3, &job("q5"), 2, 1, true).unwrap().unwrap();
+    c.commit(3, &job("q5"), SHAPE, true).unwrap().unwrap();
     for e in 4..=6 {
         for w in 0..2 {
             c.write_state(&state(e, w)).unwrap();
         }
-        c.commit(e, &job("q5"), 2, 1, false).unwrap().unwrap();
+        c.commit(e, &job("q5"), SHAPE, false).unwrap().unwrap();
     }
     c.write_state(&state(7, 0)).unwrap();
     assert_eq!(c.retain(2).unwrap(), vec![1, 2, 4]);

@@ -18,7 +18,7 @@
 //! std::fs::write(&path, &text).unwrap();
 //! let mut seen = Vec::new();
 //! for index in 0..3 {
-//!     let worker = weir_runtime::WorkerInfo { index, peers: 3 };
+//!     let worker = weir_runtime::WorkerInfo::new(index, 3);
 //!     for mut split in weir_io::stripes::plan(&[path.clone()], &worker) {
 //!         while split.read_lines(1000, |line, _at| seen.push(String::from_utf8(line.to_vec()).unwrap())).unwrap() {}
 //!     }
@@ -97,7 +97,7 @@ pub fn plan_all(files: &[PathBuf], workers: usize) -> Vec<LineSplit> {
 
 /// The line splits worker `worker` reads of `files`.
 pub fn plan(files: &[PathBuf], worker: &WorkerInfo) -> Vec<LineSplit> {
-    let all = plan_all(files, worker.peers).into_iter().enumerate();
+    let all = plan_all(files, worker.splits_for).into_iter().enumerate();
     all.filter(|(i, _)| assigned(*i, worker)).map(|(_, s)| s).collect()
 }
 
@@ -299,7 +299,7 @@ mod tests {
         (0..peers)
             .map(|index| {
                 let mut lines = Vec::new();
-                for mut s in plan(files, &WorkerInfo { index, peers }) {
+                for mut s in plan(files, &WorkerInfo::new(index, peers)) {
                     while s.read_lines(777, |l, _| lines.push(String::from_utf8(l.to_vec()).unwrap())).unwrap() {}
                 }
                 lines
@@ -350,7 +350,7 @@ mod tests {
 
     #[test]
     fn missing_file_is_an_error() {
-        let mut s = plan(&[PathBuf::from("/nonexistent/weir/x")], &WorkerInfo { index: 0, peers: 1 });
+        let mut s = plan(&[PathBuf::from("/nonexistent/weir/x")], &WorkerInfo::new(0, 1));
         let e = s[0].read_lines(1, |_, _| {}).unwrap_err();
         assert!(e.to_string().contains("/nonexistent/weir/x"), "{e}");
     }
@@ -363,7 +363,7 @@ mod tests {
         let path = dir.path().join("rotated.log");
         let line = "x".repeat(99) + "\n";
         std::fs::write(&path, line.repeat(30_000)).unwrap(); // 3 MB: several blocks
-        let mut s = plan(std::slice::from_ref(&path), &WorkerInfo { index: 0, peers: 1 });
+        let mut s = plan(std::slice::from_ref(&path), &WorkerInfo::new(0, 1));
         assert!(s[0].read_lines(10, |_, _| {}).unwrap());
         std::fs::write(&path, line.repeat(100)).unwrap(); // truncated in place
         let mut result = Ok(true);
@@ -385,7 +385,7 @@ mod tests {
         for peers in [1, 3] {
             for stop in [0usize, 1, 5_000, 99_999, 299_999] {
                 let mut before = Vec::new();
-                let mut s = plan(std::slice::from_ref(&path), &WorkerInfo { index: 1 % peers, peers }).remove(0);
+                let mut s = plan(std::slice::from_ref(&path), &WorkerInfo::new(1 % peers, peers)).remove(0);
                 let mut n = 0;
                 while n < stop && s.read_lines(1, |l, _| before.push(l.to_vec())).unwrap() {
                     n += 1;
@@ -393,14 +393,14 @@ mod tests {
                 let at = s.position();
                 let mut rest = Vec::new();
                 while s.read_lines(1000, |l, _| rest.push(l.to_vec())).unwrap() {}
-                let mut fresh = plan(std::slice::from_ref(&path), &WorkerInfo { index: 1 % peers, peers }).remove(0);
+                let mut fresh = plan(std::slice::from_ref(&path), &WorkerInfo::new(1 % peers, peers)).remove(0);
                 fresh.seek(&at).unwrap();
                 let mut again = Vec::new();
                 while fresh.read_lines(777, |l, _| again.push(l.to_vec())).unwrap() {}
                 assert_eq!(again, rest, "{peers} workers, stopped after {stop} lines");
             }
         }
-        let mut s = plan(std::slice::from_ref(&path), &WorkerInfo { index: 0, peers: 1 }).remove(0);
+        let mut s = plan(std::slice::from_ref(&path), &WorkerInfo::new(0, 1)).remove(0);
         assert!(s.seek(b"junk").is_err());
     }
 
@@ -409,7 +409,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("bom.txt");
         std::fs::write(&path, "\u{feff}first\nsecond\r\nthird").unwrap();
-        let mut s = plan(std::slice::from_ref(&path), &WorkerInfo { index: 0, peers: 1 });
+        let mut s = plan(std::slice::from_ref(&path), &WorkerInfo::new(0, 1));
         let mut got = Vec::new();
         while s[0].read_lines(10, |l, at| got.push((String::from_utf8(l.to_vec()).unwrap(), at.to_string()))).unwrap() {
         }

@@ -13,7 +13,7 @@ use weir_io::epochs::EpochDir;
 use weir_io::sink::ShardFile;
 use weir_pipeline::PCollection;
 use weir_runtime::{
-    Batch, Data, NodeCounters, NodeKind, OpContext, OpResult, Operator, PipelineError, Routing, WorkerInfo,
+    Batch, Data, NodeCounters, NodeKind, OpContext, OpResult, Operator, PipelineError, Rescale, Routing, WorkerInfo,
 };
 
 use crate::model::Str;
@@ -278,6 +278,15 @@ impl<R: Data + CsvRow> Operator for CsvSinkOp<R> {
             None => Err(PipelineError::Checkpoint(
                 "a CSV output in memory or spilled is not transactional: use CsvOutput::transactional".into(),
             )),
+        }
+    }
+
+    /// Every old instance's snapshot holds the same open epoch.
+    fn restore_rescaled(&mut self, from: &Rescale<'_>) -> OpResult {
+        let open = |b: &[u8]| b.get(4..12).map(|e| u64::from_le_bytes(e.try_into().expect("8 bytes")));
+        match from.snapshots.iter().max_by_key(|b| open(b)) {
+            Some(bytes) => self.restore(bytes),
+            None => Ok(()),
         }
     }
 

@@ -79,10 +79,18 @@ pub(crate) enum Start {
     Fresh,
     /// The job completed before: nothing to run.
     Completed,
-    Resume {
-        epoch: u64,
-        states: Vec<WorkerState>,
-    },
+    Resume(Resumed),
+}
+
+/// The checkpoint a run resumes from.
+pub(crate) struct Resumed {
+    pub epoch: u64,
+    /// Workers of the run that took it.
+    pub workers: usize,
+    /// The number of workers its sources planned splits for.
+    pub splits_for: usize,
+    /// Every worker's state, by old worker index.
+    pub states: Vec<WorkerState>,
 }
 
 /// Choose the start, log skipped checkpoints, bring the transactional
@@ -92,6 +100,7 @@ pub(crate) fn recover(
     job: &JobId,
     graph: &Graph,
     workers: usize,
+    key_groups: u32,
     first_process: bool,
 ) -> Result<Start, PipelineError> {
     let checkpoints = Checkpoints::new(cfg.store.clone());
@@ -119,18 +128,24 @@ pub(crate) fn recover(
             for s in &skipped {
                 eprintln!("weir: skipping checkpoint: {s}");
             }
-            if manifest.workers as usize != workers {
+            if manifest.key_groups != key_groups {
                 return Err(PipelineError::Checkpoint(format!(
-                    "checkpoint {} in {} was taken with {} workers; this run has {workers}: restoring on another \
-                     number of workers is not supported yet (run with {} workers)",
+                    "checkpoint {} in {} was taken with {} key groups; this run has {key_groups}: keyed state \
+                     cannot be mapped (set the pipeline's key groups to {} with Pipeline::with_max_key_groups or \
+                     --max-key-groups)",
                     manifest.epoch,
                     checkpoints.location(),
-                    manifest.workers,
-                    manifest.workers
+                    manifest.key_groups,
+                    manifest.key_groups
                 )));
             }
+            let rescaled = if manifest.workers as usize != workers {
+                format!(", rescaled to {workers} workers")
+            } else {
+                String::new()
+            };
             eprintln!(
-                "weir: resuming from checkpoint {} in {} ({} workers)",
+                "weir: resuming from checkpoint {} in {} ({} workers{rescaled})",
                 manifest.epoch,
                 checkpoints.location(),
                 manifest.workers
@@ -141,7 +156,12 @@ pub(crate) fn recover(
                     c.recover(Some(manifest.epoch))?;
                 }
             }
-            Ok(Start::Resume { epoch: manifest.epoch, states })
+            Ok(Start::Resume(Resumed {
+                epoch: manifest.epoch,
+                workers: manifest.workers as usize,
+                splits_for: manifest.splits_for as usize,
+                states,
+            }))
         }
     }
 }
@@ -164,6 +184,17 @@ pub(crate) struct Shape {
     pub workers: usize,
     /// Processes of the run.
     pub processes: usize,
+    /// The pipeline's key groups.
+    pub key_groups: u32,
+}
+
+/// What a worker restores its instances from.
+pub(crate) enum WorkerRestore {
+    /// Its own state: the checkpoint was taken with as many workers.
+    Same(WorkerState),
+    /// Every old worker's state: the checkpoint was taken with another
+    /// number of workers (rescaling).
+    Rescaled(Arc<Vec<WorkerState>>),
 }
 
 /// The process's checkpointing: epoch pacing, restored states, writer.
@@ -171,8 +202,16 @@ pub(crate) struct Checkpointer {
     pub interval: StdDuration,
     /// The first epoch of this run.
     pub base: u64,
-    /// Restored state by worker index (this process's workers).
+    /// Restored state by worker index (this process's workers), when the
+    /// checkpoint had as many workers.
     restored: Mutex<BTreeMap<usize, WorkerState>>,
+    /// Every old worker's state, when it had another number (rescaling).
+    rescaled: Option<Arc<Vec<WorkerState>>>,
+    /// The number of workers the sources plan splits for: the run's, or
+    /// that of the checkpoint restored (see `WorkerInfo::splits_for`).
+    pub splits_for: usize,
+    /// Recorded in every manifest.
+    shape: weir_checkpoint::RunShape,
     jobs: Mutex<Option<mpsc::Sender<Job>>>,
     writer: Mutex<Option<std::thread::JoinHandle<()>>>,
     /// Per local worker: epochs below this are durable (or failed).
@@ -215,23 +254,35 @@ impl Checkpointer {
         job: JobId,
         graph: Arc<Graph>,
         shape: Shape,
-        resume: Option<(u64, Vec<WorkerState>)>,
+        resume: Option<Resumed>,
     ) -> Arc<Checkpointer> {
-        let Shape { threads, process, workers, processes } = shape;
-        let (base, restored) = match resume {
-            None => (0, BTreeMap::new()),
-            Some((epoch, states)) => {
+        let Shape { threads, process, workers, processes, key_groups } = shape;
+        let (mut base, mut restored, mut rescaled, mut splits_for) = (0, BTreeMap::new(), None, workers);
+        if let Some(r) = resume {
+            base = r.epoch + 1;
+            splits_for = r.splits_for;
+            if r.workers == workers {
                 let local = process * threads..(process + 1) * threads;
-                let mine =
-                    states.into_iter().filter(|s| local.contains(&(s.worker as usize))).map(|s| (s.worker as usize, s));
-                (epoch + 1, mine.collect())
+                let mine = r.states.into_iter().filter(|s| local.contains(&(s.worker as usize)));
+                restored = mine.map(|s| (s.worker as usize, s)).collect();
+            } else {
+                rescaled = Some(Arc::new(r.states));
             }
+        }
+        let run_shape = weir_checkpoint::RunShape {
+            workers: workers as u32,
+            processes: processes as u32,
+            splits_for: splits_for as u32,
+            key_groups,
         };
         let (tx, rx) = mpsc::channel::<Job>();
         let ck = Arc::new(Checkpointer {
             interval: cfg.interval,
             base,
             restored: Mutex::new(restored),
+            rescaled,
+            splits_for,
+            shape: run_shape,
             jobs: Mutex::new(Some(tx)),
             writer: Mutex::new(None),
             durable: (0..threads).map(|_| AtomicU64::new(base)).collect(),
@@ -246,13 +297,13 @@ impl Checkpointer {
         let retain = cfg.retain;
         let handle = std::thread::Builder::new()
             .name("weir-checkpoint-writer".into())
-            .spawn(move || me.write_loop(rx, graph, workers, processes, retain))
+            .spawn(move || me.write_loop(rx, graph, retain))
             .expect("spawning the checkpoint writer");
         *ck.writer.lock().unwrap_or_else(|p| p.into_inner()) = Some(handle);
         ck
     }
 
-    fn write_loop(&self, rx: mpsc::Receiver<Job>, graph: Arc<Graph>, workers: usize, processes: usize, retain: usize) {
+    fn write_loop(&self, rx: mpsc::Receiver<Job>, graph: Arc<Graph>, retain: usize) {
         for job in rx {
             match job {
                 Job::State { local, state } => {
@@ -265,15 +316,15 @@ impl Checkpointer {
                         let _ = a.activate();
                     }
                 }
-                Job::Commit(epoch) => self.commit(epoch, &graph, workers, processes, retain),
+                Job::Commit(epoch) => self.commit(epoch, &graph, retain),
             }
         }
     }
 
-    fn commit(&self, epoch: u64, graph: &Graph, workers: usize, processes: usize, retain: usize) {
+    fn commit(&self, epoch: u64, graph: &Graph, retain: usize) {
         let savepoint = self.checkpoints.savepoint_requested().unwrap_or(false);
         let committed = with_retries("committing a checkpoint", || {
-            self.checkpoints.commit(epoch, &self.job, workers as u32, processes as u32, savepoint)
+            self.checkpoints.commit(epoch, &self.job, self.shape, savepoint)
         });
         match committed {
             Ok(Some(m)) => {
@@ -326,9 +377,12 @@ impl Checkpointer {
         self.latest.fetch_max(epoch + 1, Ordering::AcqRel);
     }
 
-    /// The restored state of worker `index`, taken once.
-    pub fn take_restored(&self, index: usize) -> Option<WorkerState> {
-        self.restored.lock().unwrap_or_else(|p| p.into_inner()).remove(&index)
+    /// What worker `index` restores from, taken once.
+    pub fn take_restored(&self, index: usize) -> Option<WorkerRestore> {
+        if let Some(all) = &self.rescaled {
+            return Some(WorkerRestore::Rescaled(all.clone()));
+        }
+        self.restored.lock().unwrap_or_else(|p| p.into_inner()).remove(&index).map(WorkerRestore::Same)
     }
 
     pub fn register_ack(&self, local: usize, a: timely::scheduling::SyncActivator) {

@@ -219,7 +219,7 @@ impl TimelyRunner {
                         addresses.len()
                     )));
                 }
-                let mut job = self.job_description(graph, addresses.len());
+                let mut job = format!("{} processes; {}", addresses.len(), self.job_description(graph));
                 if let Some(e) = restoring {
                     job.push_str(&format!("; restoring checkpoint {e}"));
                 }
@@ -245,8 +245,8 @@ impl TimelyRunner {
     /// What the processes of a cluster must agree on: the pipeline's
     /// shape (every transform, its inputs and routing, outputs) and the
     /// description the application gave (`with_job_description`).
-    pub(crate) fn job_description(&self, graph: &Graph, processes: usize) -> String {
-        let mut d = format!("{processes} processes; ");
+    pub(crate) fn job_description(&self, graph: &Graph) -> String {
+        let mut d = String::new();
         if let Some(job) = &self.job_description {
             d.push_str(job);
             d.push_str("; ");

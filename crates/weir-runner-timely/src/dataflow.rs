@@ -14,10 +14,10 @@ use timely::dataflow::operators::Probe;
 use timely::dataflow::Stream;
 use weir_checkpoint::NodeState;
 use weir_model::Timestamp;
-use weir_runtime::{Emitter, Graph, KeyGroups, NodeKind, PipelineError, Routing, WorkerInfo};
+use weir_runtime::{Emitter, Graph, KeyGroups, NodeKind, PipelineError, Rescale, Routing, WorkerInfo};
 
 use crate::board::WatermarkBoard;
-use crate::checkpoint::{Checkpointer, SharedWorkerCheckpoint, WorkerCheckpoint};
+use crate::checkpoint::{Checkpointer, SharedWorkerCheckpoint, WorkerCheckpoint, WorkerRestore};
 use crate::clock::{Clock, ClockStep};
 use crate::flow::{Flow, InFlight};
 use crate::operator::{OpDriver, StageShare};
@@ -77,14 +77,12 @@ pub(crate) struct Checkpointed {
     pub worker: SharedWorkerCheckpoint,
 }
 
-/// Restore node `node_index`'s instance from the worker's restored state;
-/// returns whether it had finished.
-fn restored_entry(
-    restored: &Option<weir_checkpoint::WorkerState>,
+/// Node `node_index`'s entry in one worker's restored state.
+fn entry_of<'a>(
+    state: &'a weir_checkpoint::WorkerState,
     node_index: usize,
     name: &str,
-) -> Result<Option<weir_checkpoint::NodeEntry>, PipelineError> {
-    let Some(state) = restored else { return Ok(None) };
+) -> Result<&'a NodeEntry, PipelineError> {
     let entry = state.nodes.iter().find(|e| e.node as usize == node_index).ok_or_else(|| {
         PipelineError::Checkpoint(format!("the checkpoint holds no state for transform '{name}' (node {node_index})"))
     })?;
@@ -94,7 +92,110 @@ fn restored_entry(
             entry.name
         )));
     }
-    Ok(Some(entry.clone()))
+    Ok(entry)
+}
+
+/// What one instance is restored from.
+enum NodeRestore<'a> {
+    /// Nothing: the run starts from the beginning.
+    Fresh,
+    /// Its own entry (as many workers as the checkpoint).
+    Same(&'a NodeEntry),
+    /// Every old instance's entry, by old worker index (rescaling).
+    Rescaled(Vec<&'a NodeEntry>),
+}
+
+impl NodeRestore<'_> {
+    /// Whether the restored instance had finished: for rescaling, only if
+    /// every old instance had (a stage whose input was not done everywhere
+    /// may still get input).
+    fn finished(&self) -> bool {
+        match self {
+            NodeRestore::Fresh => false,
+            NodeRestore::Same(e) => e.finished,
+            NodeRestore::Rescaled(es) => es.iter().all(|e| e.finished),
+        }
+    }
+}
+
+fn node_restore<'a>(
+    restored: &'a Option<WorkerRestore>,
+    node_index: usize,
+    name: &str,
+) -> Result<NodeRestore<'a>, PipelineError> {
+    Ok(match restored {
+        None => NodeRestore::Fresh,
+        Some(WorkerRestore::Same(state)) => NodeRestore::Same(entry_of(state, node_index, name)?),
+        Some(WorkerRestore::Rescaled(all)) => {
+            NodeRestore::Rescaled(all.iter().map(|s| entry_of(s, node_index, name)).collect::<Result<_, _>>()?)
+        }
+    })
+}
+
+/// Restore a source instance: seek to its position, or on rescaling to the
+/// positions of every old instance (each reader takes its own splits').
+fn restore_source(source: &mut dyn weir_runtime::Source, from: &NodeRestore<'_>, name: &str) -> OpResultOf<()> {
+    let not_source = || PipelineError::Checkpoint(format!("the checkpoint holds an operator for source '{name}'"));
+    match from {
+        NodeRestore::Fresh => {}
+        NodeRestore::Same(e) => match &e.state {
+            NodeState::Source(position) => source.seek(position)?,
+            NodeState::Operator(_) => return Err(not_source()),
+        },
+        NodeRestore::Rescaled(es) => {
+            let mut all = Vec::new();
+            for e in es {
+                match &e.state {
+                    NodeState::Source(position) => all.extend(position.iter().cloned()),
+                    NodeState::Operator(_) => return Err(not_source()),
+                }
+            }
+            source.seek(&all)?;
+        }
+    }
+    Ok(())
+}
+
+type OpResultOf<T> = Result<T, PipelineError>;
+
+/// Restore an operator instance from its snapshot, or on rescaling from
+/// every old instance's.
+fn restore_operator(
+    op: &mut dyn weir_runtime::Operator,
+    from: &NodeRestore<'_>,
+    name: &str,
+    info: WorkerInfo,
+    groups: KeyGroups,
+) -> OpResultOf<()> {
+    let not_operator = || PipelineError::Checkpoint(format!("the checkpoint holds a source for '{name}'"));
+    match from {
+        NodeRestore::Fresh => {}
+        NodeRestore::Same(e) => {
+            let NodeState::Operator(bytes) = &e.state else { return Err(not_operator()) };
+            if !op.stateless() {
+                op.restore(bytes)?;
+            }
+        }
+        NodeRestore::Rescaled(es) => {
+            let mut snapshots = Vec::with_capacity(es.len());
+            for e in es {
+                let NodeState::Operator(bytes) = &e.state else { return Err(not_operator()) };
+                snapshots.push(bytes.as_slice());
+            }
+            if !op.stateless() {
+                let owned = (0..snapshots.len()).filter(|j| j % info.peers == info.index).collect();
+                let rescale = Rescale { snapshots: &snapshots, owned, worker: info, key_groups: groups };
+                op.restore_rescaled(&rescale).map_err(|e| {
+                    PipelineError::Checkpoint(format!(
+                        "transform '{name}' cannot be restored from {} workers on {}: {e}",
+                        snapshots.len(),
+                        info.peers
+                    ))
+                })?;
+            }
+        }
+    }
+    Ok(())
 }
 
 pub(crate) fn build_dataflow(
@@ -109,7 +210,8 @@ pub(crate) fn build_dataflow(
             consumers[input.node][input.port] += 1;
         }
     }
-    let info = WorkerInfo { index: worker.index(), peers: worker.peers() };
+    let splits_for = p.checkpointer.as_ref().map_or(worker.peers(), |c| c.splits_for);
+    let info = WorkerInfo { index: worker.index(), peers: worker.peers(), splits_for };
     let process = info.index / threads;
     let local = info.index % threads;
     let ckpt = p.checkpointer.as_ref().map(|c| WorkerCheckpoint::new(c.clone(), info.index, local, graph));
@@ -124,44 +226,36 @@ pub(crate) fn build_dataflow(
     }
     let mut made = Vec::with_capacity(graph.nodes.len());
     for (node_index, node) in graph.nodes.iter().enumerate() {
-        let entry = restored_entry(&restored, node_index, &node.name)?;
+        let from = node_restore(&restored, node_index, &node.name)?;
         let cannot =
             |why: &str| PipelineError::Checkpoint(format!("transform '{}' cannot be checkpointed: {why}", node.name));
+        let finished = from.finished();
         match &node.kind {
             NodeKind::Source(factory) => {
                 let mut source = factory(&info);
-                if let Some(NodeEntry { state: NodeState::Source(position), .. }) = &entry {
-                    source.seek(position)?;
-                }
+                restore_source(&mut *source, &from, &node.name)?;
                 if ckpt.is_some() && source.position().is_none() {
                     return Err(cannot("its source cannot report positions to rewind to"));
+                }
+                // A restored finished source records its entry below.
+                if let (Some(c), true) = (&ckpt, finished) {
+                    let position = source.position().ok_or_else(|| cannot("no position"))?;
+                    c.borrow_mut().record(node_index, base, NodeState::Source(position), true);
                 }
                 made.push(Made::Source(source));
             }
             NodeKind::Operator(factory) => {
                 let mut op = factory(&info);
-                let mut finished = false;
-                if let Some(e) = &entry {
-                    let NodeState::Operator(bytes) = &e.state else {
-                        return Err(PipelineError::Checkpoint(format!(
-                            "the checkpoint holds a source for '{}'",
-                            node.name
-                        )));
-                    };
-                    if !op.stateless() {
-                        op.restore(bytes)?;
-                    }
-                    finished = e.finished;
-                } else if ckpt.is_some() && !op.stateless() {
+                restore_operator(&mut *op, &from, &node.name, info, p.groups)?;
+                if matches!(from, NodeRestore::Fresh) && ckpt.is_some() && !op.stateless() {
                     op.snapshot().map_err(|e| cannot(&e.to_string()))?;
                 }
+                // A restored instance that had finished stays finished.
+                if let (Some(c), true) = (&ckpt, finished) {
+                    let state = if op.stateless() { Vec::new() } else { op.snapshot()? };
+                    c.borrow_mut().record(node_index, base, NodeState::Operator(state), true);
+                }
                 made.push(Made::Operator(op, finished));
-            }
-        }
-        // A restored instance that had finished stays finished.
-        if let (Some(c), Some(e)) = (&ckpt, &entry) {
-            if e.finished {
-                c.borrow_mut().record(node_index, base, e.state.clone(), true);
             }
         }
     }

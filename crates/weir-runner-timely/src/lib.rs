@@ -98,9 +98,11 @@ impl Runner for TimelyRunner {
                             .into(),
                     ));
                 }
-                let description = self.job_description(&graph, processes);
+                // Not the number of workers or processes: a checkpoint may be
+                // restored on another (rescaling).
+                let description = self.job_description(&graph);
                 let job = weir_checkpoint::JobId { fingerprint: fnv1a(description.bytes()), description };
-                let resume = match checkpoint::recover(cfg, &job, &graph, workers, process_index == 0)? {
+                let resume = match checkpoint::recover(cfg, &job, &graph, workers, groups.max(), process_index == 0)? {
                     checkpoint::Start::Completed => {
                         eprintln!(
                             "weir: this job already completed in {}: nothing to run, its output is left as it is",
@@ -114,11 +116,14 @@ impl Runner for TimelyRunner {
                         });
                     }
                     checkpoint::Start::Fresh => None,
-                    checkpoint::Start::Resume { epoch, states } => Some((epoch, states)),
+                    checkpoint::Start::Resume(r) => Some(r),
                 };
-                report =
-                    Some(RecoveryReport { resumed_from: resume.as_ref().map(|r| r.0), ..RecoveryReport::default() });
-                let shape = checkpoint::Shape { threads, process: process_index, workers, processes };
+                report = Some(RecoveryReport {
+                    resumed_from: resume.as_ref().map(|r| r.epoch),
+                    ..RecoveryReport::default()
+                });
+                let shape =
+                    checkpoint::Shape { threads, process: process_index, workers, processes, key_groups: groups.max() };
                 Some(checkpoint::Checkpointer::start(cfg, job, graph.clone(), shape, resume))
             }
         };

@@ -19,6 +19,54 @@ pub struct WorkerInfo {
     pub index: usize,
     /// Number of workers in the whole run (all processes).
     pub peers: usize,
+    /// The number of workers sources plan their splits for
+    /// ([`SplitSource::splits`](crate::split::SplitSource::splits)): `peers`,
+    /// except in a run restored from a checkpoint taken with another number
+    /// of workers, which keeps the plan of the run that started the job so
+    /// that every split's stored position still applies. Split `i` is read
+    /// by worker `i % peers` either way.
+    pub splits_for: usize,
+}
+
+impl WorkerInfo {
+    /// Worker `index` of `peers`, planning splits for `peers` workers.
+    pub fn new(index: usize, peers: usize) -> Self {
+        WorkerInfo { index, peers, splits_for: peers }
+    }
+}
+
+/// What an operator restored on another number of workers than the run
+/// that took the checkpoint (rescaling) is given: the snapshots of every
+/// instance of the old run. Key groups are the same in both runs (a
+/// checkpoint taken with other key groups is refused), so keyed state goes
+/// to the worker that owns its key group now; state that belongs to no key
+/// goes from old instance `j` to new worker `j % peers`
+/// ([`owned`](Rescale::owned)), so that it is restored exactly once.
+pub struct Rescale<'a> {
+    /// Every old instance's snapshot, by old worker index.
+    pub snapshots: &'a [&'a [u8]],
+    /// The old instances whose non-keyed state this instance takes over.
+    pub owned: Vec<usize>,
+    /// This worker in the new run.
+    pub worker: WorkerInfo,
+    /// The key groups over the new run's workers.
+    pub key_groups: KeyGroups,
+}
+
+impl Rescale<'_> {
+    /// Whether this worker owns the state of a key with stable hash `hash`
+    /// ([`key_hash`](crate::keys::key_hash)).
+    pub fn owns(&self, hash: u64) -> bool {
+        self.key_groups.worker_of(hash) == self.worker.index
+    }
+    /// Whether this worker owns key group `group`.
+    pub fn owns_group(&self, group: u32) -> bool {
+        self.key_groups.worker_of_group(group) == self.worker.index
+    }
+    /// The snapshots whose non-keyed state this instance takes over.
+    pub fn owned_snapshots(&self) -> impl Iterator<Item = &[u8]> + '_ {
+        self.owned.iter().map(|&j| self.snapshots[j])
+    }
 }
 
 /// Where an operator's output goes during one call: one list of batches per
@@ -159,6 +207,14 @@ pub trait Operator: Send {
     fn restore(&mut self, bytes: &[u8]) -> OpResult {
         let _ = bytes;
         Err(PipelineError::Runner("this operator is not snapshottable".to_string()))
+    }
+    /// Restore this instance from the snapshots of a run with another
+    /// number of workers (see [`Rescale`]): keyed state of the key groups
+    /// this worker owns, and the non-keyed state of the old instances it
+    /// [owns](Rescale::owned). The default refuses.
+    fn restore_rescaled(&mut self, from: &Rescale<'_>) -> OpResult {
+        let _ = from;
+        Err(PipelineError::Checkpoint("this transform cannot be restored on another number of workers".to_string()))
     }
 }
 

@@ -131,7 +131,8 @@ pub trait Split: Send + 'static {
 pub trait SplitSource: Send + Sync + 'static {
     /// The splits.
     type Split: Split;
-    /// Every split of a run with `workers` workers, in a fixed order.
+    /// Every split of a run with `workers` workers, in a fixed order (see
+    /// [`WorkerInfo::splits_for`]).
     fn splits(&self, workers: usize) -> Result<Vec<Self::Split>, PipelineError>;
 }
 
@@ -341,8 +342,8 @@ impl<S: Split> SplitReader<S> {
         policy: WatermarkPolicy,
         dead_letters: bool,
     ) -> Result<Self, PipelineError> {
-        let splits =
-            source.splits(worker.peers)?.into_iter().enumerate().filter(|(i, _)| assigned(*i, worker)).map(|s| s.1);
+        let plan = source.splits(worker.splits_for)?.into_iter().enumerate();
+        let splits = plan.filter(|(i, _)| assigned(*i, worker)).map(|s| s.1);
         Ok(SplitReader::new(splits.collect(), policy, dead_letters))
     }
 
@@ -468,7 +469,16 @@ impl<S: Split> Source for SplitReader<S> {
         Some(out)
     }
 
+    /// `position` may hold other readers' splits too (a run restored on
+    /// another number of workers gives every reader every position); each
+    /// of this reader's splits must be in it.
     fn seek(&mut self, position: &SourcePosition) -> OpResult {
+        if let Some(s) = self.splits.iter().find(|s| !position.iter().any(|(id, _)| *id == s.id)) {
+            return Err(PipelineError::Checkpoint(format!(
+                "split {} has no position in the checkpoint: it was not planned by the run that took it",
+                s.id
+            )));
+        }
         for (id, bytes) in position {
             let Some(s) = self.splits.iter_mut().find(|s| &s.id == id) else {
                 continue; // another worker's split

@@ -2,7 +2,8 @@
 //! crashes (a source panics) at random points, is run again with the same
 //! folder, crashes again, … and finally completes. Its output must equal
 //! an uninterrupted run's: every element exactly once, state, timers and
-//! holds restored, sources rewound to their positions.
+//! holds restored, sources rewound to their positions, on the same or on
+//! another number of workers.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -55,6 +56,33 @@ impl UnboundedSource for Flaky {
 
 type Out = Vec<WindowedValue<(u8, i64)>>;
 
+/// Per key, sums of 100 ms buckets kept in map state, each emitted by an
+/// event-time timer tagged with its bucket: state, timers and holds of a
+/// stateful DoFn.
+#[derive(Clone)]
+struct Buckets;
+
+const SUMS: MapState<i64, i64> = MapState::new("sums");
+const CLOSE: TimerSpec = TimerSpec::event_time("close");
+
+impl StatefulDoFn for Buckets {
+    type Key = u8;
+    type Value = i64;
+    type Out = (u8, i64);
+    fn process(&mut self, cx: &mut StateContext<'_, u8, (u8, i64)>, t: i64) {
+        let bucket = t / 100;
+        let sum = SUMS.get(cx, &bucket).unwrap_or(0);
+        SUMS.put(cx, bucket, sum + t);
+        CLOSE.set_tagged(cx, &bucket.to_string(), Timestamp::from_millis(bucket * 100 + 99));
+    }
+    fn on_timer(&mut self, cx: &mut StateContext<'_, u8, (u8, i64)>, timer: &TimerFiring) {
+        let bucket: i64 = timer.tag.parse().expect("a bucket number");
+        let sum = SUMS.remove(cx, &bucket).expect("a bucket's timer fires once");
+        let key = *cx.key();
+        cx.output((key, bucket * 1_000_000 + sum));
+    }
+}
+
 /// `n` cases, or more with `WEIR_PROPTEST_CASES` for a deeper search.
 fn cases(n: u32) -> u32 {
     std::env::var("WEIR_PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(n).max(n)
@@ -68,7 +96,8 @@ fn diff(got: &Out, want: &Out) -> String {
 }
 
 /// Per key and 50 ms window: the sum of the timestamps (a grouping with
-/// state per window); and a running count per key (stateful ParDo).
+/// state per window); a count per key in the global window; and per key
+/// and 100 ms bucket the sum of the timestamps ([`Buckets`]).
 fn run(
     items: &Arc<Vec<(u8, i64)>>,
     runner: &TimelyRunner,
@@ -81,7 +110,9 @@ fn run(
         .window_into(WindowingStrategy::new(FixedWindows::of(Duration::from_millis(50)).unwrap()))
         .combine_per_key(Sum::new())
         .collect();
-    let counts = input.map(|(k, _)| (k, 1i64)).combine_per_key(Sum::new()).collect();
+    let counts = input.map(|(k, _)| (k, 1i64)).combine_per_key(Sum::new());
+    let buckets = input.par_do_stateful(Buckets);
+    let counts = counts.flatten_with(&[buckets]).collect();
     let r = p.run_with(runner)?;
     // No element may be dropped as late: the watermark never passes data.
     let dropped: u64 = r.metrics.all().iter().map(|(_, c)| c.dropped_expired + c.dropped_closed).sum();
@@ -99,17 +130,19 @@ proptest! {
     fn crashed_and_resumed_runs_end_with_the_uninterrupted_output(
         mut items in prop::collection::vec((0u8..6, 0i64..2000), 50..600),
         crashes in prop::collection::vec(1u64..400, 1..5),
-        workers in 1usize..3,
+        workers in prop::collection::vec(1usize..5, 5),
     ) {
         // Each split reads in time order: no element is late.
         items.sort_by_key(|&(_, t)| t);
         let items = Arc::new(items);
-        let expected = run(&items, &TimelyRunner::threads(workers), None).unwrap();
+        let expected = run(&items, &TimelyRunner::threads(workers[0]), None).unwrap();
         let dir = tempfile::tempdir().unwrap();
-        let runner = TimelyRunner::threads(workers)
+        // Each run has its own number of workers: a run restores what the
+        // one before checkpointed on 1 to 4 workers (rescaling).
+        let runner = |i: usize| TimelyRunner::threads(workers[i])
             .with_checkpoints(CheckpointConfig::local(dir.path(), StdDuration::from_millis(5)));
-        for crash in &crashes {
-            match run(&items, &runner, Some(*crash)) {
+        for (i, crash) in crashes.iter().enumerate() {
+            match run(&items, &runner(i), Some(*crash)) {
                 Err(e) => prop_assert!(e.to_string().contains("crash after"), "{e}"),
                 // Fewer records than the crash point were left to read.
                 Ok(got) => {
@@ -118,9 +151,9 @@ proptest! {
                 }
             }
         }
-        let got = run(&items, &runner, None).unwrap();
+        let got = run(&items, &runner(crashes.len()), None).unwrap();
         prop_assert!(got.0 == expected.0, "windowed sums: {}", diff(&got.0, &expected.0));
-        prop_assert!(got.1 == expected.1, "global counts: {}", diff(&got.1, &expected.1));
+        prop_assert!(got.1 == expected.1, "global counts and buckets: {}", diff(&got.1, &expected.1));
     }
 }
 

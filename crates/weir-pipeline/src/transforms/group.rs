@@ -16,9 +16,10 @@ use crate::transforms::combine::{CombineAggregator, CombineFn, Count, Partial, P
 use crate::transforms::elementwise::{apply_fn, DoFn, ElementwiseExt, KvElementwiseExt, ProcessContext};
 use crate::transforms::other::FlattenExt;
 use crate::transforms::side::{SideInput, SideInputExt, SideParDoExt};
+use weir_model::grouping::GroupSnapshot;
 use weir_runtime::batch::Batch;
 use weir_runtime::data::{Data, Key, WindowedValue};
-use weir_runtime::{NodeCounters, OpContext, OpResult, Operator, PipelineError, WorkerInfo};
+use weir_runtime::{key_hash, NodeCounters, OpContext, OpResult, Operator, PipelineError, Rescale, WorkerInfo};
 use weir_runtime::{NodeKind, Routing};
 
 /// `window_into`: assign windows and set the windowing strategy.
@@ -133,6 +134,19 @@ where
 /// `GroupSnapshot` or of this envelope).
 const GROUP_SNAPSHOT_FORMAT: u32 = 1;
 
+fn decode_group_snapshot<K: Key, Acc: Data, Out: Data>(
+    bytes: &[u8],
+) -> Result<GroupSnapshot<K, Acc, Out>, PipelineError> {
+    let (format, snap): (u32, GroupSnapshot<K, Acc, Out>) = bincode::deserialize(bytes)
+        .map_err(|e| PipelineError::Runner(format!("a grouping cannot restore this snapshot: {e}")))?;
+    if format != GROUP_SNAPSHOT_FORMAT {
+        return Err(PipelineError::Runner(format!(
+            "a grouping snapshot of format {format}; this Weir reads format {GROUP_SNAPSHOT_FORMAT}"
+        )));
+    }
+    Ok(snap)
+}
+
 impl<K: Key, V: Data, A: Aggregator<V> + Clone + Send, O: Data> Operator for GroupOp<K, V, A, O>
 where
     A::Acc: Data,
@@ -144,14 +158,44 @@ where
     }
 
     fn restore(&mut self, bytes: &[u8]) -> OpResult {
-        type Snap<K, A, O> = (u32, weir_model::grouping::GroupSnapshot<K, A, O>);
-        let (format, snap): Snap<K, A::Acc, A::Out> = bincode::deserialize(bytes)
-            .map_err(|e| PipelineError::Runner(format!("a grouping cannot restore this snapshot: {e}")))?;
-        if format != GROUP_SNAPSHOT_FORMAT {
-            return Err(PipelineError::Runner(format!(
-                "a grouping snapshot of format {format}; this Weir reads format {GROUP_SNAPSHOT_FORMAT}"
-            )));
+        let snap = decode_group_snapshot::<K, A::Acc, A::Out>(bytes)?;
+        self.gbw = GroupAlsoByWindow::restore(self.strategy.clone(), self.agg.clone(), snap)
+            .map_err(|e| PipelineError::Runner(format!("restoring a grouping: {e}")))?;
+        Ok(())
+    }
+
+    /// The (key, window) states of the key groups this worker owns, from
+    /// every old instance; the earliest watermarks and processing time of
+    /// any (each instance's are the stage's at the cut, or behind it); the
+    /// counters of the old instances it owns.
+    fn restore_rescaled(&mut self, from: &Rescale<'_>) -> OpResult {
+        let mut merged: Option<GroupSnapshot<K, A::Acc, A::Out>> = None;
+        for (j, bytes) in from.snapshots.iter().enumerate() {
+            let mut snap = decode_group_snapshot::<K, A::Acc, A::Out>(bytes)?;
+            snap.windows.retain(|w| from.owns(key_hash(&w.key)));
+            if !from.owned.contains(&j) {
+                snap.counters = Default::default();
+            }
+            merged = Some(match merged {
+                None => snap,
+                Some(mut m) => {
+                    m.windows.append(&mut snap.windows);
+                    m.input_watermark = m.input_watermark.min(snap.input_watermark);
+                    m.output_watermark = m.output_watermark.min(snap.output_watermark);
+                    m.stage_output_watermark = m.stage_output_watermark.min(snap.stage_output_watermark);
+                    m.processing_time = m.processing_time.min(snap.processing_time);
+                    let (c, d) = (&mut m.counters, snap.counters);
+                    c.elements_in += d.elements_in;
+                    c.dropped_expired += d.dropped_expired;
+                    c.dropped_closed += d.dropped_closed;
+                    c.panes_out += d.panes_out;
+                    c.retractions_out += d.retractions_out;
+                    m
+                }
+            });
         }
+        let Some(mut snap) = merged else { return Ok(()) };
+        snap.windows.sort_by(|a, b| (&a.key, a.window).cmp(&(&b.key, b.window)));
         self.gbw = GroupAlsoByWindow::restore(self.strategy.clone(), self.agg.clone(), snap)
             .map_err(|e| PipelineError::Runner(format!("restoring a grouping: {e}")))?;
         Ok(())

@@ -9,48 +9,53 @@ use weir_model::{Duration, PaneInfo, Timestamp, Window, WindowingStrategy};
 use crate::graph::{Collected, PCollection, Pipeline};
 use weir_runtime::batch::Batch;
 use weir_runtime::data::{Data, Key, WindowedValue};
+use weir_runtime::split::{ReadResult, Split, SplitOutput, SplitReader, SplitSource, WatermarkPolicy};
 use weir_runtime::{KeyGroups, NodeKind, PipelineError, Routing};
-use weir_runtime::{NodeCounters, OpContext, OpResult, Operator, Source, SourceStatus, WorkerInfo};
+use weir_runtime::{NodeCounters, OpContext, OpResult, Operator, Rescale, Source, SourceStatus, WorkerInfo};
 
-const BATCH: usize = 8192;
-
-struct CreateSource<T> {
+/// Share `index` of `shares` of a `create`'s items: items `index`,
+/// `index + shares`, …; the splits of a [`Create`](Pipeline::create).
+struct CreateShare<T> {
     items: Arc<Vec<(T, Timestamp)>>,
+    index: usize,
     next: usize,
     step: usize,
 }
 
-impl<T: Data> Source for CreateSource<T> {
-    fn poll(&mut self, max_records: usize, cx: &mut OpContext<'_>) -> Result<SourceStatus, PipelineError> {
-        let mut out = Vec::with_capacity(max_records.min(BATCH));
-        while self.next < self.items.len() && out.len() < max_records {
+impl<T: Data> Split for CreateShare<T> {
+    type Item = T;
+    fn id(&self) -> String {
+        format!("create-{}", self.index)
+    }
+    fn read(&mut self, max: usize, out: &mut SplitOutput<'_, T>) -> Result<ReadResult, PipelineError> {
+        while self.next < self.items.len() && out.len() < max {
             let (v, ts) = &self.items[self.next];
-            out.push(WindowedValue::in_global(v.clone(), *ts));
+            out.push(v.clone(), *ts);
             self.next += self.step;
         }
-        NodeCounters::add(&cx.counters.elements_out, out.len() as u64);
-        cx.out.emit(0, out);
-        let done = self.next >= self.items.len();
-        Ok(SourceStatus {
-            watermark: if done { Timestamp::MAX } else { Timestamp::MIN },
-            idle: false,
-            processing_time: None,
-        })
+        Ok(if self.next >= self.items.len() { ReadResult::Done } else { ReadResult::Data })
     }
-
-    /// The index of the next item this instance emits.
-    fn position(&self) -> Option<weir_runtime::SourcePosition> {
-        Some(vec![("create".to_string(), (self.next as u64).to_le_bytes().to_vec())])
+    /// The index of the next item this share emits.
+    fn position(&self) -> Option<Vec<u8>> {
+        Some((self.next as u64).to_le_bytes().to_vec())
     }
+    fn seek(&mut self, position: &[u8]) -> OpResult {
+        let next = position.try_into().map(u64::from_le_bytes).map_err(|_| {
+            PipelineError::Checkpoint(format!("{}: a position is 8 bytes, not {}", self.id(), position.len()))
+        })?;
+        self.next = next as usize;
+        Ok(())
+    }
+}
 
-    fn seek(&mut self, position: &weir_runtime::SourcePosition) -> OpResult {
-        match position.as_slice() {
-            [(id, bytes)] if id == "create" && bytes.len() == 8 => {
-                self.next = u64::from_le_bytes(bytes[..].try_into().expect("8 bytes")) as usize;
-                Ok(())
-            }
-            _ => Err(PipelineError::Checkpoint(format!("not a position of Create: {position:?}"))),
-        }
+/// A `create`'s items, one share per planned worker.
+struct CreateShares<T>(Arc<Vec<(T, Timestamp)>>);
+
+impl<T: Data> SplitSource for CreateShares<T> {
+    type Split = CreateShare<T>;
+    fn splits(&self, workers: usize) -> Result<Vec<CreateShare<T>>, PipelineError> {
+        let step = workers.max(1);
+        Ok((0..step).map(|index| CreateShare { items: self.0.clone(), index, next: index, step }).collect())
     }
 }
 
@@ -69,7 +74,10 @@ impl Pipeline {
             vec![],
             1,
             NodeKind::Source(Arc::new(move |w: &WorkerInfo| {
-                Box::new(CreateSource { items: items.clone(), next: w.index, step: w.peers }) as Box<dyn Source>
+                let shares = CreateShares(items.clone());
+                // A bounded input: the watermark stays at its start until every item was read.
+                let reader = SplitReader::for_worker(&shares, w, WatermarkPolicy::batch(), false);
+                Box::new(reader.expect("planning shares cannot fail")) as Box<dyn Source>
             })),
         );
         self.collection(idx, 0, Arc::new(WindowingStrategy::default()))
@@ -389,12 +397,37 @@ impl<K: Key, V: Data> ReshuffleKeyExt<K, V> for PCollection<(K, V)> {
     }
 }
 
-/// Keeps what this instance collected and hands it over when its input is
-/// done, so that a checkpoint holds it and a recovered run hands over
-/// every element exactly once.
+/// Keeps what this instance collected and hands a copy over when its
+/// input is done. What it collected stays in its snapshots until the job
+/// completes, so that a recovered run hands over every element exactly
+/// once: at its own end, or, for an instance restored as finished (its
+/// `finish` is not called again), when it is restored.
 struct CollectOp<T> {
     into: Arc<Mutex<Vec<WindowedValue<T>>>>,
     mine: Vec<WindowedValue<T>>,
+    /// `finish` was called: its copy was handed over.
+    done: bool,
+}
+
+/// The format of a collect's snapshot.
+const COLLECT_FORMAT: u32 = 1;
+
+/// A collect's snapshot: format, whether it had finished, its elements.
+type CollectSnapshot<T> = (u32, bool, Vec<WindowedValue<T>>);
+
+impl<T: Data> CollectOp<T> {
+    fn hand_over(&self) {
+        self.into.lock().unwrap_or_else(|p| p.into_inner()).extend(self.mine.iter().cloned());
+    }
+
+    fn decode(bytes: &[u8]) -> Result<(bool, Vec<WindowedValue<T>>), PipelineError> {
+        let (format, done, mine): CollectSnapshot<T> = bincode::deserialize(bytes)
+            .map_err(|e| PipelineError::Checkpoint(format!("collect cannot restore this snapshot: {e}")))?;
+        if format != COLLECT_FORMAT {
+            return Err(PipelineError::Checkpoint(format!("a collect snapshot of format {format}")));
+        }
+        Ok((done, mine))
+    }
 }
 
 impl<T: Data> Operator for CollectOp<T> {
@@ -406,18 +439,47 @@ impl<T: Data> Operator for CollectOp<T> {
     }
 
     fn finish(&mut self, _cx: &mut OpContext<'_>) -> OpResult {
-        self.into.lock().unwrap_or_else(|p| p.into_inner()).append(&mut self.mine);
+        if !self.done {
+            self.done = true;
+            self.hand_over();
+        }
         Ok(())
     }
 
     fn snapshot(&self) -> Result<Vec<u8>, PipelineError> {
-        bincode::serialize(&self.mine)
+        bincode::serialize(&(COLLECT_FORMAT, self.done, &self.mine))
             .map_err(|e| PipelineError::Internal(format!("serializing collected values: {e}")))
     }
 
+    /// A finished instance is restored finished (the runner does not call
+    /// `finish` again): hand its elements over now.
     fn restore(&mut self, bytes: &[u8]) -> OpResult {
-        self.mine = bincode::deserialize(bytes)
-            .map_err(|e| PipelineError::Runner(format!("collect cannot restore this snapshot: {e}")))?;
+        let (done, mine) = Self::decode(bytes)?;
+        self.mine = mine;
+        self.done = done;
+        if done {
+            self.hand_over();
+        }
+        Ok(())
+    }
+
+    /// The elements of the old instances this one owns. The runner restores
+    /// it finished only if every old instance had finished; then it hands
+    /// them over now, else at its own `finish`.
+    fn restore_rescaled(&mut self, from: &Rescale<'_>) -> OpResult {
+        let mut all_done = true;
+        self.mine.clear();
+        for (j, bytes) in from.snapshots.iter().enumerate() {
+            let (done, mut mine) = Self::decode(bytes)?;
+            all_done &= done;
+            if from.owned.contains(&j) {
+                self.mine.append(&mut mine);
+            }
+        }
+        self.done = all_done;
+        if all_done {
+            self.hand_over();
+        }
         Ok(())
     }
 }
@@ -438,7 +500,7 @@ impl<T: Data> CollectExt<T> for PCollection<T> {
             vec![self.as_input(Routing::Forward)],
             0,
             NodeKind::Operator(Arc::new(move |_: &WorkerInfo| {
-                Box::new(CollectOp { into: into.clone(), mine: Vec::new() }) as Box<dyn Operator>
+                Box::new(CollectOp { into: into.clone(), mine: Vec::new(), done: false }) as Box<dyn Operator>
             })),
         );
         c

@@ -17,7 +17,7 @@ use crate::graph::PCollection;
 use crate::transforms::elementwise::{DoFn, DoFnRunner, ErasedTag, OutputTags, ParDoOutputs, ProcessContext};
 use weir_runtime::batch::Batch;
 use weir_runtime::data::{Data, Key, WindowedValue};
-use weir_runtime::{NodeCounters, OpContext, OpResult, Operator, PipelineError, WorkerInfo};
+use weir_runtime::{NodeCounters, OpContext, OpResult, Operator, PipelineError, Rescale, WorkerInfo};
 use weir_runtime::{NodeKind, Routing};
 
 /// A handle to a collection used as a side input.
@@ -270,7 +270,37 @@ impl<D: DoFn> Operator for SideParDoOp<D> {
     }
 
     fn restore(&mut self, bytes: &[u8]) -> OpResult {
-        let (sides, pending): (Vec<Vec<u8>>, Vec<WindowedValue<D::In>>) = bincode::deserialize(bytes)
+        let (sides, pending) = self.decode_snapshot(bytes)?;
+        for (e, bytes) in self.sides.iter_mut().zip(&sides) {
+            e.store.decode(bytes)?;
+        }
+        self.pending = pending;
+        Ok(())
+    }
+
+    /// Every instance received every side input value (broadcast), so the
+    /// first old instance's are everyone's; the main input waiting for them
+    /// comes from the old instances this one owns.
+    fn restore_rescaled(&mut self, from: &Rescale<'_>) -> OpResult {
+        let Some(first) = from.snapshots.first() else { return Ok(()) };
+        let (sides, _) = self.decode_snapshot(first)?;
+        for (e, bytes) in self.sides.iter_mut().zip(&sides) {
+            e.store.decode(bytes)?;
+        }
+        self.pending.clear();
+        for bytes in from.owned_snapshots() {
+            let (_, mut pending) = self.decode_snapshot(bytes)?;
+            self.pending.append(&mut pending);
+        }
+        Ok(())
+    }
+}
+
+type SideSnapshot<T> = (Vec<Vec<u8>>, Vec<WindowedValue<T>>);
+
+impl<D: DoFn> SideParDoOp<D> {
+    fn decode_snapshot(&self, bytes: &[u8]) -> Result<SideSnapshot<D::In>, PipelineError> {
+        let (sides, pending): SideSnapshot<D::In> = bincode::deserialize(bytes)
             .map_err(|e| PipelineError::Checkpoint(format!("a ParDo with side inputs cannot restore this: {e}")))?;
         if sides.len() != self.sides.len() {
             return Err(PipelineError::Checkpoint(format!(
@@ -279,11 +309,7 @@ impl<D: DoFn> Operator for SideParDoOp<D> {
                 self.sides.len()
             )));
         }
-        for (e, bytes) in self.sides.iter_mut().zip(&sides) {
-            e.store.decode(bytes)?;
-        }
-        self.pending = pending;
-        Ok(())
+        Ok((sides, pending))
     }
 }
 

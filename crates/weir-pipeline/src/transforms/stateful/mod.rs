@@ -53,7 +53,7 @@ use weir_runtime::batch::Batch;
 use weir_runtime::data::{Data, Key, WindowedValue};
 use weir_runtime::error::PipelineError;
 use weir_runtime::keys::key_hash;
-use weir_runtime::{NodeCounters, OpContext, OpResult, Operator, WorkerInfo};
+use weir_runtime::{NodeCounters, OpContext, OpResult, Operator, Rescale, WorkerInfo};
 use weir_runtime::{NodeKind, Routing};
 
 use cells::{Cell, CellStore, Cells, Name};

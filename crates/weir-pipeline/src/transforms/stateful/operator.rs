@@ -334,14 +334,61 @@ impl<D: StatefulDoFn> Operator for StatefulOp<D> {
     }
 
     fn restore(&mut self, bytes: &[u8]) -> Result<(), PipelineError> {
-        let snap: OpSnapshot<D::Key, D::Value> = bincode::deserialize(bytes)
-            .map_err(|e| PipelineError::Runner(format!("stateful operator: cannot restore a snapshot: {e}")))?;
-        if snap.format != SNAPSHOT_FORMAT {
-            return Err(PipelineError::Runner(format!(
-                "stateful operator: a snapshot of format {}, this Weir reads format {SNAPSHOT_FORMAT}",
-                snap.format
-            )));
+        self.restore_snapshot(decode_snapshot(bytes)?);
+        Ok(())
+    }
+
+    /// The cells, timers, windows and time-sorted input of the keys this
+    /// worker owns, from every old instance; the earliest input watermark
+    /// and processing time of any. Buffered elements are renumbered in
+    /// (timestamp, old instance, old number) order.
+    fn restore_rescaled(&mut self, from: &Rescale<'_>) -> Result<(), PipelineError> {
+        let mut merged: Option<OpSnapshot<D::Key, D::Value>> = None;
+        for bytes in from.snapshots {
+            let mut snap = decode_snapshot::<D::Key, D::Value>(bytes)?;
+            snap.cells.retain(|(g, ..)| from.owns_group(*g));
+            snap.timers.retain(|t| from.owns(key_hash(&t.0)));
+            snap.windows.retain(|w| from.owns(key_hash(&w.1)));
+            snap.buffer.retain(|b| from.owns(key_hash(&b.2)));
+            merged = Some(match merged {
+                None => snap,
+                Some(mut m) => {
+                    m.cells.append(&mut snap.cells);
+                    m.timers.append(&mut snap.timers);
+                    m.windows.append(&mut snap.windows);
+                    m.buffer.append(&mut snap.buffer);
+                    m.input_wm = m.input_wm.min(snap.input_wm);
+                    m.processing_time = m.processing_time.min(snap.processing_time);
+                    m
+                }
+            });
         }
+        let Some(mut snap) = merged else { return Ok(()) };
+        // A stable sort by timestamp keeps each old instance's order.
+        snap.buffer.sort_by_key(|b| b.0);
+        for (seq, b) in snap.buffer.iter_mut().enumerate() {
+            b.1 = seq as u64;
+        }
+        snap.next_seq = snap.buffer.len() as u64;
+        self.restore_snapshot(snap);
+        Ok(())
+    }
+}
+
+fn decode_snapshot<K: Key, V: Data>(bytes: &[u8]) -> Result<OpSnapshot<K, V>, PipelineError> {
+    let snap: OpSnapshot<K, V> = bincode::deserialize(bytes)
+        .map_err(|e| PipelineError::Runner(format!("stateful operator: cannot restore a snapshot: {e}")))?;
+    if snap.format != SNAPSHOT_FORMAT {
+        return Err(PipelineError::Runner(format!(
+            "stateful operator: a snapshot of format {}, this Weir reads format {SNAPSHOT_FORMAT}",
+            snap.format
+        )));
+    }
+    Ok(snap)
+}
+
+impl<D: StatefulDoFn> StatefulOp<D> {
+    fn restore_snapshot(&mut self, snap: OpSnapshot<D::Key, D::Value>) {
         let mut op = StatefulOp::new(self.dofn.clone(), self.strategy.clone(), self.worker);
         for (g, k, w, named) in snap.cells {
             op.live_cells += named.len() as u64;
@@ -357,6 +404,5 @@ impl<D: StatefulDoFn> Operator for StatefulOp<D> {
         op.input_wm = snap.input_wm;
         op.processing_time = snap.processing_time;
         *self = op;
-        Ok(())
     }
 }

@@ -123,12 +123,15 @@ pub fn main(a: CheckpointsArgs) -> Result<()> {
                 bail!("checkpoint {} is not usable: {}", info.epoch, info.problem.unwrap_or_default())
             };
             println!(
-                "checkpoint {} of \"{}\", committed {}, {} workers x {} processes",
+                "checkpoint {} of \"{}\", committed {}, {} workers x {} processes, splits planned for {} workers, \
+                 {} key groups",
                 manifest.epoch,
                 manifest.job.description,
                 when(manifest.created_unix_ms),
                 manifest.workers,
-                manifest.processes
+                manifest.processes,
+                manifest.splits_for,
+                manifest.key_groups
             );
             for state in c.load_all(manifest)? {
                 let bytes = manifest.files[state.worker as usize].size;

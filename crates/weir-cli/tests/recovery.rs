@@ -48,8 +48,13 @@ fn sha_of(out: &Path, q: &str) -> String {
 }
 
 fn nexmark(q: &str, events: u64, out: &Path) -> Command {
+    nexmark_on(q, events, out, 2)
+}
+
+fn nexmark_on(q: &str, events: u64, out: &Path, workers: usize) -> Command {
     let mut c = Command::new(WEIR);
-    c.args(["nexmark", "--quiet", "--query", q, "--events", &events.to_string(), "--workers", "2", "--out"])
+    let (events, workers) = (events.to_string(), workers.to_string());
+    c.args(["nexmark", "--quiet", "--query", q, "--events", &events, "--workers", &workers, "--out"])
         .arg(out)
         .stdout(Stdio::null())
         .stderr(Stdio::piped());
@@ -155,6 +160,77 @@ fn q4_killed_at_random_moments_loses_and_duplicates_nothing() {
     killed_any_number_of_times_ends_with_the_uninterrupted_output("q4", 3_000_000);
 }
 
+/// Whether `weir nexmark --checkpoint-dir ck` committed a checkpoint.
+fn committed(ck: &Path) -> bool {
+    let Ok(dirs) = std::fs::read_dir(ck.join("checkpoints")) else { return false };
+    dirs.flatten().any(|d| d.path().join("MANIFEST").exists())
+}
+
+/// Rescaling: every start of a campaign runs on another number of workers
+/// (1 → 2 → 4 → 3 → …) and resumes from what the one before
+/// checkpointed; the end result is the uninterrupted run's.
+fn rescaled_at_every_restart_ends_with_the_uninterrupted_output(q: &str, events: u64, min_kills: usize) {
+    const WORKERS: [usize; 5] = [1, 2, 4, 3, 2];
+    let tmp = tempfile::tempdir().unwrap();
+    let expected = uninterrupted_sha(q, events, tmp.path());
+    let mut rng = Rng::new();
+    let (mut kills, mut rescaled) = (0, 0);
+    for campaign in 0.. {
+        if kills >= min_kills {
+            break;
+        }
+        assert!(campaign < 20, "{q}: only {kills} kills in {campaign} campaigns");
+        let dir = tmp.path().join(format!("campaign-{campaign}"));
+        let (out, ck) = (dir.join("out"), dir.join("ck"));
+        for attempt in 0.. {
+            assert!(attempt < 100, "{q} did not complete after {attempt} starts");
+            let workers = WORKERS[attempt % WORKERS.len()];
+            let mut child = nexmark_on(q, events, &out, workers)
+                .args(["--checkpoint-interval", "1s", "--checkpoint-dir"])
+                .arg(&ck)
+                .spawn()
+                .unwrap();
+            let at = Instant::now() + Duration::from_millis(500 + rng.below(2500 + 300 * attempt as u64));
+            while Instant::now() < at && child.try_wait().unwrap().is_none() {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            let killed = child.try_wait().unwrap().is_none();
+            if killed {
+                child.kill().unwrap();
+                kills += 1;
+            }
+            let o = child.wait_with_output().unwrap();
+            let e = String::from_utf8_lossy(&o.stderr);
+            rescaled += e.matches("rescaled to").count();
+            if killed {
+                continue;
+            }
+            assert!(o.status.success(), "{q} on {workers} workers: {e}");
+            assert!(!e.contains("panicked"), "{e}");
+            break;
+        }
+        assert_eq!(sha_of(&out, q), expected, "{q}: campaign {campaign} after {kills} kills in all");
+    }
+    eprintln!(
+        "{q}: {kills} kills on 1 to 4 workers, {rescaled} starts resumed on another number of workers, every \
+         campaign ended with sha256 {expected}"
+    );
+    assert!(rescaled > 0, "no start resumed on another number of workers");
+}
+
+#[test]
+fn q5_rescaled_at_every_restart_loses_and_duplicates_nothing() {
+    let _alone = alone();
+    rescaled_at_every_restart_ends_with_the_uninterrupted_output("q5", 4_000_000, 6);
+}
+
+/// q4: the stateful ParDo's cells, timers and time-sorted input move by key group.
+#[test]
+fn q4_rescaled_at_every_restart_loses_and_duplicates_nothing() {
+    let _alone = alone();
+    rescaled_at_every_restart_ends_with_the_uninterrupted_output("q4", 3_000_000, 6);
+}
+
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
@@ -255,6 +331,45 @@ fn a_cluster_with_a_process_killed_at_random_moments_ends_with_the_uninterrupted
         assert_eq!(sha_of(&out, q), expected, "campaign {campaign}, after {kills} kills in all");
     }
     eprintln!("cluster: {kills} kills, every campaign ended with sha256 {expected}");
+}
+
+/// 2 processes → 1: a two-process cluster is killed once it committed a
+/// checkpoint, and resumes as one process (on 1 worker: rescaled; on 2:
+/// the same workers in one process); the result is the uninterrupted run's.
+#[test]
+fn a_cluster_checkpoint_resumes_on_one_process() {
+    let _alone = alone();
+    let (q, events) = ("q5", 6_000_000);
+    let tmp = tempfile::tempdir().unwrap();
+    let expected = uninterrupted_sha(q, events, tmp.path());
+    for workers in [1, 2] {
+        let dir = tmp.path().join(format!("on-{workers}"));
+        let (out, ck, hosts) = (dir.join("out"), dir.join("ck"), dir.join("hosts"));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(&hosts, format!("127.0.0.1:{}\n127.0.0.1:{}\n", free_port(), free_port())).unwrap();
+        let mut p = [process(0, &hosts, &out, &ck, q, events), process(1, &hosts, &out, &ck, q, events)];
+        let started = Instant::now();
+        while !committed(&ck) {
+            assert!(started.elapsed() < Duration::from_secs(120), "no checkpoint committed in 120 s");
+            assert!(p.iter_mut().all(|c| c.try_wait().unwrap().is_none()), "the cluster ended before a checkpoint");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        for c in &mut p {
+            c.kill().unwrap();
+            c.wait().unwrap();
+        }
+        let resumed = nexmark_on(q, events, &out, workers)
+            .args(["--checkpoint-interval", "1s", "--checkpoint-dir"])
+            .arg(&ck)
+            .spawn()
+            .unwrap();
+        let o = finish(resumed, 300);
+        let e = String::from_utf8_lossy(&o.stderr);
+        assert!(o.status.success(), "{e}");
+        assert!(e.contains("resuming from checkpoint"), "{e}");
+        assert_eq!(e.contains("rescaled to 1 workers"), workers == 1, "{e}");
+        assert_eq!(sha_of(&out, q), expected, "resumed on one process with {workers} workers");
+    }
 }
 
 /// A corrupt newest checkpoint: `weir checkpoints list` says why it is not

@@ -56,6 +56,46 @@ impl<Acc, Out> WinState<Acc, Out> {
     }
 }
 
+impl<Acc: Clone, Out: Clone> WinState<Acc, Out> {
+    /// This window's snapshot, under `key`.
+    pub(super) fn snapshot<K>(&self, key: K) -> super::WindowSnapshot<K, Acc, Out> {
+        super::WindowSnapshot {
+            key,
+            window: self.window,
+            acc: self.acc.clone(),
+            non_empty: self.non_empty,
+            closed: self.closed,
+            trigger: self.trig.nodes().to_vec(),
+            element_hold: self.element_hold,
+            extra_hold: self.extra_hold,
+            prev_pane: self.prev_pane,
+            last: self.last.clone(),
+            event_timers: self.event_timers.to_vec(),
+            pt_timers: self.pt_timers.to_vec(),
+        }
+    }
+}
+
+impl<Acc, Out> WinState<Acc, Out> {
+    /// The window a snapshot describes (its timers and holds are indexed
+    /// by the caller).
+    pub(super) fn from_snapshot<K>(w: super::WindowSnapshot<K, Acc, Out>) -> Self {
+        WinState {
+            window: w.window,
+            acc: w.acc,
+            non_empty: w.non_empty,
+            closed: w.closed,
+            trig: TriggerState::from_nodes(&w.trigger),
+            element_hold: w.element_hold,
+            extra_hold: w.extra_hold,
+            prev_pane: w.prev_pane,
+            last: w.last,
+            event_timers: w.event_timers.into_iter().collect(),
+            pt_timers: w.pt_timers.into_iter().collect(),
+        }
+    }
+}
+
 pub(super) struct Config<A> {
     pub(super) strategy: WindowingStrategy,
     pub(super) program: TriggerProgram,

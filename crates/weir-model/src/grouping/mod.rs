@@ -6,7 +6,6 @@
 //! read from a clock — and emits panes ([`GroupOutput::Pane`]) and, when the
 //! strategy asks for it, dropped elements ([`GroupOutput::Dropped`]).
 
-use foldhash::HashMap;
 use std::hash::Hash;
 
 use smallvec::SmallVec;
@@ -17,13 +16,15 @@ use crate::pane::PaneInfo;
 use crate::strategy::WindowingStrategy;
 use crate::time::Timestamp;
 use crate::timers::TimerQueues;
-use crate::trigger::{TimerDomain, TriggerProgram, TriggerState};
+use crate::trigger::{TimerDomain, TriggerProgram};
 use crate::window::{Window, WindowFn};
 
 mod core;
 mod merge;
+mod store;
 
 use self::core::{Config, Core, WinState};
+pub use self::store::{KeyState, KeyStore, MemoryKeys};
 
 /// One pane (or one retraction of an earlier pane) of a key and window.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -178,15 +179,17 @@ pub enum WindowStatus {
 /// assert_eq!((p.window, &p.value, p.pane.timing), (Window::interval(0, 10), &vec![1, 2], Timing::OnTime));
 /// assert!(p.pane.is_last); // allowed lateness 0: the on-time pane is also the last
 /// ```
-pub struct GroupAlsoByWindow<K, V, A: Aggregator<V>> {
+pub struct GroupAlsoByWindow<K, V, A: Aggregator<V>, S = MemoryKeys<K, KeyStateOf<V, A>>> {
     cfg: Config<A>,
     core: Core<K>,
-    keys: HashMap<K, KeyWindows<V, A>>,
+    keys: S,
     scratch_windows: Vec<Window>,
     scratch_elements: Vec<(V, Timestamp, Window)>,
 }
 
 type Out<K, V, A> = GroupOutput<K, V, <A as Aggregator<V>>::Out>;
+/// The windows of one key, as a grouping with aggregator `A` keeps them.
+pub type KeyStateOf<V, A> = KeyState<<A as Aggregator<V>>::Acc, <A as Aggregator<V>>::Out>;
 /// The windows of one key.
 type KeyWindows<V, A> = Vec<WinState<<A as Aggregator<V>>::Acc, <A as Aggregator<V>>::Out>>;
 
@@ -196,8 +199,32 @@ where
     V: Clone,
     A: Aggregator<V>,
 {
-    /// A grouping over `strategy`, validated first.
+    /// A grouping over `strategy`, validated first, keeping its keys in memory.
     pub fn new(strategy: WindowingStrategy, agg: A) -> Result<Self, ModelError> {
+        Self::with_store(strategy, agg, MemoryKeys::default())
+    }
+
+    /// A grouping restored from a snapshot taken with the same strategy,
+    /// keeping its keys in memory.
+    pub fn restore(
+        strategy: WindowingStrategy,
+        agg: A,
+        snapshot: GroupSnapshot<K, A::Acc, A::Out>,
+    ) -> Result<Self, ModelError> {
+        Self::restore_with(strategy, agg, MemoryKeys::default(), snapshot)
+    }
+}
+
+impl<K, V, A, S> GroupAlsoByWindow<K, V, A, S>
+where
+    K: Clone + Ord + Hash,
+    V: Clone,
+    A: Aggregator<V>,
+    S: KeyStore<K, KeyStateOf<V, A>>,
+{
+    /// A grouping over `strategy`, validated first, keeping each key's
+    /// state in `store` (empty).
+    pub fn with_store(strategy: WindowingStrategy, agg: A, store: S) -> Result<Self, ModelError> {
         strategy.validate()?;
         Ok(GroupAlsoByWindow {
             cfg: Config {
@@ -207,10 +234,21 @@ where
                 agg,
             },
             core: Core::new(),
-            keys: HashMap::default(),
+            keys: store,
             scratch_windows: Vec::new(),
             scratch_elements: Vec::new(),
         })
+    }
+
+    /// The store of the keys' states.
+    pub fn store(&self) -> &S {
+        &self.keys
+    }
+
+    /// The store of the keys' states (for its owner's housekeeping: the
+    /// grouping holds no key's state between calls).
+    pub fn store_mut(&mut self) -> &mut S {
+        &mut self.keys
     }
 
     /// The strategy this grouping runs.
@@ -265,10 +303,7 @@ where
         let lateness = self.cfg.strategy.allowed_lateness;
         let input_wm = self.core.input_wm;
         let mut touched: SmallVec<[Window; 4]> = SmallVec::new();
-        if !self.keys.contains_key(key) {
-            self.keys.insert(key.clone(), Vec::new());
-        }
-        let ks = self.keys.get_mut(key).expect("just ensured");
+        let ks = &mut self.keys.get_or_default(key).0;
 
         if !self.cfg.merging {
             for (v, ts, w) in elements {
@@ -371,7 +406,7 @@ where
             }
             mine.retain(|t| *t >= time);
         }
-        if let Some(ws) = self.keys.get_mut(&key).and_then(|ks| ks.iter_mut().find(|ws| ws.window == w)) {
+        if let Some(ws) = self.keys.get_mut(&key).and_then(|ks| ks.0.iter_mut().find(|ws| ws.window == w)) {
             let timers = &mut self.core.timers;
             match domain {
                 TimerDomain::EventTime => drain(&mut ws.event_timers, timers, domain, &key, w, time),
@@ -383,7 +418,7 @@ where
 
     /// Java `ReduceFnRunner.onTimers` for one window (its `WindowActivation`).
     fn activate(&mut self, key: K, w: Window, out: &mut Vec<Out<K, V, A>>) {
-        let Some(ks) = self.keys.get_mut(&key) else { return };
+        let Some(KeyState(ks)) = self.keys.get_mut(&key) else { return };
         let Some(i) = ks.iter().position(|ws| ws.window == w) else { return };
         let max = w.max_timestamp();
         let gc = w.gc_time(self.cfg.strategy.allowed_lateness);
@@ -449,8 +484,8 @@ where
         self.core.counters
     }
     /// What is stored for `window` of `key`.
-    pub fn window_status(&self, key: &K, window: &Window) -> WindowStatus {
-        match self.keys.get(key).and_then(|ks| ks.iter().find(|ws| ws.window == *window)) {
+    pub fn window_status(&mut self, key: &K, window: &Window) -> WindowStatus {
+        match self.keys.get_mut(key).and_then(|ks| ks.0.iter().find(|ws| ws.window == *window)) {
             None => WindowStatus::Absent,
             Some(ws) if ws.closed => WindowStatus::Tombstone,
             Some(_) => WindowStatus::Present,
@@ -461,29 +496,21 @@ where
     where
         A::Acc: Clone,
     {
-        let mut windows: Vec<WindowSnapshot<K, A::Acc, A::Out>> = self
-            .keys
-            .iter()
-            .flat_map(|(k, ws)| {
-                ws.iter().map(move |w| WindowSnapshot {
-                    key: k.clone(),
-                    window: w.window,
-                    acc: w.acc.clone(),
-                    non_empty: w.non_empty,
-                    closed: w.closed,
-                    trigger: w.trig.nodes().to_vec(),
-                    element_hold: w.element_hold,
-                    extra_hold: w.extra_hold,
-                    prev_pane: w.prev_pane,
-                    last: w.last.clone(),
-                    event_timers: w.event_timers.to_vec(),
-                    pt_timers: w.pt_timers.to_vec(),
-                })
-            })
-            .collect();
+        let mut windows: Vec<WindowSnapshot<K, A::Acc, A::Out>> = Vec::new();
+        self.keys.for_each(&mut |k, ws| windows.extend(ws.0.iter().map(|w| w.snapshot(k.clone()))));
         windows.sort_by(|a, b| (&a.key, a.window).cmp(&(&b.key, b.window)));
+        let mut snap = self.meta_snapshot();
+        snap.windows = windows;
+        snap
+    }
+
+    /// The snapshot of everything but the keys' states (`windows` empty):
+    /// watermarks, processing time and counters. With
+    /// [`restore_key`](Self::restore_key) for every key it gives a
+    /// restored grouping.
+    pub fn meta_snapshot(&self) -> GroupSnapshot<K, A::Acc, A::Out> {
         GroupSnapshot {
-            windows,
+            windows: Vec::new(),
             input_watermark: self.core.input_wm,
             output_watermark: self.core.output_wm,
             stage_output_watermark: self.core.stage_output_wm,
@@ -492,62 +519,84 @@ where
         }
     }
 
-    /// A grouping restored from a snapshot taken with the same strategy.
-    /// Timers and holds are rebuilt from the window states.
-    pub fn restore(
+    /// A grouping restored from a snapshot taken with the same strategy,
+    /// keeping its keys in `store` (empty). Timers and holds are rebuilt
+    /// from the window states.
+    pub fn restore_with(
         strategy: WindowingStrategy,
         agg: A,
+        store: S,
         snapshot: GroupSnapshot<K, A::Acc, A::Out>,
     ) -> Result<Self, ModelError> {
-        let mut g = GroupAlsoByWindow::new(strategy, agg)?;
-        let nodes = g.cfg.program.len();
-        for w in snapshot.windows {
-            if w.trigger.len() != nodes {
-                return Err(ModelError::InvalidTrigger {
-                    trigger: g.cfg.strategy.trigger.to_string(),
-                    reason: format!(
-                        "the snapshot's trigger state has {} nodes, this trigger {}: not the strategy it was taken with",
-                        w.trigger.len(),
-                        nodes
-                    ),
-                });
-            }
-            let core = &mut g.core;
-            for h in [w.element_hold, w.extra_hold].into_iter().flatten() {
-                core.hold_add(h);
-            }
-            for &t in &w.event_timers {
-                core.timers.insert(TimerDomain::EventTime, t, (w.key.clone(), w.window));
-            }
-            for &t in &w.pt_timers {
-                core.timers.insert(TimerDomain::ProcessingTime, t, (w.key.clone(), w.window));
-            }
-            let state = WinState {
-                window: w.window,
-                acc: w.acc,
-                non_empty: w.non_empty,
-                closed: w.closed,
-                trig: TriggerState::from_nodes(&w.trigger),
-                element_hold: w.element_hold,
-                extra_hold: w.extra_hold,
-                prev_pane: w.prev_pane,
-                last: w.last,
-                event_timers: w.event_timers.into_iter().collect(),
-                pt_timers: w.pt_timers.into_iter().collect(),
-            };
-            g.keys.entry(w.key).or_default().push(state);
-        }
+        let mut g = GroupAlsoByWindow::with_store(strategy, agg, store)?;
         g.core.input_wm = snapshot.input_watermark;
         g.core.output_wm = snapshot.output_watermark;
         g.core.stage_output_wm = snapshot.stage_output_watermark;
         g.core.processing_time = snapshot.processing_time;
         g.core.counters = snapshot.counters;
+        let mut windows = snapshot.windows.into_iter().peekable();
+        while let Some(first) = windows.next() {
+            let key = first.key.clone();
+            let mut state = KeyState(vec![g.window_of(first)?]);
+            while let Some(w) = windows.next_if(|w| w.key == key) {
+                state.0.push(g.window_of(w)?);
+            }
+            g.index_key(&key, &state);
+            *g.keys.get_or_default(&key) = state;
+        }
         Ok(g)
+    }
+
+    /// Add the state of `key` (not yet held), as a checkpoint stored it:
+    /// its timers and holds are indexed again.
+    pub fn restore_key(&mut self, key: &K, state: KeyStateOf<V, A>) -> Result<(), ModelError> {
+        for w in &state.0 {
+            self.check_trigger_nodes(w.trig.nodes().len())?;
+        }
+        self.index_key(key, &state);
+        *self.keys.get_or_default(key) = state;
+        Ok(())
+    }
+
+    fn check_trigger_nodes(&self, n: usize) -> Result<(), ModelError> {
+        let nodes = self.cfg.program.len();
+        if n != nodes {
+            return Err(ModelError::InvalidTrigger {
+                trigger: self.cfg.strategy.trigger.to_string(),
+                reason: format!(
+                    "the snapshot's trigger state has {n} nodes, this trigger {nodes}: not the strategy it was taken with"
+                ),
+            });
+        }
+        Ok(())
+    }
+
+    fn window_of<Key>(&self, w: WindowSnapshot<Key, A::Acc, A::Out>) -> Result<WinState<A::Acc, A::Out>, ModelError> {
+        self.check_trigger_nodes(w.trigger.len())?;
+        Ok(WinState::from_snapshot(w))
+    }
+
+    /// Index the timers and holds of a key's windows.
+    fn index_key(&mut self, key: &K, state: &KeyStateOf<V, A>) {
+        let core = &mut self.core;
+        for w in &state.0 {
+            for h in [w.element_hold, w.extra_hold].into_iter().flatten() {
+                core.hold_add(h);
+            }
+            for &t in &w.event_timers {
+                core.timers.insert(TimerDomain::EventTime, t, (key.clone(), w.window));
+            }
+            for &t in &w.pt_timers {
+                core.timers.insert(TimerDomain::ProcessingTime, t, (key.clone(), w.window));
+            }
+        }
     }
 
     /// Number of (key, window) states held, closed windows included.
     pub fn live_windows(&self) -> usize {
-        self.keys.values().map(Vec::len).sum()
+        let mut n = 0;
+        self.keys.for_each(&mut |_, ws| n += ws.0.len());
+        n
     }
     /// Number of keys with state.
     pub fn live_keys(&self) -> usize {

@@ -33,8 +33,8 @@ pub mod window;
 pub use aggregate::{Aggregator, Buffer};
 pub use error::ModelError;
 pub use grouping::{
-    DropReason, DroppedElement, GroupAlsoByWindow, GroupCounters, GroupOutput, KeyState, KeyStore, MemoryKeys, PaneOutput,
-    WindowStatus,
+    DropReason, DroppedElement, GroupAlsoByWindow, GroupCounters, GroupOutput, KeyState, KeyStore, MemoryKeys,
+    PaneOutput, WindowStatus,
 };
 pub use pane::{PaneInfo, Timing};
 pub use strategy::{AccumulationMode, ClosingBehavior, OnTimeBehavior, TimestampCombiner, WindowingStrategy};

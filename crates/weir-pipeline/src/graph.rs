@@ -18,6 +18,7 @@ struct Builder {
     nodes: Vec<Node>,
     errors: Vec<PipelineError>,
     max_key_groups: Option<u32>,
+    state_backend: Option<weir_runtime::StateBackend>,
 }
 
 /// A pipeline under construction.
@@ -131,7 +132,14 @@ impl Pipeline {
         if let Some(n) = b.max_key_groups {
             KeyGroups::new(n, 1)?;
         }
-        Ok(Arc::new(Graph { nodes: b.nodes.clone(), max_key_groups: b.max_key_groups }))
+        if let Some(weir_runtime::StateBackend::Lsm { resident_keys: 0, .. }) = b.state_backend {
+            return Err(PipelineError::Runner("an LSM state backend needs at least 1 resident key".into()));
+        }
+        Ok(Arc::new(Graph {
+            nodes: b.nodes.clone(),
+            max_key_groups: b.max_key_groups,
+            state_backend: b.state_backend.clone(),
+        }))
     }
 
     /// Set the number of key groups (default: 128, or more for a first run
@@ -156,6 +164,25 @@ impl Pipeline {
             );
         }
         self.inner.borrow_mut().max_key_groups = Some(n);
+        self
+    }
+
+    /// Where keyed transforms (groupings, combines) keep their state
+    /// while running: in memory (the default) or in an on-disk LSM tree
+    /// for state larger than memory. A runner's own choice
+    /// (`TimelyRunner::with_state_backend`) takes precedence.
+    ///
+    /// ```
+    /// use weir_pipeline::prelude::*;
+    /// let dir = tempfile::tempdir().unwrap();
+    /// let p = Pipeline::new()
+    ///     .with_state_backend(StateBackend::Lsm { dir: dir.path().into(), resident_keys: 2 });
+    /// let sums = p.create((0..100u64).map(|i| (i % 10, i))).combine_per_key(Sum::new()).collect();
+    /// p.run_with(&weir_runner_reference::ReferenceRunner::default()).unwrap();
+    /// assert_eq!(sums.values().len(), 10);
+    /// ```
+    pub fn with_state_backend(self, backend: weir_runtime::StateBackend) -> Self {
+        self.inner.borrow_mut().state_backend = Some(backend);
         self
     }
 

@@ -23,13 +23,13 @@ pub use weir_runtime::split::{BoundedOutOfOrderness, ReadResult, WatermarkEstima
 pub use weir_runtime::{
     panic_message, Batch, CounterSnapshot, Data, Emitter, Graph, HoldBack, Key, Metrics, Node, NodeCounters, NodeInput,
     NodeKind, OpContext, OpResult, Operator, Partitioner, PipelineError, Routing, RunResult, Runner, Source,
-    SourceStatus, SplitState, WatermarkSnapshot, WindowedValue, WorkerInfo,
+    SourceStatus, SplitState, StateBackend, WatermarkSnapshot, WindowedValue, WorkerInfo,
 };
 
 /// Everything needed to write pipelines.
 pub mod prelude {
     pub use crate::transforms::*;
-    pub use crate::{Collected, Data, Key, PCollection, Pipeline, PipelineError, WindowedValue};
+    pub use crate::{Collected, Data, Key, PCollection, Pipeline, PipelineError, StateBackend, WindowedValue};
     pub use weir_model::{
         AccumulationMode, ClosingBehavior, Duration, FixedWindows, GlobalWindows, OnTimeBehavior, PaneInfo, Sessions,
         SlidingWindows, Timestamp, TimestampCombiner, Timing, Trigger, Window, WindowFn, WindowingStrategy,

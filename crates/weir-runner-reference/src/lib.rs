@@ -138,7 +138,7 @@ fn wall_clock() -> Timestamp {
 impl Runner for ReferenceRunner {
     fn run(&self, graph: Arc<Graph>) -> Result<RunResult, PipelineError> {
         let n = graph.nodes.len();
-        let worker = WorkerInfo::new(0, 1);
+        let worker = WorkerInfo { state: graph.state_backend.clone().unwrap_or_default(), ..WorkerInfo::new(0, 1) };
         let groups = graph.key_groups(1)?;
         let mut instances: Vec<Instance> = graph
             .nodes

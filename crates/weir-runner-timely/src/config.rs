@@ -61,6 +61,9 @@ pub struct TimelyRunner {
     pub job_description: Option<String>,
     /// Checkpointing (none by default).
     pub checkpoints: Option<crate::CheckpointConfig>,
+    /// Where keyed operators keep their state, whatever the pipeline asks
+    /// (`None`: as the pipeline asks, by default in memory).
+    pub state_backend: Option<weir_runtime::StateBackend>,
 }
 
 /// Default for [`TimelyRunner::max_in_flight`].
@@ -88,6 +91,7 @@ impl TimelyRunner {
             peer_timeout: DEFAULT_PEER_TIMEOUT,
             job_description: None,
             checkpoints: None,
+            state_backend: None,
         }
     }
 
@@ -101,6 +105,7 @@ impl TimelyRunner {
             peer_timeout: DEFAULT_PEER_TIMEOUT,
             job_description: None,
             checkpoints: None,
+            state_backend: None,
         }
     }
 
@@ -160,6 +165,13 @@ impl TimelyRunner {
     /// alignment off for sources that may go idle for long.
     pub fn with_max_watermark_drift(mut self, drift: weir_model::Duration) -> Self {
         self.max_watermark_drift = Some(drift);
+        self
+    }
+
+    /// Keep keyed operators' state in `backend`, whatever the pipeline
+    /// asks (`Pipeline::with_state_backend`).
+    pub fn with_state_backend(mut self, backend: weir_runtime::StateBackend) -> Self {
+        self.state_backend = Some(backend);
         self
     }
 

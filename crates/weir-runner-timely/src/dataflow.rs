@@ -68,6 +68,8 @@ pub(crate) struct Process {
     pub clock: Arc<Clock>,
     pub board: Arc<WatermarkBoard>,
     pub checkpointer: Option<Arc<Checkpointer>>,
+    /// Where keyed operators keep their state.
+    pub state: weir_runtime::StateBackend,
 }
 
 /// What the worker loop watches of a checkpointed dataflow.
@@ -164,7 +166,7 @@ fn restore_operator(
     op: &mut dyn weir_runtime::Operator,
     from: &NodeRestore<'_>,
     name: &str,
-    info: WorkerInfo,
+    info: &WorkerInfo,
     groups: KeyGroups,
 ) -> OpResultOf<()> {
     let not_operator = || PipelineError::Checkpoint(format!("the checkpoint holds a source for '{name}'"));
@@ -184,7 +186,7 @@ fn restore_operator(
             }
             if !op.stateless() {
                 let owned = (0..snapshots.len()).filter(|j| j % info.peers == info.index).collect();
-                let rescale = Rescale { snapshots: &snapshots, owned, worker: info, key_groups: groups };
+                let rescale = Rescale { snapshots: &snapshots, owned, worker: info.clone(), key_groups: groups };
                 op.restore_rescaled(&rescale).map_err(|e| {
                     PipelineError::Checkpoint(format!(
                         "transform '{name}' cannot be restored from {} workers on {}: {e}",
@@ -211,7 +213,7 @@ pub(crate) fn build_dataflow(
         }
     }
     let splits_for = p.checkpointer.as_ref().map_or(worker.peers(), |c| c.splits_for);
-    let info = WorkerInfo { index: worker.index(), peers: worker.peers(), splits_for };
+    let info = WorkerInfo { index: worker.index(), peers: worker.peers(), splits_for, state: p.state.clone() };
     let process = info.index / threads;
     let local = info.index % threads;
     let ckpt = p.checkpointer.as_ref().map(|c| WorkerCheckpoint::new(c.clone(), info.index, local, graph));
@@ -246,7 +248,7 @@ pub(crate) fn build_dataflow(
             }
             NodeKind::Operator(factory) => {
                 let mut op = factory(&info);
-                restore_operator(&mut *op, &from, &node.name, info, p.groups)?;
+                restore_operator(&mut *op, &from, &node.name, &info, p.groups)?;
                 if matches!(from, NodeRestore::Fresh) && ckpt.is_some() && !op.stateless() {
                     op.snapshot().map_err(|e| cannot(&e.to_string()))?;
                 }

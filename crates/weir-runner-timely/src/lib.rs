@@ -145,6 +145,7 @@ impl Runner for TimelyRunner {
             clock: Arc::new(clock::Clock::new(simulated, graph.nodes.len(), threads)),
             board: Arc::new(board::WatermarkBoard::new(graph.nodes.len())),
             checkpointer: checkpointer.clone(),
+            state: self.state_backend.clone().or_else(|| graph.state_backend.clone()).unwrap_or_default(),
         });
         let restoring = report.as_ref().and_then(|r| r.resumed_from);
         let (builders, others, monitor) = self.allocators(&graph, threads, restoring)?;

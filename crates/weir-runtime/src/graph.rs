@@ -117,12 +117,15 @@ pub struct Graph {
     /// chosen from the first run's worker count by
     /// [`default_key_groups`](crate::keys::default_key_groups).
     pub max_key_groups: Option<u32>,
+    /// Where keyed operators keep their state, as the pipeline asks
+    /// (`None`: as the runner says, by default in memory).
+    pub state_backend: Option<crate::operator::StateBackend>,
 }
 
 impl Graph {
     /// A graph of `nodes` with the default number of key groups.
     pub fn new(nodes: Vec<Node>) -> Graph {
-        Graph { nodes, max_key_groups: None }
+        Graph { nodes, max_key_groups: None, state_backend: None }
     }
     /// Counters of every transform, by name.
     pub fn metrics(&self) -> Metrics {

@@ -12,8 +12,28 @@ use crate::error::PipelineError;
 use crate::keys::KeyGroups;
 use crate::metrics::NodeCounters;
 
+/// Where keyed operators keep their state while they run (checkpoints are
+/// the same whatever the backend).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum StateBackend {
+    /// Every key's state in memory (the default).
+    #[default]
+    Memory,
+    /// An on-disk LSM tree (fjall) under `dir`, with at most
+    /// `resident_keys` keys per operator instance in memory: for state
+    /// larger than memory. Each instance's store is scratch space (a fresh
+    /// folder under `dir`, removed when the instance ends); recovery
+    /// rebuilds it from the checkpoint.
+    Lsm {
+        /// Where the stores go.
+        dir: std::path::PathBuf,
+        /// Keys per operator instance kept in memory (at least 1).
+        resident_keys: usize,
+    },
+}
+
 /// Which worker an operator instance runs on.
-#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct WorkerInfo {
     /// This worker's index, `0..peers`.
     pub index: usize,
@@ -26,12 +46,15 @@ pub struct WorkerInfo {
     /// that every split's stored position still applies. Split `i` is read
     /// by worker `i % peers` either way.
     pub splits_for: usize,
+    /// Where keyed operators keep their state.
+    pub state: StateBackend,
 }
 
 impl WorkerInfo {
-    /// Worker `index` of `peers`, planning splits for `peers` workers.
+    /// Worker `index` of `peers`, planning splits for `peers` workers,
+    /// keeping state in memory.
     pub fn new(index: usize, peers: usize) -> Self {
-        WorkerInfo { index, peers, splits_for: peers }
+        WorkerInfo { index, peers, splits_for: peers, state: StateBackend::Memory }
     }
 }
 

@@ -64,5 +64,7 @@ pub mod prelude {
         SlidingWindows, Timestamp, TimestampCombiner, Timing, Trigger, Window, WindowFn, WindowingStrategy,
     };
     pub use weir_pipeline::transforms::*;
-    pub use weir_pipeline::{Collected, Data, Key, PCollection, Pipeline, PipelineError, RunResult, WindowedValue};
+    pub use weir_pipeline::{
+        Collected, Data, Key, PCollection, Pipeline, PipelineError, RunResult, StateBackend, WindowedValue,
+    };
 }

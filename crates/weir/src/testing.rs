@@ -26,7 +26,7 @@
 use std::fmt::Debug;
 
 use weir_model::{PaneInfo, Timing, Window};
-use weir_pipeline::{Collected, Data, Pipeline, Runner, WindowedValue};
+use weir_pipeline::{Collected, Data, Pipeline, Runner, StateBackend, WindowedValue};
 
 use crate::{ReferenceRunner, TimelyRunner};
 
@@ -36,14 +36,25 @@ pub type RunnerFactory = Box<dyn Fn() -> Box<dyn Runner>>;
 /// The runners every pipeline should agree on: the reference runner (the
 /// executable specification), the reference runner recovering from a
 /// checkpoint after every step (the specification of recovery), Timely
-/// with one thread and Timely with four.
+/// with one thread, with four, and with two keeping keyed state in the
+/// on-disk LSM backend with two keys in memory ([`lsm_for_tests`]).
 pub fn runners() -> Vec<(&'static str, RunnerFactory)> {
     vec![
         ("reference", Box::new(|| Box::new(ReferenceRunner::default()))),
         ("reference, recovering every step", Box::new(|| Box::new(ReferenceRunner::recovering()))),
         ("timely x1", Box::new(|| Box::new(TimelyRunner::threads(1)))),
         ("timely x4", Box::new(|| Box::new(TimelyRunner::threads(4)))),
+        (
+            "timely x2, LSM state (2 keys in memory)",
+            Box::new(|| Box::new(TimelyRunner::threads(2).with_state_backend(lsm_for_tests()))),
+        ),
     ]
+}
+
+/// The LSM state backend the tests run on: two keys per operator instance
+/// in memory, so that nearly every key's state goes to disk and back.
+pub fn lsm_for_tests() -> StateBackend {
+    StateBackend::Lsm { dir: std::env::temp_dir().join("weir-test-state"), resident_keys: 2 }
 }
 
 /// Build the pipeline once per runner of [`runners`], run it, and check that

@@ -16,11 +16,14 @@ use crate::transforms::combine::{CombineAggregator, CombineFn, Count, Partial, P
 use crate::transforms::elementwise::{apply_fn, DoFn, ElementwiseExt, KvElementwiseExt, ProcessContext};
 use crate::transforms::other::FlattenExt;
 use crate::transforms::side::{SideInput, SideInputExt, SideParDoExt};
-use weir_model::grouping::GroupSnapshot;
+use weir_model::grouping::{GroupSnapshot, KeyStateOf};
 use weir_runtime::batch::Batch;
 use weir_runtime::data::{Data, Key, WindowedValue};
-use weir_runtime::{key_hash, NodeCounters, OpContext, OpResult, Operator, PipelineError, Rescale, WorkerInfo};
+use weir_runtime::{
+    key_hash, NodeCounters, OpContext, OpResult, Operator, PipelineError, Rescale, StateBackend, WorkerInfo,
+};
 use weir_runtime::{NodeKind, Routing};
+use weir_state::BackendKeys;
 
 /// `window_into`: assign windows and set the windowing strategy.
 pub trait WindowExt<T: Data> {
@@ -68,8 +71,13 @@ pub enum Retractable<T> {
     Retract(T),
 }
 
+/// A grouping whose keys' states are kept by the run's state backend.
+type BackendGrouping<K, V, A> = GroupAlsoByWindow<K, V, A, BackendKeys<K, KeyStateOf<V, A>>>;
+
 struct GroupOp<K, V, A: Aggregator<V>, O> {
-    gbw: GroupAlsoByWindow<K, V, A>,
+    gbw: BackendGrouping<K, V, A>,
+    /// Where the keys' states are kept.
+    backend: StateBackend,
     /// What the grouping was made from (to restore a snapshot).
     strategy: WindowingStrategy,
     agg: A,
@@ -82,7 +90,7 @@ struct GroupOp<K, V, A: Aggregator<V>, O> {
     weigh: Option<fn(&V) -> u64>,
 }
 
-impl<K: Key, V: Data, A: Aggregator<V> + Send, O: Data> GroupOp<K, V, A, O>
+impl<K: Key, V: Data, A: Aggregator<V> + Clone + Send, O: Data> GroupOp<K, V, A, O>
 where
     A::Acc: Data,
     A::Out: Data,
@@ -120,6 +128,22 @@ where
         cx.out.emit(1, dropped);
     }
 
+    fn restore_snapshot(&mut self, snap: GroupSnapshot<K, A::Acc, A::Out>) -> OpResult {
+        let store = open_store(&self.backend)?;
+        self.gbw = GroupAlsoByWindow::restore_with(self.strategy.clone(), self.agg.clone(), store, snap)
+            .map_err(|e| PipelineError::Runner(format!("restoring a grouping: {e}")))?;
+        self.check_store()
+    }
+
+    /// A failure of the state backend ends the job before anything the
+    /// last call emitted leaves the operator.
+    fn check_store(&mut self) -> OpResult {
+        match self.gbw.store_mut().take_error() {
+            Some(e) => Err(PipelineError::Runner(e)),
+            None => Ok(()),
+        }
+    }
+
     fn sync_counters(&mut self, cx: &OpContext<'_>, before: weir_model::GroupCounters) {
         if self.weigh.is_some() {
             return; // counted by weight in `flush`
@@ -127,6 +151,29 @@ where
         let after = self.gbw.counters();
         NodeCounters::add(&cx.counters.dropped_expired, after.dropped_expired - before.dropped_expired);
         NodeCounters::add(&cx.counters.dropped_closed, after.dropped_closed - before.dropped_closed);
+    }
+}
+
+/// The keys' store of `backend`.
+fn open_store<K, S>(backend: &StateBackend) -> Result<BackendKeys<K, S>, PipelineError> {
+    BackendKeys::open(backend).map_err(|e| PipelineError::Runner(e.to_string()))
+}
+
+/// An instance that could not be made: its first call fails the job.
+struct Failed(PipelineError);
+
+impl Operator for Failed {
+    fn process(&mut self, _port: usize, _batch: Batch, _cx: &mut OpContext<'_>) -> OpResult {
+        Err(self.0.clone())
+    }
+    fn advance(&mut self, _cx: &mut OpContext<'_>) -> OpResult {
+        Err(self.0.clone())
+    }
+    fn finish(&mut self, _cx: &mut OpContext<'_>) -> OpResult {
+        Err(self.0.clone())
+    }
+    fn snapshot(&self) -> Result<Vec<u8>, PipelineError> {
+        Err(self.0.clone())
     }
 }
 
@@ -153,15 +200,17 @@ where
     A::Out: Data,
 {
     fn snapshot(&self) -> Result<Vec<u8>, PipelineError> {
-        bincode::serialize(&(GROUP_SNAPSHOT_FORMAT, self.gbw.snapshot()))
+        let snap = self.gbw.snapshot();
+        if let Some(e) = self.gbw.store().peek_error() {
+            return Err(PipelineError::Runner(e));
+        }
+        bincode::serialize(&(GROUP_SNAPSHOT_FORMAT, snap))
             .map_err(|e| PipelineError::Internal(format!("serializing a grouping's snapshot: {e}")))
     }
 
     fn restore(&mut self, bytes: &[u8]) -> OpResult {
         let snap = decode_group_snapshot::<K, A::Acc, A::Out>(bytes)?;
-        self.gbw = GroupAlsoByWindow::restore(self.strategy.clone(), self.agg.clone(), snap)
-            .map_err(|e| PipelineError::Runner(format!("restoring a grouping: {e}")))?;
-        Ok(())
+        self.restore_snapshot(snap)
     }
 
     /// The (key, window) states of the key groups this worker owns, from
@@ -196,9 +245,7 @@ where
         }
         let Some(mut snap) = merged else { return Ok(()) };
         snap.windows.sort_by(|a, b| (&a.key, a.window).cmp(&(&b.key, b.window)));
-        self.gbw = GroupAlsoByWindow::restore(self.strategy.clone(), self.agg.clone(), snap)
-            .map_err(|e| PipelineError::Runner(format!("restoring a grouping: {e}")))?;
-        Ok(())
+        self.restore_snapshot(snap)
     }
 
     fn process(&mut self, _port: usize, batch: Batch, cx: &mut OpContext<'_>) -> OpResult {
@@ -218,6 +265,7 @@ where
             self.gbw.process_windowed_bundle(&k, items, &mut self.scratch);
         }
         self.by_key = by_key;
+        self.check_store()?;
         self.sync_counters(cx, before);
         self.flush(cx);
         Ok(())
@@ -228,6 +276,7 @@ where
         self.gbw.set_stage_output_watermark(cx.stage_output_watermark);
         self.gbw.advance_processing_time(cx.processing_time, &mut self.scratch);
         self.gbw.advance_input_watermark(cx.input_watermark(), &mut self.scratch);
+        self.check_store()?;
         self.sync_counters(cx, before);
         self.flush(cx);
         Ok(())
@@ -268,14 +317,20 @@ where
         name,
         vec![input.as_input(Routing::by_key::<K, V>())],
         2,
-        NodeKind::Operator(Arc::new(move |_w: &WorkerInfo| {
+        NodeKind::Operator(Arc::new(move |w: &WorkerInfo| {
             let mut s = (*s2).clone();
             if weigh.is_some() {
                 s.late_data_output = true;
             }
-            let gbw = GroupAlsoByWindow::<K, V, A>::new(s.clone(), agg.clone()).expect("strategy validated when built");
+            let store: BackendKeys<K, _> = match open_store(&w.state) {
+                Ok(store) => store,
+                Err(e) => return Box::new(Failed(e)) as Box<dyn Operator>,
+            };
+            let gbw =
+                GroupAlsoByWindow::with_store(s.clone(), agg.clone(), store).expect("strategy validated when built");
             let op = GroupOp {
                 gbw,
+                backend: w.state.clone(),
                 strategy: s,
                 agg: agg.clone(),
                 by_key: HashMap::default(),

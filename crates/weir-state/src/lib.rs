@@ -1,0 +1,317 @@
+//! # weir-state
+//!
+//! Where keyed operators keep their state while they run, as the pipeline
+//! or runner chose it ([`StateBackend`]):
+//!
+//! - **in memory** (the default): every key's state in a hash map;
+//! - **an on-disk LSM tree** ([fjall]): at most `resident_keys` keys per
+//!   operator instance in memory, the rest encoded (bincode) in a fjall
+//!   keyspace in a scratch folder, for state larger than memory.
+//!
+//! [`BackendKeys`] is the one store of both: the same code, with or
+//! without the disk behind it, so both backends behave the same and one
+//! test suite covers them. It implements the model's
+//! [`KeyStore`](weir_model::KeyStore), the only way a grouping reaches its
+//! keys' states. Timers and watermark holds stay in the grouping's
+//! in-memory indices (as Flink's heap timers beside RocksDB state).
+//!
+//! The disk is scratch space: checkpoints hold the state (taken through
+//! [`KeyStore::for_each`](weir_model::KeyStore::for_each)), and recovery
+//! rebuilds the store from them.
+//!
+//! ```
+//! use weir_model::KeyStore;
+//! use weir_runtime::StateBackend;
+//! use weir_state::BackendKeys;
+//! let dir = tempfile::tempdir().unwrap();
+//! let backend = StateBackend::Lsm { dir: dir.path().into(), resident_keys: 2 };
+//! let mut keys: BackendKeys<u32, Vec<u32>> = BackendKeys::open(&backend).unwrap();
+//! for k in 0..10 {
+//!     keys.get_or_default(&k).push(k * 10);
+//! }
+//! assert_eq!(keys.len(), 10);
+//! assert!(keys.resident() <= 2, "the rest is on disk");
+//! assert_eq!(keys.get_mut(&3), Some(&mut vec![30]));
+//! keys.remove(&3);
+//! assert_eq!(keys.get_mut(&3), None);
+//! assert!(keys.take_error().is_none());
+//! ```
+
+#![warn(missing_docs)]
+
+use std::hash::Hash;
+use std::sync::Mutex;
+
+use foldhash::HashMap;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+pub use weir_runtime::StateBackend;
+
+/// What can go wrong with a state backend.
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    /// The store's folder or database could not be opened.
+    #[error("state backend: cannot open a store under {dir}: {message}")]
+    Open {
+        /// The backend's folder.
+        dir: String,
+        /// Why.
+        message: String,
+    },
+}
+
+/// Bytes per operator instance of fjall's block cache.
+const CACHE_BYTES: u64 = 8 << 20;
+
+/// The disk behind a store.
+struct Disk {
+    // Dropped before the folder (fields drop in order).
+    keyspace: fjall::Keyspace,
+    db: fjall::Database,
+    _dir: tempfile::TempDir,
+    resident_keys: usize,
+}
+
+/// A key's state in memory.
+struct Resident<V> {
+    value: V,
+    /// Differs from what the disk holds (or the disk holds nothing).
+    dirty: bool,
+    /// The disk may hold a version of it.
+    on_disk: bool,
+}
+
+/// Every key's state of one operator instance: in memory, or, with an LSM
+/// backend, a bounded number of keys in memory and the rest on disk.
+///
+/// A read or write of the disk that fails is kept ([`take_error`](Self::take_error))
+/// and the key is treated as having no state: the owner must check after
+/// every call and fail the job.
+pub struct BackendKeys<K, V> {
+    resident: HashMap<K, Resident<V>>,
+    disk: Option<Disk>,
+    /// Keys with state, in memory or on disk.
+    len: usize,
+    error: Mutex<Option<String>>,
+    scratch: Vec<u8>,
+}
+
+impl<K, V> BackendKeys<K, V> {
+    /// A store of `backend`, empty.
+    pub fn open(backend: &StateBackend) -> Result<Self, StateError> {
+        let disk = match backend {
+            StateBackend::Memory => None,
+            StateBackend::Lsm { dir, resident_keys } => {
+                let err = |e: &dyn std::fmt::Display| StateError::Open {
+                    dir: dir.display().to_string(),
+                    message: e.to_string(),
+                };
+                std::fs::create_dir_all(dir).map_err(|e| err(&e))?;
+                let folder = tempfile::Builder::new().prefix("weir-state-").tempdir_in(dir).map_err(|e| err(&e))?;
+                let db = fjall::Database::builder(folder.path())
+                    .temporary(true)
+                    .manual_journal_persist(true)
+                    .cache_size(CACHE_BYTES)
+                    .worker_threads(1)
+                    .open()
+                    .map_err(|e| err(&e))?;
+                let keyspace = db.keyspace("keys", fjall::KeyspaceCreateOptions::default).map_err(|e| err(&e))?;
+                Some(Disk { keyspace, db, _dir: folder, resident_keys: (*resident_keys).max(1) })
+            }
+        };
+        Ok(BackendKeys { resident: HashMap::default(), disk, len: 0, error: Mutex::new(None), scratch: Vec::new() })
+    }
+
+    /// A store of every key in memory.
+    pub fn in_memory() -> Self {
+        BackendKeys::open(&StateBackend::Memory).expect("a memory store cannot fail to open")
+    }
+
+    /// The first error of the disk since the last call, if any.
+    pub fn take_error(&mut self) -> Option<String> {
+        self.error.get_mut().unwrap_or_else(|p| p.into_inner()).take()
+    }
+
+    /// The first error of the disk since the last
+    /// [`take_error`](Self::take_error), left in place.
+    pub fn peek_error(&self) -> Option<String> {
+        self.error.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Keys held in memory now.
+    pub fn resident(&self) -> usize {
+        self.resident.len()
+    }
+
+    /// Whether keys may be on disk.
+    pub fn spills(&self) -> bool {
+        self.disk.is_some()
+    }
+
+    fn fail(&self, what: &str, e: impl std::fmt::Display) {
+        let mut slot = self.error.lock().unwrap_or_else(|p| p.into_inner());
+        if slot.is_none() {
+            *slot = Some(format!("state backend: {what}: {e}"));
+        }
+    }
+}
+
+impl<K: Hash + Eq + Clone + Serialize + DeserializeOwned, V: Serialize + DeserializeOwned> BackendKeys<K, V> {
+    fn key_bytes(&mut self, key: &K) -> Vec<u8> {
+        self.scratch.clear();
+        bincode::serialize_into(&mut self.scratch, key).expect("encoding a key into memory");
+        self.scratch.clone()
+    }
+
+    /// Read `key` from disk (not resident).
+    fn load(&mut self, key: &K) -> Option<V> {
+        let bytes = self.key_bytes(key);
+        let disk = self.disk.as_ref()?;
+        match disk.keyspace.get(&bytes) {
+            Ok(Some(v)) => match bincode::deserialize(&v) {
+                Ok(value) => Some(value),
+                Err(e) => {
+                    self.fail("decoding a key's state read back from disk", e);
+                    None
+                }
+            },
+            Ok(None) => None,
+            Err(e) => {
+                self.fail("reading a key's state", e);
+                None
+            }
+        }
+    }
+
+    /// Make room for one more resident key: write a quarter of the
+    /// resident keys back to disk and drop them from memory.
+    fn make_room(&mut self) {
+        let Some(disk) = &self.disk else { return };
+        if self.resident.len() < disk.resident_keys {
+            return;
+        }
+        let n = (disk.resident_keys / 4).max(1);
+        let victims: Vec<K> = self.resident.keys().take(n).cloned().collect();
+        let mut batch = disk.db.batch();
+        let mut key = Vec::new();
+        let mut value = Vec::new();
+        let mut failed = None;
+        for k in victims {
+            let r = self.resident.remove(&k).expect("a resident key");
+            if r.dirty {
+                key.clear();
+                value.clear();
+                bincode::serialize_into(&mut key, &k).expect("encoding a key into memory");
+                if let Err(e) = bincode::serialize_into(&mut value, &r.value) {
+                    failed = Some(e.to_string());
+                    break;
+                }
+                batch.insert(&disk.keyspace, key.as_slice(), value.as_slice());
+            }
+        }
+        if let Some(e) = failed {
+            self.fail("encoding a key's state", e);
+            return;
+        }
+        if let Err(e) = batch.commit() {
+            self.fail("writing keys' states to disk", e);
+        }
+    }
+
+    fn resident_entry(&mut self, key: &K, value: V, on_disk: bool) -> &mut V {
+        self.make_room();
+        let r = Resident { value, dirty: true, on_disk };
+        &mut self.resident.entry(key.clone()).insert_entry(r).into_mut().value
+    }
+}
+
+impl<K, V> weir_model::KeyStore<K, V> for BackendKeys<K, V>
+where
+    K: Hash + Eq + Clone + Serialize + DeserializeOwned,
+    V: Serialize + DeserializeOwned,
+{
+    fn get_mut(&mut self, key: &K) -> Option<&mut V> {
+        if self.resident.contains_key(key) {
+            let r = self.resident.get_mut(key).expect("just checked");
+            r.dirty = true;
+            return Some(&mut r.value);
+        }
+        let value = self.load(key)?;
+        Some(self.resident_entry(key, value, true))
+    }
+
+    fn get_or_default(&mut self, key: &K) -> &mut V
+    where
+        V: Default,
+    {
+        if self.resident.contains_key(key) {
+            let r = self.resident.get_mut(key).expect("just checked");
+            r.dirty = true;
+            return &mut r.value;
+        }
+        match self.load(key) {
+            Some(value) => self.resident_entry(key, value, true),
+            None => {
+                self.len += 1;
+                self.resident_entry(key, V::default(), false)
+            }
+        }
+    }
+
+    fn remove(&mut self, key: &K) {
+        let on_disk = match self.resident.remove(key) {
+            Some(r) => {
+                self.len -= 1;
+                r.on_disk
+            }
+            None => {
+                // Not resident: it has state only on disk, if anywhere.
+                let bytes = self.key_bytes(key);
+                let Some(disk) = &self.disk else { return };
+                match disk.keyspace.contains_key(bytes) {
+                    Ok(true) => {}
+                    Ok(false) => return,
+                    Err(e) => return self.fail("reading a key's state", e),
+                }
+                self.len -= 1;
+                true
+            }
+        };
+        if on_disk {
+            let bytes = self.key_bytes(key);
+            if let Some(disk) = &self.disk {
+                if let Err(e) = disk.keyspace.remove(bytes) {
+                    self.fail("removing a key's state", e);
+                }
+            }
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.len
+    }
+
+    fn for_each(&self, f: &mut dyn FnMut(&K, &V)) {
+        for (k, r) in &self.resident {
+            f(k, &r.value);
+        }
+        let Some(disk) = &self.disk else { return };
+        for kv in disk.keyspace.iter() {
+            let (k, v) = match kv.into_inner() {
+                Ok(kv) => kv,
+                Err(e) => return self.fail("reading keys' states", e),
+            };
+            let (k, v): (K, V) = match (bincode::deserialize(&k), bincode::deserialize(&v)) {
+                (Ok(k), Ok(v)) => (k, v),
+                (Err(e), _) | (_, Err(e)) => return self.fail("decoding a key's state read back from disk", e),
+            };
+            // A resident key's memory version is the current one.
+            if !self.resident.contains_key(&k) {
+                f(&k, &v);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

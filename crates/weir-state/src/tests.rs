@@ -1,0 +1,83 @@
+//! The store behaves as a map whatever its backend and budget: random
+//! operations on a memory store and on LSM stores with 1 to 8 resident
+//! keys, compared with a `BTreeMap`.
+
+use std::collections::BTreeMap;
+
+use proptest::prelude::*;
+use weir_model::KeyStore;
+
+use super::*;
+
+#[derive(Clone, Debug)]
+enum Op {
+    Add(u8, u32),
+    Remove(u8),
+    Get(u8),
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        (0u8..40, any::<u32>()).prop_map(|(k, v)| Op::Add(k, v)),
+        (0u8..40).prop_map(Op::Remove),
+        (0u8..40).prop_map(Op::Get),
+    ]
+}
+
+fn contents(keys: &BackendKeys<u8, Vec<u32>>) -> BTreeMap<u8, Vec<u32>> {
+    let mut all = BTreeMap::new();
+    keys.for_each(&mut |k, v| assert!(all.insert(*k, v.clone()).is_none(), "key {k} twice"));
+    all
+}
+
+proptest! {
+    #[test]
+    fn every_backend_is_a_map(ops in prop::collection::vec(op(), 1..300), resident in 1usize..9) {
+        let dir = tempfile::tempdir().unwrap();
+        let lsm = StateBackend::Lsm { dir: dir.path().into(), resident_keys: resident };
+        for backend in [StateBackend::Memory, lsm] {
+            let mut keys: BackendKeys<u8, Vec<u32>> = BackendKeys::open(&backend).unwrap();
+            let mut model: BTreeMap<u8, Vec<u32>> = BTreeMap::new();
+            for op in &ops {
+                match *op {
+                    Op::Add(k, v) => {
+                        keys.get_or_default(&k).push(v);
+                        model.entry(k).or_default().push(v);
+                    }
+                    Op::Remove(k) => {
+                        keys.remove(&k);
+                        model.remove(&k);
+                    }
+                    Op::Get(k) => prop_assert_eq!(keys.get_mut(&k).cloned(), model.get(&k).cloned()),
+                }
+                prop_assert_eq!(keys.len(), model.len());
+                if let StateBackend::Lsm { .. } = backend {
+                    prop_assert!(keys.resident() <= resident);
+                }
+            }
+            prop_assert_eq!(contents(&keys), model);
+            prop_assert!(keys.take_error().is_none());
+        }
+    }
+}
+
+#[test]
+fn an_unusable_folder_is_a_clear_error() {
+    let file = tempfile::NamedTempFile::new().unwrap();
+    let backend = StateBackend::Lsm { dir: file.path().join("under-a-file"), resident_keys: 4 };
+    let e = BackendKeys::<u8, u8>::open(&backend).err().expect("a folder under a file cannot be made");
+    assert!(e.to_string().contains("under-a-file"), "{e}");
+}
+
+#[test]
+fn the_scratch_folder_goes_with_the_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let backend = StateBackend::Lsm { dir: dir.path().into(), resident_keys: 1 };
+    let mut keys: BackendKeys<u64, u64> = BackendKeys::open(&backend).unwrap();
+    for k in 0..1000 {
+        *keys.get_or_default(&k) += k;
+    }
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+    drop(keys);
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0, "the scratch folder is removed");
+}

@@ -100,6 +100,16 @@ pub struct NexmarkArgs {
     /// (corrupt), start from the beginning instead of refusing to run.
     #[arg(long)]
     pub start_over_if_unusable: bool,
+    /// Keep keyed state (groupings, combines) in an on-disk LSM tree
+    /// (fjall) under this folder instead of in memory, with at most
+    /// `--resident-keys` keys per operator instance in memory: for state
+    /// larger than memory. The folder is scratch space (emptied when the
+    /// run ends); checkpoints go to `--checkpoint-dir` as usual.
+    #[arg(long)]
+    pub state_dir: Option<PathBuf>,
+    /// With `--state-dir`: keys per operator instance kept in memory.
+    #[arg(long, default_value_t = 100_000)]
+    pub resident_keys: usize,
 }
 
 /// `500ms`, `1s`, `1.5s`, `2m`, `1h` (a bare number is seconds).
@@ -353,6 +363,9 @@ fn flow_control(mut r: TimelyRunner, a: &NexmarkArgs) -> TimelyRunner {
     if let Some(n) = a.max_in_flight {
         r = r.with_max_in_flight(n);
     }
+    if let Some(dir) = &a.state_dir {
+        r = r.with_state_backend(weir::prelude::StateBackend::Lsm { dir: dir.clone(), resident_keys: a.resident_keys });
+    }
     if a.max_drift_ms > 0 {
         r = r.with_max_watermark_drift(weir::model::Duration::from_millis(a.max_drift_ms));
     }
@@ -365,6 +378,15 @@ fn validate(a: &NexmarkArgs) -> Result<()> {
     }
     if a.checkpoint_dir.is_some() && a.reference_runner {
         bail!("--checkpoint-dir needs the Timely runner: drop --reference-runner");
+    }
+    if a.resident_keys == 0 {
+        bail!("--resident-keys must be at least 1");
+    }
+    if a.state_dir.is_some() && a.reference_runner {
+        bail!("--state-dir needs the Timely runner: drop --reference-runner");
+    }
+    if let Some(dir) = &a.state_dir {
+        std::fs::create_dir_all(dir).with_context(|| format!("--state-dir {}", dir.display()))?;
     }
     if a.checkpoint_retain == 0 {
         bail!("--checkpoint-retain must be at least 1");

@@ -472,3 +472,63 @@ proptest! {
         prop_assert_eq!(whole, restored);
     }
 }
+
+/// As `run_with_restore` without a cut, but every watermark advance fires
+/// at most `chunk` windows per call (`advance_input_watermark_partly`),
+/// called again until done, with a snapshot and restore between the
+/// calls when `restore` is set.
+fn run_chunked(
+    strategy: &WindowingStrategy,
+    steps: &[Step],
+    bundle: usize,
+    chunk: usize,
+    restore: bool,
+) -> Vec<String> {
+    let mut gbw = Gbw::new(strategy.clone(), Buffer).unwrap();
+    let mut out = Vec::new();
+    let mut clocks = Clocks::default();
+    let mut advance = |gbw: &mut Gbw, wm: Timestamp, out: &mut Vec<Out>| {
+        while !gbw.advance_input_watermark_partly(wm, chunk, out) {
+            assert!(gbw.has_due_timers());
+            if restore {
+                let snap = gbw.snapshot();
+                *gbw = Gbw::restore(strategy.clone(), Buffer, snap).unwrap();
+            }
+        }
+        assert!(!gbw.has_due_timers());
+    };
+    for step in steps {
+        match step {
+            Step::Watermark(d) => {
+                clocks.wm += d;
+                advance(&mut gbw, Timestamp::from_millis(clocks.wm), &mut out);
+            }
+            _ => apply_step(&mut gbw, step, bundle, &mut clocks, &mut out),
+        }
+    }
+    advance(&mut gbw, Timestamp::MAX, &mut out);
+    let mut lines: Vec<String> = out.iter().map(|o| format!("{o:?}")).collect();
+    lines.push(format!(
+        "{:?} windows={} timers={} holds={}",
+        gbw.counters(),
+        gbw.live_windows(),
+        gbw.pending_timers(),
+        gbw.holds()
+    ));
+    lines
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(cases()))]
+
+    /// Firing a watermark's due windows a few at a time, over several
+    /// calls (with a snapshot and restore between them or not), gives
+    /// exactly the panes, in order, and the end state of one call.
+    #[test]
+    fn firing_in_parts_equals_firing_at_once(
+        strategy in strategy(), steps in steps(), bundle in 1usize..4, chunk in 1usize..4, restore: bool,
+    ) {
+        let whole = run_with_restore(&strategy, &steps, bundle, None);
+        prop_assert_eq!(whole, run_chunked(&strategy, &steps, bundle, chunk, restore));
+    }
+}

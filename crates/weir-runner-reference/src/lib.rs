@@ -224,7 +224,7 @@ impl Runner for ReferenceRunner {
                     guard(&node.name, || op.process(port, batch, &mut cx))?;
                     progressed = true;
                 }
-                let wakeup_due = op.next_wakeup().is_some_and(|t| t < clock);
+                let wakeup_due = op.next_wakeup().is_some_and(|t| t < clock) || op.has_pending_work();
                 if in_wms != seen_wms[i] || clock != seen_clock[i] || wakeup_due {
                     seen_wms[i] = in_wms.clone();
                     seen_clock[i] = clock;

@@ -177,7 +177,7 @@ impl OpDriver {
                 activator.activate();
             }
         }
-        let wakeup_due = self.op.next_wakeup().is_some_and(|t| t < now);
+        let wakeup_due = self.op.next_wakeup().is_some_and(|t| t < now) || self.op.has_pending_work();
         // A port's watermark never passes a message still waiting in its stash.
         let reachable: Vec<Timestamp> =
             wms.iter().zip(&self.stashes).map(|(f, st)| st.min_watermark().map_or(*f, |t| (*f).min(dec(t)))).collect();
@@ -193,6 +193,9 @@ impl OpDriver {
         if self.clock.simulated && self.applied != now {
             self.applied = now;
             self.clock.applied(self.node, self.local, now);
+        }
+        if self.op.has_pending_work() && !self.caps.is_empty() {
+            activator.activate();
         }
         // A simulated clock only moves in steps, which wake every operator;
         // a wall clock needs a wakeup at the next timer.

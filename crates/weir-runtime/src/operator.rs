@@ -191,6 +191,15 @@ pub trait Operator: Send {
     fn uses_stage_watermark(&self) -> bool {
         false
     }
+    /// The operator stopped part way through a step too big to take in one
+    /// call (firing the timers of millions of keys at the end of a global
+    /// window), so that its output can flow downstream meanwhile: the
+    /// runner calls [`advance`](Operator::advance) again soon, whether or
+    /// not anything moved. Until the step is done the operator's
+    /// [`hold`](Operator::hold) keeps the output watermark where it was.
+    fn has_pending_work(&self) -> bool {
+        false
+    }
     /// The next processing time at which the operator wants `advance` called.
     fn next_wakeup(&self) -> Option<Timestamp> {
         None

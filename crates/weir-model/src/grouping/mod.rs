@@ -369,6 +369,44 @@ where
         self.core.update_output_watermark();
     }
 
+    /// As [`advance_input_watermark`](Self::advance_input_watermark), but
+    /// activating at most `max_windows` windows; returns whether every due
+    /// timer has fired. Call it again (with the same or a later watermark,
+    /// and nothing else in between) until it does: the output watermark
+    /// moves only then, so the panes are exactly those of one call. A
+    /// runner uses it to let the panes of a huge activation (the end of a
+    /// global window with millions of keys) flow out in parts.
+    pub fn advance_input_watermark_partly(
+        &mut self,
+        watermark: Timestamp,
+        max_windows: usize,
+        out: &mut Vec<Out<K, V, A>>,
+    ) -> bool {
+        if watermark > self.core.input_wm {
+            self.core.input_wm = watermark;
+            self.core.update_output_watermark();
+        }
+        let due = self.core.input_wm;
+        for _ in 0..max_windows {
+            match self.take_due(TimerDomain::EventTime, due) {
+                Some((key, w)) => self.activate(key, w, out),
+                None => break,
+            }
+        }
+        if self.core.timers.next_time(TimerDomain::EventTime).is_some_and(|t| t < due) {
+            return false;
+        }
+        self.core.update_output_watermark();
+        true
+    }
+
+    /// Whether event-time timers behind the input watermark wait to fire
+    /// (an [`advance_input_watermark_partly`](Self::advance_input_watermark_partly)
+    /// that has not finished).
+    pub fn has_due_timers(&self) -> bool {
+        self.core.timers.next_time(TimerDomain::EventTime).is_some_and(|t| t < self.core.input_wm)
+    }
+
     /// Advance processing time to `now` and fire processing-time timers whose
     /// target is strictly before it (timers of expired windows are ignored).
     /// Each window with due timers is activated once.

@@ -154,6 +154,9 @@ where
     }
 }
 
+/// Windows a grouping fires per call to `advance` (see `GroupOp::advance`).
+const FIRE_AT_ONCE: usize = 8192;
+
 /// The keys' store of `backend`.
 fn open_store<K, S>(backend: &StateBackend) -> Result<BackendKeys<K, S>, PipelineError> {
     BackendKeys::open(backend).map_err(|e| PipelineError::Runner(e.to_string()))
@@ -251,6 +254,11 @@ where
     fn process(&mut self, _port: usize, batch: Batch, cx: &mut OpContext<'_>) -> OpResult {
         let before = self.gbw.counters();
         self.gbw.set_stage_output_watermark(cx.stage_output_watermark);
+        // An earlier watermark's firing not yet done finishes first, as if
+        // it had been one call.
+        if self.gbw.has_due_timers() {
+            self.gbw.advance_input_watermark_partly(self.gbw.input_watermark(), usize::MAX, &mut self.scratch);
+        }
         // Elements are processed at the current processing time: timers due
         // before it fire first, and triggers see it (pastFirstElementInPane).
         self.gbw.advance_processing_time(cx.processing_time, &mut self.scratch);
@@ -271,11 +279,20 @@ where
         Ok(())
     }
 
+    /// Fires at most [`FIRE_AT_ONCE`] windows per call, so that the panes
+    /// of a huge activation (every key of a global window at the end of
+    /// the input) flow out in parts instead of piling up in one batch; an
+    /// earlier watermark's firing finishes before processing time or the
+    /// watermark move again, so the panes are those of one call.
     fn advance(&mut self, cx: &mut OpContext<'_>) -> OpResult {
         let before = self.gbw.counters();
         self.gbw.set_stage_output_watermark(cx.stage_output_watermark);
-        self.gbw.advance_processing_time(cx.processing_time, &mut self.scratch);
-        self.gbw.advance_input_watermark(cx.input_watermark(), &mut self.scratch);
+        let done = !self.gbw.has_due_timers()
+            || self.gbw.advance_input_watermark_partly(self.gbw.input_watermark(), FIRE_AT_ONCE, &mut self.scratch);
+        if done {
+            self.gbw.advance_processing_time(cx.processing_time, &mut self.scratch);
+            self.gbw.advance_input_watermark_partly(cx.input_watermark(), FIRE_AT_ONCE, &mut self.scratch);
+        }
         self.check_store()?;
         self.sync_counters(cx, before);
         self.flush(cx);
@@ -284,6 +301,10 @@ where
 
     fn hold(&self) -> Timestamp {
         self.gbw.min_hold()
+    }
+
+    fn has_pending_work(&self) -> bool {
+        self.gbw.has_due_timers()
     }
 
     fn next_wakeup(&self) -> Option<Timestamp> {

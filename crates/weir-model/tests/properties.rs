@@ -487,7 +487,7 @@ fn run_chunked(
     let mut gbw = Gbw::new(strategy.clone(), Buffer).unwrap();
     let mut out = Vec::new();
     let mut clocks = Clocks::default();
-    let mut advance = |gbw: &mut Gbw, wm: Timestamp, out: &mut Vec<Out>| {
+    let advance = |gbw: &mut Gbw, wm: Timestamp, out: &mut Vec<Out>| {
         while !gbw.advance_input_watermark_partly(wm, chunk, out) {
             assert!(gbw.has_due_timers());
             if restore {

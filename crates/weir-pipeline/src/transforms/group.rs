@@ -163,7 +163,7 @@ fn open_store<K, S>(backend: &StateBackend) -> Result<BackendKeys<K, S>, Pipelin
 }
 
 /// An instance that could not be made: its first call fails the job.
-struct Failed(PipelineError);
+pub(crate) struct Failed(pub(crate) PipelineError);
 
 impl Operator for Failed {
     fn process(&mut self, _port: usize, _batch: Batch, _cx: &mut OpContext<'_>) -> OpResult {

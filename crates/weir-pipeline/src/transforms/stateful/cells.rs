@@ -1,10 +1,14 @@
 //! The cell store: every state cell of a stateful operator, addressed by
 //! (key group, key, window, cell name), typed in memory or encoded until
-//! first read. The key group (`weir_runtime::keys`) is part of the address
-//! so that a state backend can store, snapshot and hand over cells by
-//! key-group range (rescaling); today the cells live in a hash map.
+//! first read, kept by the run's state backend (`weir-state`): in memory,
+//! or in an LSM with a bounded number of (key, window)s in memory. The key
+//! group (`weir_runtime::keys`) is part of the address, so that a
+//! rescaled run takes the cells of the key groups it owns.
 
 use super::*;
+use weir_model::KeyStore;
+use weir_runtime::StateBackend;
+use weir_state::BackendKeys;
 
 /// A state cell: typed in memory, or bincode bytes (restored from a snapshot)
 /// until the DoFn first reads it with its declared type.
@@ -49,36 +53,66 @@ pub(super) type Cells = HashMap<Name, Cell>;
 /// A (key, window)'s place in the store: its key group first.
 pub(super) type Address<K> = (u32, K, Window);
 
-/// The cells of every (key group, key, window).
-pub(super) struct CellStore<K> {
-    map: foldhash::HashMap<Address<K>, Cells>,
+/// The cells of one (key, window) as the state backend stores them: each
+/// cell as its name and bincode bytes, decoded again when the DoFn first
+/// reads it.
+#[derive(Default)]
+pub(super) struct StoredCells(pub(super) Cells);
+
+impl Serialize for StoredCells {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let named: Vec<(&str, Vec<u8>)> = self.0.iter().map(|(n, c)| (n.as_ref(), c.encode())).collect();
+        named.serialize(s)
+    }
 }
 
-impl<K> Default for CellStore<K> {
-    fn default() -> Self {
-        CellStore { map: foldhash::HashMap::default() }
+impl<'de> Deserialize<'de> for StoredCells {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let named: Vec<(String, Vec<u8>)> = Deserialize::deserialize(d)?;
+        Ok(StoredCells(named.into_iter().map(|(n, bytes)| (Cow::Owned(n), Cell::Encoded(bytes))).collect()))
     }
+}
+
+/// The cells of every (key group, key, window), kept by the run's state
+/// backend (in memory, or an LSM with a bounded number in memory).
+pub(super) struct CellStore<K> {
+    map: BackendKeys<Address<K>, StoredCells>,
 }
 
 impl<K: Key> CellStore<K> {
+    /// An empty store of `backend`.
+    pub(super) fn open(backend: &StateBackend) -> Result<Self, PipelineError> {
+        let map = BackendKeys::open(backend).map_err(|e| PipelineError::Runner(e.to_string()))?;
+        Ok(CellStore { map })
+    }
     /// Whether the (key, window) has any cell.
-    pub(super) fn contains(&self, at: &Address<K>) -> bool {
-        self.map.contains_key(at)
+    pub(super) fn contains(&mut self, at: &Address<K>) -> bool {
+        self.map.get_mut(at).is_some()
     }
     /// The cells of a (key, window), created empty if it has none.
     pub(super) fn cells(&mut self, at: Address<K>) -> &mut Cells {
-        self.map.entry(at).or_default()
+        &mut self.map.get_or_default(&at).0
     }
     /// Put the cells of a (key, window) (restoring a snapshot).
     pub(super) fn insert(&mut self, at: Address<K>, cells: Cells) {
-        self.map.insert(at, cells);
+        *self.map.get_or_default(&at) = StoredCells(cells);
     }
     /// Drop every cell of a (key, window); returns how many there were.
     pub(super) fn remove(&mut self, at: &Address<K>) -> usize {
-        self.map.remove(at).map_or(0, |c| c.len())
+        let n = self.map.get_mut(at).map_or(0, |c| c.0.len());
+        self.map.remove(at);
+        n
     }
-    /// Every (key, window) with cells, in no particular order.
-    pub(super) fn iter(&self) -> impl Iterator<Item = (&Address<K>, &Cells)> {
-        self.map.iter()
+    /// Call `f` with every (key, window) with cells, in no particular order.
+    pub(super) fn for_each(&self, f: &mut dyn FnMut(&Address<K>, &Cells)) {
+        self.map.for_each(&mut |at, cells| f(at, &cells.0));
+    }
+    /// The first failure of the state backend since the last call.
+    pub(super) fn take_error(&mut self) -> Option<PipelineError> {
+        self.map.take_error().map(PipelineError::Runner)
+    }
+    /// The first failure of the state backend, left in place.
+    pub(super) fn peek_error(&self) -> Option<PipelineError> {
+        self.map.peek_error().map(PipelineError::Runner)
     }
 }

@@ -53,7 +53,7 @@ use weir_runtime::batch::Batch;
 use weir_runtime::data::{Data, Key, WindowedValue};
 use weir_runtime::error::PipelineError;
 use weir_runtime::keys::key_hash;
-use weir_runtime::{NodeCounters, OpContext, OpResult, Operator, Rescale, WorkerInfo};
+use weir_runtime::{NodeCounters, OpContext, OpResult, Operator, Rescale, StateBackend, WorkerInfo};
 use weir_runtime::{NodeKind, Routing};
 
 use cells::{Cell, CellStore, Cells, Name};
@@ -170,7 +170,10 @@ impl<K: Key, V: Data> StatefulExt<K, V> for PCollection<(K, V)> {
             vec![self.as_input(Routing::by_key::<K, V>())],
             1,
             NodeKind::Operator(Arc::new(move |w: &WorkerInfo| {
-                Box::new(StatefulOp::new(dofn.clone(), s2.clone(), w.index)) as Box<dyn Operator>
+                match StatefulOp::with_backend(dofn.clone(), s2.clone(), w.index, &w.state) {
+                    Ok(op) => Box::new(op) as Box<dyn Operator>,
+                    Err(e) => Box::new(crate::transforms::group::Failed(e)) as Box<dyn Operator>,
+                }
             })),
         );
         if strategy.window_fn.is_merging() {

@@ -19,6 +19,8 @@ pub(super) struct StatefulOp<D: StatefulDoFn> {
     pub(super) strategy: Arc<WindowingStrategy>,
     pub(super) sorted_input: bool,
     pub(super) cells: CellStore<D::Key>,
+    /// Where the cells are kept.
+    pub(super) backend: StateBackend,
     /// Cells over all (key, window)s, for the live counters.
     pub(super) live_cells: u64,
     /// Pending timers, ordered by identity so a window's timers are a range.
@@ -72,12 +74,25 @@ enum Call<'a, V> {
 }
 
 impl<D: StatefulDoFn> StatefulOp<D> {
+    /// An operator keeping its cells in memory.
+    #[cfg(test)]
     pub(super) fn new(dofn: D, strategy: Arc<WindowingStrategy>, worker: usize) -> Self {
-        StatefulOp {
+        Self::with_backend(dofn, strategy, worker, &StateBackend::Memory).expect("a memory store cannot fail to open")
+    }
+
+    /// An operator keeping its cells in `backend`.
+    pub(super) fn with_backend(
+        dofn: D,
+        strategy: Arc<WindowingStrategy>,
+        worker: usize,
+        backend: &StateBackend,
+    ) -> Result<Self, PipelineError> {
+        Ok(StatefulOp {
             sorted_input: dofn.requires_time_sorted_input(),
             dofn,
             strategy,
-            cells: CellStore::default(),
+            cells: CellStore::open(backend)?,
+            backend: backend.clone(),
             live_cells: 0,
             timers: BTreeMap::new(),
             queues: TimerQueues::new(),
@@ -89,7 +104,7 @@ impl<D: StatefulDoFn> StatefulOp<D> {
             processing_time: Timestamp::MIN,
             out: Vec::new(),
             worker,
-        }
+        })
     }
 
     fn gc(&self, w: &Window) -> Timestamp {
@@ -279,6 +294,11 @@ impl<D: StatefulDoFn> Operator for StatefulOp<D> {
                 self.call(&k, v.window, v.timestamp, v.timestamp, Call::Element(value), cx)?;
             }
         }
+        // A failure of the state backend ends the job before anything
+        // computed from missing state leaves the operator.
+        if let Some(e) = self.cells.take_error() {
+            return Err(e);
+        }
         self.flush(cx);
         Ok(())
     }
@@ -291,6 +311,9 @@ impl<D: StatefulDoFn> Operator for StatefulOp<D> {
             self.input_wm = wm;
             self.fire_event_time(cx)?;
             self.expire(cx)?;
+        }
+        if let Some(e) = self.cells.take_error() {
+            return Err(e);
         }
         self.flush(cx);
         Ok(())
@@ -307,18 +330,18 @@ impl<D: StatefulDoFn> Operator for StatefulOp<D> {
     }
 
     fn snapshot(&self) -> Result<Vec<u8>, PipelineError> {
+        let mut cells = Vec::new();
+        self.cells.for_each(&mut |(g, k, w), named| {
+            let mut named: Vec<(String, Vec<u8>)> = named.iter().map(|(n, c)| (n.to_string(), c.encode())).collect();
+            named.sort_by(|a, b| a.0.cmp(&b.0));
+            cells.push((*g, k.clone(), *w, named));
+        });
+        if let Some(e) = self.cells.peek_error() {
+            return Err(e);
+        }
         let snap = OpSnapshot::<D::Key, D::Value> {
             format: SNAPSHOT_FORMAT,
-            cells: self
-                .cells
-                .iter()
-                .map(|((g, k, w), cells)| {
-                    let mut named: Vec<(String, Vec<u8>)> =
-                        cells.iter().map(|(n, c)| (n.to_string(), c.encode())).collect();
-                    named.sort_by(|a, b| a.0.cmp(&b.0));
-                    (*g, k.clone(), *w, named)
-                })
-                .collect(),
+            cells,
             timers: self
                 .timers
                 .iter()
@@ -334,8 +357,7 @@ impl<D: StatefulDoFn> Operator for StatefulOp<D> {
     }
 
     fn restore(&mut self, bytes: &[u8]) -> Result<(), PipelineError> {
-        self.restore_snapshot(decode_snapshot(bytes)?);
-        Ok(())
+        self.restore_snapshot(decode_snapshot(bytes)?)
     }
 
     /// The cells, timers, windows and time-sorted input of the keys this
@@ -370,8 +392,7 @@ impl<D: StatefulDoFn> Operator for StatefulOp<D> {
             b.1 = seq as u64;
         }
         snap.next_seq = snap.buffer.len() as u64;
-        self.restore_snapshot(snap);
-        Ok(())
+        self.restore_snapshot(snap)
     }
 }
 
@@ -388,8 +409,8 @@ fn decode_snapshot<K: Key, V: Data>(bytes: &[u8]) -> Result<OpSnapshot<K, V>, Pi
 }
 
 impl<D: StatefulDoFn> StatefulOp<D> {
-    fn restore_snapshot(&mut self, snap: OpSnapshot<D::Key, D::Value>) {
-        let mut op = StatefulOp::new(self.dofn.clone(), self.strategy.clone(), self.worker);
+    fn restore_snapshot(&mut self, snap: OpSnapshot<D::Key, D::Value>) -> OpResult {
+        let mut op = StatefulOp::with_backend(self.dofn.clone(), self.strategy.clone(), self.worker, &self.backend)?;
         for (g, k, w, named) in snap.cells {
             op.live_cells += named.len() as u64;
             let cells = named.into_iter().map(|(n, bytes)| (Cow::Owned(n), Cell::Encoded(bytes))).collect();
@@ -404,5 +425,9 @@ impl<D: StatefulDoFn> StatefulOp<D> {
         op.input_wm = snap.input_wm;
         op.processing_time = snap.processing_time;
         *self = op;
+        match self.cells.take_error() {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
     }
 }

@@ -436,6 +436,19 @@ proptest! {
     }
 }
 
+/// Every output, in order, then the end state: what two runs must share.
+fn described(gbw: &Gbw, out: &[Out]) -> Vec<String> {
+    let mut lines: Vec<String> = out.iter().map(|o| format!("{o:?}")).collect();
+    lines.push(format!(
+        "{:?} windows={} timers={} holds={}",
+        gbw.counters(),
+        gbw.live_windows(),
+        gbw.pending_timers(),
+        gbw.holds()
+    ));
+    lines
+}
+
 fn run_with_restore(strategy: &WindowingStrategy, steps: &[Step], bundle: usize, cut: Option<usize>) -> Vec<String> {
     let mut gbw = Gbw::new(strategy.clone(), Buffer).unwrap();
     let mut out = Vec::new();
@@ -448,15 +461,7 @@ fn run_with_restore(strategy: &WindowingStrategy, steps: &[Step], bundle: usize,
         apply_step(&mut gbw, step, bundle, &mut clocks, &mut out);
     }
     gbw.advance_input_watermark(Timestamp::MAX, &mut out);
-    let mut lines: Vec<String> = out.iter().map(|o| format!("{o:?}")).collect();
-    lines.push(format!(
-        "{:?} windows={} timers={} holds={}",
-        gbw.counters(),
-        gbw.live_windows(),
-        gbw.pending_timers(),
-        gbw.holds()
-    ));
-    lines
+    described(&gbw, &out)
 }
 
 proptest! {
@@ -507,15 +512,7 @@ fn run_chunked(
         }
     }
     advance(&mut gbw, Timestamp::MAX, &mut out);
-    let mut lines: Vec<String> = out.iter().map(|o| format!("{o:?}")).collect();
-    lines.push(format!(
-        "{:?} windows={} timers={} holds={}",
-        gbw.counters(),
-        gbw.live_windows(),
-        gbw.pending_timers(),
-        gbw.holds()
-    ));
-    lines
+    described(&gbw, &out)
 }
 
 proptest! {

@@ -32,6 +32,7 @@ impl<Acc, Out> KeyState<Acc, Out> {
     }
 }
 
+#[cfg(feature = "serde")]
 impl<Acc: Clone, Out: Clone> KeyState<Acc, Out> {
     /// The windows' snapshots, without the key.
     pub(super) fn to_snapshots(&self) -> Vec<WindowSnapshot<(), Acc, Out>> {

@@ -12,6 +12,7 @@ use foldhash::HashMap;
 use std::hash::Hash;
 
 use super::core::WinState;
+#[cfg(feature = "serde")]
 use super::WindowSnapshot;
 
 /// Every window of one key: what a [`KeyStore`] keeps per key. Opaque;

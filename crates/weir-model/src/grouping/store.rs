@@ -64,6 +64,17 @@ impl<'de, Acc: serde::Deserialize<'de>, Out: serde::Deserialize<'de>> serde::Des
 /// answers as if the key had no state and keeps the error for its owner,
 /// which must check it after every call into the grouping and fail the job
 /// before using anything the call emitted.
+///
+/// ```
+/// use weir_model::*;
+/// let strategy = WindowingStrategy::new(FixedWindows::of(Duration::from_millis(10)).unwrap());
+/// let mut g = GroupAlsoByWindow::with_store(strategy, Buffer, MemoryKeys::default()).unwrap();
+/// let mut out = Vec::new();
+/// g.process_bundle(&"k", [(1, Timestamp::from_millis(1))], &mut out);
+/// assert_eq!(g.store().len(), 1, "one key with state");
+/// g.advance_input_watermark(Timestamp::MAX, &mut out);
+/// assert!(g.store().is_empty(), "its window fired and was collected");
+/// ```
 pub trait KeyStore<K, V> {
     /// The state of `key`, if it has any.
     fn get_mut(&mut self, key: &K) -> Option<&mut V>;

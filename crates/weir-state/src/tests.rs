@@ -81,3 +81,24 @@ fn the_scratch_folder_goes_with_the_store() {
     drop(keys);
     assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0, "the scratch folder is removed");
 }
+
+/// A grouping over the LSM store snapshots exactly what one in memory does.
+#[test]
+fn a_grouping_snapshots_the_same_state_on_both_backends() {
+    use weir_model::{Buffer, GlobalWindows, GroupAlsoByWindow, Timestamp, WindowingStrategy};
+    let dir = tempfile::tempdir().unwrap();
+    let strategy = WindowingStrategy::new(GlobalWindows);
+    let mut mem = GroupAlsoByWindow::new(strategy.clone(), Buffer).unwrap();
+    let lsm_keys: BackendKeys<u64, _> =
+        BackendKeys::open(&StateBackend::Lsm { dir: dir.path().into(), resident_keys: 3 }).unwrap();
+    let mut lsm = GroupAlsoByWindow::with_store(strategy, Buffer, lsm_keys).unwrap();
+    let mut out = Vec::new();
+    for i in 0..2000u64 {
+        let key = (i * 7919) % 301;
+        mem.process_bundle(&key, [(i, Timestamp::from_millis(i as i64))], &mut out);
+        lsm.process_bundle(&key, [(i, Timestamp::from_millis(i as i64))], &mut out);
+    }
+    assert!(lsm.store_mut().take_error().is_none());
+    assert_eq!(lsm.store().len(), 301);
+    assert_eq!(mem.snapshot(), lsm.snapshot());
+}

@@ -160,6 +160,14 @@ fn q4_killed_at_random_moments_loses_and_duplicates_nothing() {
     killed_any_number_of_times_ends_with_the_uninterrupted_output("q4", 3_000_000);
 }
 
+/// The committed checkpoints (manifests) in `weir nexmark --checkpoint-dir ck`.
+fn manifests(ck: &Path) -> Vec<PathBuf> {
+    let Ok(dirs) = std::fs::read_dir(ck.join("checkpoints")) else { return Vec::new() };
+    let mut all: Vec<PathBuf> = dirs.flatten().map(|d| d.path().join("MANIFEST")).filter(|m| m.exists()).collect();
+    all.sort();
+    all
+}
+
 /// Whether `weir nexmark --checkpoint-dir ck` committed a checkpoint.
 fn committed(ck: &Path) -> bool {
     let Ok(dirs) = std::fs::read_dir(ck.join("checkpoints")) else { return false };
@@ -193,8 +201,18 @@ fn rescaled_at_every_restart_ends_with_the_uninterrupted_output(q: &str, events:
             if attempt % 2 == 1 {
                 run.arg("--state-dir").arg(dir.join("state")).args(["--resident-keys", "1000"]);
             }
+            // Killed at a random moment after this start committed a
+            // checkpoint, so that the next start resumes from it on another
+            // number of workers (a slow machine must not turn every start
+            // into a fresh one).
+            let before = manifests(&ck);
             let mut child = run.spawn().unwrap();
-            let at = Instant::now() + Duration::from_millis(500 + rng.below(2500 + 300 * attempt as u64));
+            let started = Instant::now();
+            while manifests(&ck) == before && child.try_wait().unwrap().is_none() {
+                assert!(started.elapsed() < Duration::from_secs(120), "{q}: no checkpoint in 120 s");
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            let at = Instant::now() + Duration::from_millis(rng.below(1500));
             while Instant::now() < at && child.try_wait().unwrap().is_none() {
                 std::thread::sleep(Duration::from_millis(5));
             }

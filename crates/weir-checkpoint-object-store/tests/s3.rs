@@ -105,7 +105,10 @@ fn recovery_on_s3_skips_a_corrupt_checkpoint() {
     let store: Arc<dyn CheckpointStore> = Arc::new(ObjectStoreLocation::parse(&bucket("recovery")).unwrap());
     let c = Checkpoints::new(store.clone());
     let job = JobId { description: "q5".into(), fingerprint: 5 };
-    assert!(matches!(c.recover(&job, false).unwrap(), Recovery::Fresh));
+    assert!(matches!(
+        c.recover(&job, false, &|_, _| Err("no incremental entries".to_string())).unwrap(),
+        Recovery::Fresh
+    ));
     for epoch in 1..=2 {
         let state = WorkerState {
             epoch,
@@ -127,7 +130,7 @@ fn recovery_on_s3_skips_a_corrupt_checkpoint() {
     let mut m = store.get(&name).unwrap().unwrap();
     m[25] ^= 1;
     store.put(&name, &m).unwrap();
-    match c.recover(&job, false).unwrap() {
+    match c.recover(&job, false, &|_, _| Err("no incremental entries".to_string())).unwrap() {
         Recovery::Resume { manifest, skipped, .. } => {
             assert_eq!(manifest.epoch, 1);
             assert!(skipped[0].contains("checksum mismatch"), "{skipped:?}");

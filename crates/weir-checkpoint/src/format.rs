@@ -19,7 +19,7 @@ use crate::error::{CheckpointError, Result};
 pub const MAGIC: &[u8; 8] = b"WEIRCKPT";
 /// The format version this build writes and reads.
 /// 2: manifests say which split plan and key groups the run had (rescaling).
-pub const FORMAT_VERSION: u32 = 2;
+pub const FORMAT_VERSION: u32 = 3;
 const HEADER: usize = 8 + 4 + 1 + 8;
 
 /// What a checkpoint file holds.

@@ -35,7 +35,26 @@ pub enum NodeState {
     Operator(Vec<u8>),
     /// A source's position: one encoded position per split id.
     Source(Vec<(String, Vec<u8>)>),
+    /// An operator's changes since its entry of epoch `since` in the
+    /// same worker's state file (an incremental checkpoint); recovery
+    /// folds the chain back to a whole [`Operator`](NodeState::Operator)
+    /// snapshot ([`Checkpoints::load_all`]).
+    Changes {
+        /// The epoch of the entry these changes apply to.
+        since: u64,
+        /// The changes, in the operator's encoding.
+        changes: Vec<u8>,
+    },
 }
+
+/// The longest chain of incremental entries: an operator instance takes
+/// a whole snapshot at least every `MAX_CHAIN` checkpoints, so a
+/// checkpoint of epoch `e` needs no state file older than epoch
+/// `e - MAX_CHAIN` (retention keeps those).
+pub const MAX_CHAIN: u64 = 16;
+
+/// How recovery folds an operator's changes into its whole snapshot.
+pub type MergeChanges<'a> = &'a dyn Fn(Vec<u8>, &[u8]) -> std::result::Result<Vec<u8>, String>;
 
 /// One transform instance's entry.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -156,11 +175,17 @@ pub struct CheckpointInfo {
     pub manifest: Option<Manifest>,
     /// Why it is not usable (no manifest, or a bad one).
     pub problem: Option<String>,
+    /// Retired by retention: no longer a checkpoint, but its state files
+    /// are kept for newer incremental checkpoints that build on them.
+    pub retired: bool,
     /// Every file in its folder, with its size.
     pub files: Vec<(String, u64)>,
 }
 
 const COMPLETED: &str = "COMPLETED";
+/// The marker of a folder retired by retention whose state files stay.
+const RETIRED: &str = "/RETIRED";
+const RETIRED_WHY: &str = "retired: its state files stay for newer incremental checkpoints";
 /// The job a location belongs to, claimed by its first run.
 const JOB: &str = "JOB";
 /// Asks the running job to make its next checkpoint a savepoint.
@@ -255,7 +280,9 @@ impl Checkpoints {
         }
         let mut out = Vec::new();
         for (epoch, files) in by_epoch {
+            let retired = files.iter().any(|(n, _)| n.ends_with(RETIRED));
             let (manifest, problem) = match files.iter().find(|(n, _)| n.ends_with("/MANIFEST")) {
+                None if retired => (None, Some(RETIRED_WHY.to_string())),
                 None => (None, Some("no manifest: partial".to_string())),
                 Some((name, _)) => match self.store.get(name)? {
                     None => (None, Some("no manifest: partial".to_string())),
@@ -265,7 +292,7 @@ impl Checkpoints {
                     },
                 },
             };
-            out.push(CheckpointInfo { epoch, manifest, problem, files });
+            out.push(CheckpointInfo { epoch, manifest, problem, retired, files });
         }
         Ok(out)
     }
@@ -308,7 +335,7 @@ impl Checkpoints {
     /// committed checkpoint exists and none is usable, refuse, unless
     /// `allow_start_over`; only partial ones (none ever committed) start
     /// from the beginning. Another job's location is refused.
-    pub fn recover(&self, job: &JobId, allow_start_over: bool) -> Result<Recovery> {
+    pub fn recover(&self, job: &JobId, allow_start_over: bool, merge: MergeChanges<'_>) -> Result<Recovery> {
         let other = |found: &JobId| CheckpointError::OtherJob {
             location: self.location(),
             found: found.description.clone(),
@@ -324,7 +351,7 @@ impl Checkpoints {
             }
             None => {
                 if !self.store.put_new(JOB, &format::encode(Kind::Job, job))? {
-                    return self.recover(job, allow_start_over);
+                    return self.recover(job, allow_start_over, merge);
                 }
             }
         }
@@ -349,7 +376,7 @@ impl Checkpoints {
             if manifest.job.fingerprint != job.fingerprint {
                 return Err(other(&manifest.job));
             }
-            match self.load_all(&manifest) {
+            match self.load_all(&manifest, merge) {
                 Ok(states) => return Ok(Recovery::Resume { manifest, states, skipped }),
                 Err(e) => skipped.push(format!("checkpoint {}: {e}", info.epoch)),
             }
@@ -363,30 +390,80 @@ impl Checkpoints {
         Err(CheckpointError::NoneUsable { location: self.location(), reasons: skipped.join("; ") })
     }
 
-    /// Read and check every state file of `manifest`.
-    pub fn load_all(&self, manifest: &Manifest) -> Result<Vec<WorkerState>> {
-        let mut states = Vec::with_capacity(manifest.files.len());
-        for (w, f) in manifest.files.iter().enumerate() {
-            let bytes = self
-                .store
-                .get(&f.name)?
-                .ok_or_else(|| CheckpointError::Corrupt { file: f.name.clone(), reason: "missing".into() })?;
-            if bytes.len() as u64 != f.size {
-                return Err(CheckpointError::Corrupt {
-                    file: f.name.clone(),
-                    reason: format!("{} bytes, the manifest says {}", bytes.len(), f.size),
-                });
+    /// Read and check every state file of `manifest`, and fold every
+    /// incremental entry's chain (read from the same worker's earlier
+    /// state files) into a whole snapshot with `merge`.
+    pub fn load_all(&self, manifest: &Manifest, merge: MergeChanges<'_>) -> Result<Vec<WorkerState>> {
+        let mut states = self.read_states(manifest)?;
+        for state in &mut states {
+            for entry in &mut state.nodes {
+                if let NodeState::Changes { .. } = entry.state {
+                    let whole = self.fold_chain(entry, manifest.epoch, state.worker, merge)?;
+                    entry.state = NodeState::Operator(whole);
+                }
             }
-            let state: WorkerState = format::decode(&f.name, Kind::WorkerState, &bytes)?;
-            if state.epoch != manifest.epoch || state.worker as usize != w {
-                return Err(CheckpointError::Corrupt {
-                    file: f.name.clone(),
-                    reason: format!("holds worker {} of epoch {}", state.worker, state.epoch),
-                });
-            }
-            states.push(state);
         }
         Ok(states)
+    }
+
+    /// Read and check every state file of `manifest`, as stored
+    /// (incremental entries left as they are).
+    pub fn read_states(&self, manifest: &Manifest) -> Result<Vec<WorkerState>> {
+        let files = manifest.files.iter().enumerate();
+        files.map(|(w, f)| self.read_state(&f.name, Some(f.size), manifest.epoch, w as u32)).collect()
+    }
+
+    /// Read and check one state file (of `size` bytes, if known).
+    fn read_state(&self, name: &str, size: Option<u64>, epoch: u64, worker: u32) -> Result<WorkerState> {
+        let corrupt = |reason: String| CheckpointError::Corrupt { file: name.to_string(), reason };
+        let bytes = self.store.get(name)?.ok_or_else(|| corrupt("missing".into()))?;
+        if let Some(size) = size.filter(|s| *s != bytes.len() as u64) {
+            return Err(corrupt(format!("{} bytes, the manifest says {size}", bytes.len())));
+        }
+        let state: WorkerState = format::decode(name, Kind::WorkerState, &bytes)?;
+        if state.epoch != epoch || state.worker != worker {
+            return Err(corrupt(format!("holds worker {} of epoch {}", state.worker, state.epoch)));
+        }
+        Ok(state)
+    }
+
+    /// The whole snapshot of `entry` (of `epoch`, worker `worker`): its
+    /// chain of changes back to a whole snapshot, folded oldest first.
+    fn fold_chain(&self, entry: &NodeEntry, epoch: u64, worker: u32, merge: MergeChanges<'_>) -> Result<Vec<u8>> {
+        let mut pending: Vec<Vec<u8>> = Vec::new();
+        let (mut state, mut at) = (entry.state.clone(), epoch);
+        let whole = loop {
+            match state {
+                NodeState::Operator(bytes) => break bytes,
+                NodeState::Source(_) => {
+                    return Err(CheckpointError::Corrupt {
+                        file: Self::state_name(at, worker),
+                        reason: format!("node {} ('{}') is a source in its chain", entry.node, entry.name),
+                    })
+                }
+                NodeState::Changes { since, changes } => {
+                    let name = Self::state_name(since, worker);
+                    if since >= at || pending.len() as u64 >= MAX_CHAIN {
+                        return Err(CheckpointError::Corrupt {
+                            file: name,
+                            reason: format!("the chain of '{}' is longer than {MAX_CHAIN} or loops", entry.name),
+                        });
+                    }
+                    pending.push(changes);
+                    let older = self.read_state(&name, None, since, worker)?;
+                    let e = older.nodes.into_iter().find(|e| e.node == entry.node && e.name == entry.name);
+                    let e = e.ok_or_else(|| CheckpointError::Corrupt {
+                        file: name.clone(),
+                        reason: format!("holds no entry for '{}', which a later checkpoint builds on", entry.name),
+                    })?;
+                    (state, at) = (e.state, since);
+                }
+            }
+        };
+        pending.into_iter().rev().try_fold(whole, |acc, changes| {
+            merge(acc, &changes)
+                .map_err(|reason| CheckpointError::Corrupt { file: Self::state_name(epoch, worker), reason })
+        })
     }
 
     /// Remove every checkpoint folder newer than `epoch` (left by a run
@@ -404,23 +481,38 @@ impl Checkpoints {
 
     /// Keep the newest `keep` complete checkpoints (at least 1), every
     /// savepoint, and anything newer than the newest complete one (being
-    /// written); remove the rest. Returns the epochs removed.
+    /// written); remove the rest. The state files of the [`MAX_CHAIN`]
+    /// epochs before a kept checkpoint stay (its incremental entries may
+    /// build on them), without their manifests. Returns the epochs whose
+    /// checkpoints were removed.
     pub fn retain(&self, keep: usize) -> Result<Vec<u64>> {
         let infos = self.scan()?;
         let complete: Vec<u64> =
             infos.iter().filter(|i| i.manifest.as_ref().is_some_and(|m| !m.savepoint)).map(|i| i.epoch).collect();
         let keep = keep.max(1);
         let Some(&oldest_kept) = complete.get(complete.len().saturating_sub(keep)) else { return Ok(Vec::new()) };
+        let savepoints: Vec<u64> =
+            infos.iter().filter(|i| i.manifest.as_ref().is_some_and(|m| m.savepoint)).map(|i| i.epoch).collect();
+        let chained = |e: u64| e + MAX_CHAIN >= oldest_kept || savepoints.iter().any(|s| e < *s && e + MAX_CHAIN >= *s);
         let mut removed = Vec::new();
         for info in infos {
             let savepoint = info.manifest.as_ref().is_some_and(|m| m.savepoint);
-            if info.epoch < oldest_kept && !savepoint {
-                // The manifest goes first: a folder being removed is partial.
-                let mut files = info.files.clone();
-                files.sort_by_key(|(n, _)| !n.ends_with("/MANIFEST"));
-                for (name, _) in &files {
+            if info.epoch >= oldest_kept || savepoint {
+                continue;
+            }
+            // The manifest goes first: a folder being removed is partial.
+            let mut files = info.files.clone();
+            files.sort_by_key(|(n, _)| !n.ends_with("/MANIFEST"));
+            let keep_states = chained(info.epoch);
+            for (name, _) in &files {
+                if !keep_states || name.ends_with("/MANIFEST") {
                     self.store.delete(name)?;
                 }
+            }
+            if keep_states && !info.retired {
+                self.store.put(&format!("chk-{:020}{RETIRED}", info.epoch), RETIRED_WHY.as_bytes())?;
+            }
+            if info.manifest.is_some() || !keep_states {
                 removed.push(info.epoch);
             }
         }

@@ -1,5 +1,10 @@
 use super::*;
 
+/// A merge for tests whose checkpoints hold no incremental entries.
+fn no_changes(_: Vec<u8>, _: &[u8]) -> std::result::Result<Vec<u8>, String> {
+    Err("no incremental entries expected".into())
+}
+
 fn job(d: &str) -> JobId {
     JobId { description: d.to_string(), fingerprint: xxhash_rust::xxh3::xxh3_64(d.as_bytes()) }
 }
@@ -25,7 +30,7 @@ fn with_checkpoints(n: u64) -> (tempfile::TempDir, Checkpoints) {
     let dir = tempfile::tempdir().unwrap();
     let c = Checkpoints::new(Arc::new(LocalDir::new(dir.path())));
     // The job's first run claims the location.
-    assert!(matches!(c.recover(&job("q5"), false).unwrap(), Recovery::Fresh));
+    assert!(matches!(c.recover(&job("q5"), false, &no_changes).unwrap(), Recovery::Fresh));
     for e in 1..=n {
         for w in 0..2 {
             c.write_state(&state(e, w)).unwrap();
@@ -50,7 +55,7 @@ fn the_newest_complete_checkpoint_is_restored_and_partial_ones_skipped() {
     let (_d, c) = with_checkpoints(3);
     // Epoch 4 was being written when the run died: one state file, no manifest.
     c.write_state(&state(4, 0)).unwrap();
-    let (epoch, skipped) = resumed_epoch(c.recover(&job("q5"), false).unwrap());
+    let (epoch, skipped) = resumed_epoch(c.recover(&job("q5"), false, &no_changes).unwrap());
     assert_eq!(epoch, 3);
     assert_eq!(skipped, vec!["checkpoint 4: no manifest: partial".to_string()]);
     // A commit with a missing state file does not commit.
@@ -72,7 +77,7 @@ fn corrupt_checkpoints_fall_back_to_the_previous_one() {
     std::fs::write(p(3, "worker-00001.state"), &s[..s.len() - 3]).unwrap();
     // 2: a missing state file.
     std::fs::remove_file(p(2, "worker-00000.state")).unwrap();
-    let (epoch, skipped) = resumed_epoch(c.recover(&job("q5"), false).unwrap());
+    let (epoch, skipped) = resumed_epoch(c.recover(&job("q5"), false, &no_changes).unwrap());
     assert_eq!(epoch, 1);
     assert_eq!(skipped.len(), 3, "{skipped:?}");
     assert!(skipped[0].contains("checksum mismatch"), "{skipped:?}");
@@ -91,9 +96,9 @@ fn no_usable_checkpoint_refuses_to_start_unless_asked() {
     let sum = xxhash_rust::xxh3::xxh3_64(&m[..n - 8]);
     m[n - 8..].copy_from_slice(&sum.to_le_bytes());
     std::fs::write(&path, m).unwrap();
-    let e = c.recover(&job("q5"), false).unwrap_err().to_string();
+    let e = c.recover(&job("q5"), false, &no_changes).unwrap_err().to_string();
     assert!(e.contains("none is usable") && e.contains("format version 7"), "{e}");
-    assert!(matches!(c.recover(&job("q5"), true).unwrap(), Recovery::Fresh));
+    assert!(matches!(c.recover(&job("q5"), true, &no_changes).unwrap(), Recovery::Fresh));
 }
 
 #[test]
@@ -101,17 +106,20 @@ fn a_run_killed_before_its_first_commit_starts_from_the_beginning() {
     let dir = tempfile::tempdir().unwrap();
     let c = Checkpoints::new(Arc::new(LocalDir::new(dir.path())));
     c.write_state(&state(0, 0)).unwrap();
-    assert!(matches!(c.recover(&job("q5"), false).unwrap(), Recovery::Fresh));
+    assert!(matches!(c.recover(&job("q5"), false, &no_changes).unwrap(), Recovery::Fresh));
 }
 
 #[test]
 fn another_jobs_location_is_refused_and_completion_is_remembered() {
     let (_d, c) = with_checkpoints(2);
-    let e = c.recover(&job("q11"), true).unwrap_err().to_string();
+    let e = c.recover(&job("q11"), true, &no_changes).unwrap_err().to_string();
     assert!(e.contains("belongs to another job") && e.contains("\"q5\""), "{e}");
     c.mark_completed(&job("q5"), 2).unwrap();
-    assert!(matches!(c.recover(&job("q5"), false).unwrap(), Recovery::Completed(Completed { epoch: 2, .. })));
-    assert!(c.recover(&job("q11"), false).is_err());
+    assert!(matches!(
+        c.recover(&job("q5"), false, &no_changes).unwrap(),
+        Recovery::Completed(Completed { epoch: 2, .. })
+    ));
+    assert!(c.recover(&job("q11"), false, &no_changes).is_err());
 }
 
 #[test]
@@ -129,9 +137,77 @@ fn retention_keeps_the_newest_complete_checkpoints_and_savepoints() {
     }
     c.write_state(&state(7, 0)).unwrap();
     assert_eq!(c.retain(2).unwrap(), vec![1, 2, 4]);
-    let left: Vec<u64> = c.scan().unwrap().iter().map(|i| i.epoch).collect();
-    assert_eq!(left, vec![3, 5, 6, 7]);
+    let infos = c.scan().unwrap();
+    let complete: Vec<u64> = infos.iter().filter(|i| i.manifest.is_some()).map(|i| i.epoch).collect();
+    assert_eq!(complete, vec![3, 5, 6]);
+    // The state files of the MAX_CHAIN epochs before the oldest kept stay,
+    // as later incremental entries may build on them.
+    let files = |e: u64| infos.iter().find(|i| i.epoch == e).map_or(0, |i| i.files.len());
+    assert_eq!((files(1), files(2), files(4), files(7)), (3, 3, 3, 1), "two states and RETIRED");
+    assert!(infos.iter().filter(|i| [1, 2, 4].contains(&i.epoch)).all(|i| i.retired));
     // Never fewer than one complete checkpoint.
     c.retain(0).unwrap();
-    assert_eq!(resumed_epoch(c.recover(&job("q5"), false).unwrap()).0, 6);
+    assert_eq!(resumed_epoch(c.recover(&job("q5"), false, &no_changes).unwrap()).0, 6);
+}
+
+#[test]
+fn retention_removes_state_files_no_chain_can_reach() {
+    let (_d, c) = with_checkpoints(MAX_CHAIN + 3);
+    c.retain(1).unwrap();
+    let left: Vec<u64> = c.scan().unwrap().iter().map(|i| i.epoch).collect();
+    // Checkpoint MAX_CHAIN + 3 is kept; its chain reaches back to epoch 3.
+    assert_eq!(left, (3..=MAX_CHAIN + 3).collect::<Vec<_>>());
+}
+
+/// Worker `w`'s entry of epoch `e`: changes `text` since `e - 1`.
+fn changes(epoch: u64, worker: u32, text: &str) -> WorkerState {
+    let mut s = state(epoch, worker);
+    s.nodes[0].state = NodeState::Changes { since: epoch - 1, changes: text.as_bytes().to_vec() };
+    s
+}
+
+/// Merging by appending: the order of a chain shows in the result.
+fn append(whole: Vec<u8>, changes: &[u8]) -> std::result::Result<Vec<u8>, String> {
+    Ok([whole.as_slice(), b"+", changes].concat())
+}
+
+#[test]
+fn recovery_folds_incremental_entries_oldest_first() {
+    let (_d, c) = with_checkpoints(1);
+    for e in 2..=3 {
+        for w in 0..2 {
+            c.write_state(&changes(e, w, &format!("c{e}w{w}"))).unwrap();
+        }
+        c.commit(e, &job("q5"), SHAPE, false).unwrap().unwrap();
+    }
+    match c.recover(&job("q5"), false, &append).unwrap() {
+        Recovery::Resume { manifest, states, .. } => {
+            assert_eq!(manifest.epoch, 3);
+            let got: Vec<NodeState> = states.into_iter().map(|s| s.nodes[0].state.clone()).collect();
+            assert_eq!(
+                got,
+                vec![
+                    NodeState::Operator(b"state 1 0+c2w0+c3w0".to_vec()),
+                    NodeState::Operator(b"state 1 1+c2w1+c3w1".to_vec())
+                ]
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn a_checkpoint_whose_chain_is_broken_is_skipped() {
+    let (_d, c) = with_checkpoints(2);
+    for w in 0..2 {
+        c.write_state(&changes(3, w, "c3")).unwrap();
+    }
+    c.commit(3, &job("q5"), SHAPE, false).unwrap().unwrap();
+    // Worker 1's state of epoch 2, which checkpoint 3 builds on, is lost.
+    let dir = _d.path().join(Checkpoints::state_name(2, 1));
+    std::fs::remove_file(dir).unwrap();
+    let (epoch, skipped) = resumed_epoch(c.recover(&job("q5"), false, &append).unwrap());
+    assert_eq!(epoch, 1);
+    assert!(skipped.iter().any(|s| s.starts_with("checkpoint 3") && s.contains("missing")), "{skipped:?}");
+    assert!(skipped.iter().any(|s| s.starts_with("checkpoint 2") && s.contains("missing")), "{skipped:?}");
 }

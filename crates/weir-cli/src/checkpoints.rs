@@ -92,6 +92,11 @@ pub fn main(a: CheckpointsArgs) -> Result<()> {
                         m.processes,
                         size(&info)
                     ),
+                    (None, _) if info.retired => println!(
+                        "epoch {:>6}  retired: state files kept for newer incremental checkpoints  {} bytes",
+                        info.epoch,
+                        size(&info)
+                    ),
                     (None, problem) => println!(
                         "epoch {:>6}  NOT USABLE: {}  {} bytes",
                         info.epoch,
@@ -133,13 +138,16 @@ pub fn main(a: CheckpointsArgs) -> Result<()> {
                 manifest.splits_for,
                 manifest.key_groups
             );
-            for state in c.load_all(manifest)? {
+            for state in c.read_states(manifest)? {
                 let bytes = manifest.files[state.worker as usize].size;
                 println!("worker {} ({bytes} bytes):", state.worker);
                 for n in &state.nodes {
                     let what = match &n.state {
                         NodeState::Operator(b) if b.is_empty() => "stateless".to_string(),
                         NodeState::Operator(b) => format!("{} bytes of state", b.len()),
+                        NodeState::Changes { since, changes } => {
+                            format!("{} bytes of changes since checkpoint {since}", changes.len())
+                        }
                         NodeState::Source(splits) => format!(
                             "source, {} splits ({} bytes of positions)",
                             splits.len(),

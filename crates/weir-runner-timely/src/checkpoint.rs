@@ -105,7 +105,10 @@ pub(crate) fn recover(
 ) -> Result<Start, PipelineError> {
     let checkpoints = Checkpoints::new(cfg.store.clone());
     let commits: Vec<&Arc<dyn EpochCommit>> = graph.nodes.iter().filter_map(|n| n.commit.as_ref()).collect();
-    match checkpoints.recover(job, cfg.start_over).map_err(ck_err)? {
+    let merge = |whole: Vec<u8>, changes: &[u8]| {
+        weir_runtime::KeyedSnapshot::merge_encoded(whole, changes).map_err(|e| e.to_string())
+    };
+    match checkpoints.recover(job, cfg.start_over, &merge).map_err(ck_err)? {
         Recovery::Fresh => {
             if first_process {
                 checkpoints.discard_after(None).map_err(ck_err)?;
@@ -216,6 +219,9 @@ pub(crate) struct Checkpointer {
     writer: Mutex<Option<std::thread::JoinHandle<()>>>,
     /// Per local worker: epochs below this are durable (or failed).
     pub durable: Vec<AtomicU64>,
+    /// Per local worker: how many of its state files could not be
+    /// written; an operator that sees it move takes a whole snapshot next.
+    pub failures: Vec<AtomicU64>,
     /// Per local worker: its ack operator, woken when `durable` moves.
     acks: Mutex<Vec<Option<timely::scheduling::SyncActivator>>>,
     checkpoints: Checkpoints,
@@ -286,6 +292,7 @@ impl Checkpointer {
             jobs: Mutex::new(Some(tx)),
             writer: Mutex::new(None),
             durable: (0..threads).map(|_| AtomicU64::new(base)).collect(),
+            failures: (0..threads).map(|_| AtomicU64::new(0)).collect(),
             acks: Mutex::new((0..threads).map(|_| None).collect()),
             checkpoints: Checkpoints::new(cfg.store.clone()),
             job,
@@ -304,12 +311,30 @@ impl Checkpointer {
     }
 
     fn write_loop(&self, rx: mpsc::Receiver<Job>, graph: Arc<Graph>, retain: usize) {
+        // Per local worker: the epochs whose state file could not be written.
+        let mut lost: Vec<std::collections::BTreeSet<u64>> =
+            (0..self.durable.len()).map(|_| Default::default()).collect();
         for job in rx {
             match job {
                 Job::State { local, state } => {
                     let epoch = state.epoch;
-                    if let Err(e) = with_retries("writing a checkpoint", || self.checkpoints.write_state(&state)) {
+                    // Changes build on this worker's previous state file:
+                    // if that one is not there, neither is this one usable.
+                    let builds_on_lost = state
+                        .nodes
+                        .iter()
+                        .any(|n| matches!(n.state, NodeState::Changes { since, .. } if lost[local].contains(&since)));
+                    let written = if builds_on_lost {
+                        Err(format!("it builds on checkpoint {}, which failed", epoch.saturating_sub(1)))
+                    } else {
+                        with_retries("writing a checkpoint", || self.checkpoints.write_state(&state))
+                            .map_err(|e| e.to_string())
+                    };
+                    if let Err(e) = written {
                         eprintln!("weir: checkpoint {epoch} failed (the job goes on): {e}");
+                        lost[local].insert(epoch);
+                        // The next snapshots of this worker's operators are whole.
+                        self.failures[local].fetch_add(1, Ordering::AcqRel);
                     }
                     self.durable[local].fetch_max(epoch + 1, Ordering::AcqRel);
                     if let Some(a) = &self.acks.lock().unwrap_or_else(|p| p.into_inner())[local] {
@@ -481,6 +506,7 @@ impl WorkerCheckpoint {
             let what = match &state {
                 NodeState::Operator(b) => format!("{} bytes", b.len()),
                 NodeState::Source(p) => format!("{p:?}"),
+                NodeState::Changes { since, changes } => format!("{} bytes of changes since {since}", changes.len()),
             };
             eprintln!(
                 "ckpt w{} node {node} ({}) epoch {epoch} finished {finished}: {what}",
@@ -534,6 +560,11 @@ impl WorkerCheckpoint {
     /// the ack operator may release its capability.
     pub fn done(&self) -> bool {
         self.all_finished() && self.ck.durable[self.local].load(Ordering::Acquire) >= self.next
+    }
+
+    /// How many of this worker's state files could not be written so far.
+    pub fn failures(&self) -> u64 {
+        self.ck.failures[self.local].load(Ordering::Acquire)
     }
 
     /// Epochs below this are durable on this worker.

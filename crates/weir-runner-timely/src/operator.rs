@@ -118,6 +118,47 @@ pub(crate) struct OpDriver {
     pub epoch: u64,
     /// This worker's checkpoint, when the run is checkpointed.
     pub ckpt: Option<SharedWorkerCheckpoint>,
+    /// The operator's chain of incremental snapshots.
+    pub chain: Chain,
+}
+
+/// An operator instance's chain of incremental snapshots: it snapshots
+/// only its changes while the previous snapshot was of the previous epoch,
+/// the chain is shorter than [`MAX_CHAIN`](weir_checkpoint::MAX_CHAIN),
+/// the changes since the last whole snapshot are smaller than it, and no
+/// state file of this worker failed to be written since. So a snapshot's
+/// cost follows the state changed, amortized: a whole snapshot comes only
+/// after changes at least as big as it (or a long chain), and recovery
+/// reads at most twice the whole state.
+#[derive(Default)]
+pub(crate) struct Chain {
+    /// The epoch of the previous snapshot, if any in this run.
+    last: Option<u64>,
+    /// Change sets since the last whole snapshot.
+    links: u64,
+    /// Bytes of those change sets.
+    changed: u64,
+    /// Bytes of the last whole snapshot.
+    whole: u64,
+    /// The worker's state-file failures when the last whole one was taken.
+    failures: u64,
+}
+
+impl Chain {
+    fn may_grow(&self, epoch: u64, failures: u64) -> bool {
+        self.last.is_some_and(|l| l + 1 == epoch)
+            && self.links + 1 < weir_checkpoint::MAX_CHAIN
+            && self.changed < self.whole
+            && failures == self.failures
+    }
+    fn grew(&mut self, epoch: u64, bytes: usize) {
+        self.last = Some(epoch);
+        self.links += 1;
+        self.changed += bytes as u64;
+    }
+    fn restart(&mut self, epoch: u64, bytes: usize, failures: u64) {
+        *self = Chain { last: Some(epoch), links: 0, changed: 0, whole: bytes as u64, failures };
+    }
 }
 
 impl OpDriver {
@@ -256,7 +297,7 @@ impl OpDriver {
     /// it and nothing of it waits), snapshot it and open the next one.
     /// Returns whether an epoch completed.
     fn complete_epoch(&mut self, epochs: &[u64]) -> Result<bool, PipelineError> {
-        let Some(ckpt) = &self.ckpt else { return Ok(false) };
+        let Some(ckpt) = self.ckpt.clone() else { return Ok(false) };
         let input_epoch = epochs.iter().copied().min().unwrap_or(u64::MAX);
         if self.finished || input_epoch <= self.epoch {
             return Ok(false);
@@ -272,11 +313,31 @@ impl OpDriver {
         }
         // Output emitted so far belongs to the open epoch: send it first.
         self.flow.send(&mut self.outputs, &self.caps, &mut self.emitter)?;
-        let state = if self.op.stateless() { Vec::new() } else { self.op.snapshot_epoch(self.epoch)? };
-        ckpt.borrow_mut().record(self.node, self.epoch, NodeState::Operator(state), false);
+        let state = self.epoch_state(ckpt.borrow().failures())?;
+        ckpt.borrow_mut().record(self.node, self.epoch, state, false);
         self.epoch += 1;
         self.rebase();
         Ok(true)
+    }
+
+    /// The operator's state for the open epoch: the changes since its
+    /// previous snapshot when it can tell them and the chain may grow
+    /// (see [`Chain`]), else its whole state.
+    fn epoch_state(&mut self, failures: u64) -> Result<NodeState, PipelineError> {
+        let epoch = self.epoch;
+        if self.op.stateless() {
+            return Ok(NodeState::Operator(Vec::new()));
+        }
+        if self.chain.may_grow(epoch, failures) {
+            if let Some(changes) = self.op.snapshot_changes(epoch)? {
+                let changes = changes.encode();
+                self.chain.grew(epoch, changes.len());
+                return Ok(NodeState::Changes { since: epoch - 1, changes });
+            }
+        }
+        let whole = self.op.snapshot_epoch(epoch)?;
+        self.chain.restart(epoch, whole.len(), failures);
+        Ok(NodeState::Operator(whole))
     }
 
     /// Move the capabilities to (open epoch, output watermark).

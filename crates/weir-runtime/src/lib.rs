@@ -25,6 +25,7 @@ pub mod batch;
 pub mod data;
 pub mod error;
 pub mod graph;
+pub mod keyed;
 pub mod keys;
 pub mod metrics;
 pub mod operator;
@@ -37,6 +38,7 @@ pub use graph::{
     Graph, Node, NodeInput, NodeKind, OperatorFactory, Partitioner, RecoveryReport, Routing, RunResult, Runner,
     SourceFactory,
 };
+pub use keyed::KeyedSnapshot;
 pub use keys::{key_hash, KeyGroups, DEFAULT_MAX_KEY_GROUPS};
 pub use metrics::{CounterSnapshot, HoldBack, Metrics, NodeCounters, SplitState, WatermarkSnapshot};
 pub use operator::{

@@ -226,6 +226,17 @@ pub trait Operator: Send {
         let _ = epoch;
         self.snapshot()
     }
+    /// Incremental checkpoints: only what changed since the previous
+    /// [`snapshot_epoch`](Operator::snapshot_epoch) or `snapshot_changes`
+    /// call, as a [`KeyedSnapshot`](crate::KeyedSnapshot) change set, or
+    /// `None` if the operator cannot tell (the runner then takes a whole
+    /// snapshot). An operator that returns changes must take its whole
+    /// [`snapshot`](Operator::snapshot) as an encoded `KeyedSnapshot`, so
+    /// that recovery can fold the changes into it. The default: `None`.
+    fn snapshot_changes(&mut self, epoch: u64) -> Result<Option<crate::KeyedSnapshot>, PipelineError> {
+        let _ = epoch;
+        Ok(None)
+    }
     /// The operator's whole state as bytes, for a checkpoint. Taken
     /// between calls, never during one. The default refuses: an operator
     /// that keeps state must snapshot it (or be [`stateless`](Operator::stateless)).

@@ -94,6 +94,9 @@ pub struct BackendKeys<K, V> {
     len: usize,
     error: Mutex<Option<String>>,
     scratch: Vec<u8>,
+    /// Keys touched since [`take_changed`](Self::take_changed) was last
+    /// called (tracked from its first call on: incremental checkpoints).
+    changed: Option<foldhash::HashSet<K>>,
 }
 
 impl<K, V> BackendKeys<K, V> {
@@ -119,7 +122,14 @@ impl<K, V> BackendKeys<K, V> {
                 Some(Disk { keyspace, db, _dir: folder, resident_keys: (*resident_keys).max(1) })
             }
         };
-        Ok(BackendKeys { resident: HashMap::default(), disk, len: 0, error: Mutex::new(None), scratch: Vec::new() })
+        Ok(BackendKeys {
+            resident: HashMap::default(),
+            disk,
+            len: 0,
+            error: Mutex::new(None),
+            scratch: Vec::new(),
+            changed: None,
+        })
     }
 
     /// A store of every key in memory.
@@ -157,6 +167,50 @@ impl<K, V> BackendKeys<K, V> {
 }
 
 impl<K: Hash + Eq + Clone + Serialize + DeserializeOwned, V: Serialize + DeserializeOwned> BackendKeys<K, V> {
+    /// The keys read or written since the previous call (a superset of
+    /// those whose state changed), in no particular order; from the first
+    /// call on, the store tracks them (before it, it returns nothing).
+    pub fn take_changed(&mut self) -> Vec<K> {
+        match &mut self.changed {
+            Some(set) => set.drain().collect(),
+            None => {
+                self.changed = Some(foldhash::HashSet::default());
+                Vec::new()
+            }
+        }
+    }
+
+    fn touch(&mut self, key: &K) {
+        if let Some(set) = &mut self.changed {
+            if !set.contains(key) {
+                set.insert(key.clone());
+            }
+        }
+    }
+
+    /// The encoded (bincode) state of `key`, if it has any, read without
+    /// loading it into memory or marking it changed.
+    pub fn encoded(&mut self, key: &K) -> Option<Vec<u8>> {
+        if let Some(r) = self.resident.get(key) {
+            return match bincode::serialize(&r.value) {
+                Ok(bytes) => Some(bytes),
+                Err(e) => {
+                    self.fail("encoding a key's state", e);
+                    None
+                }
+            };
+        }
+        let bytes = self.key_bytes(key);
+        let disk = self.disk.as_ref()?;
+        match disk.keyspace.get(&bytes) {
+            Ok(v) => v.map(|v| v.to_vec()),
+            Err(e) => {
+                self.fail("reading a key's state", e);
+                None
+            }
+        }
+    }
+
     fn key_bytes(&mut self, key: &K) -> Vec<u8> {
         self.scratch.clear();
         bincode::serialize_into(&mut self.scratch, key).expect("encoding a key into memory");
@@ -231,6 +285,7 @@ where
     V: Serialize + DeserializeOwned,
 {
     fn get_mut(&mut self, key: &K) -> Option<&mut V> {
+        self.touch(key);
         if self.resident.contains_key(key) {
             let r = self.resident.get_mut(key).expect("just checked");
             r.dirty = true;
@@ -244,6 +299,7 @@ where
     where
         V: Default,
     {
+        self.touch(key);
         if self.resident.contains_key(key) {
             let r = self.resident.get_mut(key).expect("just checked");
             r.dirty = true;
@@ -259,6 +315,7 @@ where
     }
 
     fn remove(&mut self, key: &K) {
+        self.touch(key);
         let on_disk = match self.resident.remove(key) {
             Some(r) => {
                 self.len -= 1;

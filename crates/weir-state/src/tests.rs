@@ -1,6 +1,8 @@
 //! The store behaves as a map whatever its backend and budget: random
 //! operations on a memory store and on LSM stores with 1 to 8 resident
-//! keys, compared with a `BTreeMap`.
+//! keys, compared with a `BTreeMap`; and the changes it reports, applied
+//! to a whole image taken first, give that map too (incremental
+//! checkpoints).
 
 use std::collections::BTreeMap;
 
@@ -14,6 +16,8 @@ enum Op {
     Add(u8, u32),
     Remove(u8),
     Get(u8),
+    /// Take the changes since the previous checkpoint into the image.
+    Checkpoint,
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -21,6 +25,7 @@ fn op() -> impl Strategy<Value = Op> {
         (0u8..40, any::<u32>()).prop_map(|(k, v)| Op::Add(k, v)),
         (0u8..40).prop_map(Op::Remove),
         (0u8..40).prop_map(Op::Get),
+        Just(Op::Checkpoint),
     ]
 }
 
@@ -38,8 +43,20 @@ proptest! {
         for backend in [StateBackend::Memory, lsm] {
             let mut keys: BackendKeys<u8, Vec<u32>> = BackendKeys::open(&backend).unwrap();
             let mut model: BTreeMap<u8, Vec<u32>> = BTreeMap::new();
+            // The whole image at the start (empty), then changes only.
+            prop_assert!(keys.take_changed().is_empty());
+            let mut image: BTreeMap<u8, Vec<u32>> = BTreeMap::new();
             for op in &ops {
                 match *op {
+                    Op::Checkpoint => {
+                        for k in keys.take_changed() {
+                            match keys.encoded(&k) {
+                                Some(bytes) => image.insert(k, bincode::deserialize(&bytes).unwrap()),
+                                None => image.remove(&k),
+                            };
+                        }
+                        prop_assert_eq!(&image, &model);
+                    }
                     Op::Add(k, v) => {
                         keys.get_or_default(&k).push(v);
                         model.entry(k).or_default().push(v);

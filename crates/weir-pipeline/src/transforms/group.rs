@@ -17,10 +17,12 @@ use crate::transforms::elementwise::{apply_fn, DoFn, ElementwiseExt, KvElementwi
 use crate::transforms::other::FlattenExt;
 use crate::transforms::side::{SideInput, SideInputExt, SideParDoExt};
 use weir_model::grouping::{GroupSnapshot, KeyStateOf};
+use weir_model::KeyStore;
 use weir_runtime::batch::Batch;
 use weir_runtime::data::{Data, Key, WindowedValue};
 use weir_runtime::{
-    key_hash, NodeCounters, OpContext, OpResult, Operator, PipelineError, Rescale, StateBackend, WorkerInfo,
+    key_hash, KeyedSnapshot, NodeCounters, OpContext, OpResult, Operator, PipelineError, Rescale, StateBackend,
+    WorkerInfo,
 };
 use weir_runtime::{NodeKind, Routing};
 use weir_state::BackendKeys;
@@ -128,13 +130,6 @@ where
         cx.out.emit(1, dropped);
     }
 
-    fn restore_snapshot(&mut self, snap: GroupSnapshot<K, A::Acc, A::Out>) -> OpResult {
-        let store = open_store(&self.backend)?;
-        self.gbw = GroupAlsoByWindow::restore_with(self.strategy.clone(), self.agg.clone(), store, snap)
-            .map_err(|e| PipelineError::Runner(format!("restoring a grouping: {e}")))?;
-        self.check_store()
-    }
-
     /// A failure of the state backend ends the job before anything the
     /// last call emitted leaves the operator.
     fn check_store(&mut self) -> OpResult {
@@ -181,20 +176,68 @@ impl Operator for Failed {
 }
 
 /// The format of a grouping's snapshot (bump on any change of
-/// `GroupSnapshot` or of this envelope).
-const GROUP_SNAPSHOT_FORMAT: u32 = 1;
+/// `GroupSnapshot` or of this envelope). Format 2: a [`KeyedSnapshot`]
+/// whose meta is the grouping's `GroupSnapshot` without windows and whose
+/// keys are each key's [`KeyState`](weir_model::KeyState), both bincode.
+const GROUP_SNAPSHOT_FORMAT: u32 = 2;
+
+type Meta<K, A, V> = GroupSnapshot<K, <A as Aggregator<V>>::Acc, <A as Aggregator<V>>::Out>;
+
+fn snapshot_error(e: impl std::fmt::Display) -> PipelineError {
+    PipelineError::Runner(format!("a grouping cannot restore this snapshot: {e}"))
+}
+
+/// A grouping's snapshot decoded: its meta, and each key with its
+/// encoded state.
+type DecodedGroup<K, Acc, Out> = (GroupSnapshot<K, Acc, Out>, Vec<(K, Vec<u8>)>);
 
 fn decode_group_snapshot<K: Key, Acc: Data, Out: Data>(
     bytes: &[u8],
-) -> Result<GroupSnapshot<K, Acc, Out>, PipelineError> {
-    let (format, snap): (u32, GroupSnapshot<K, Acc, Out>) = bincode::deserialize(bytes)
-        .map_err(|e| PipelineError::Runner(format!("a grouping cannot restore this snapshot: {e}")))?;
+) -> Result<DecodedGroup<K, Acc, Out>, PipelineError> {
+    let keyed = KeyedSnapshot::decode(bytes)?;
+    let (format, meta): (u32, GroupSnapshot<K, Acc, Out>) =
+        bincode::deserialize(&keyed.meta).map_err(snapshot_error)?;
     if format != GROUP_SNAPSHOT_FORMAT {
         return Err(PipelineError::Runner(format!(
             "a grouping snapshot of format {format}; this Weir reads format {GROUP_SNAPSHOT_FORMAT}"
         )));
     }
-    Ok(snap)
+    let mut keys = Vec::with_capacity(keyed.keys.len());
+    for (k, v) in keyed.keys {
+        let v = v.ok_or_else(|| snapshot_error("a whole snapshot with a removed key"))?;
+        keys.push((bincode::deserialize(&k).map_err(snapshot_error)?, v));
+    }
+    Ok((meta, keys))
+}
+
+impl<K: Key, V: Data, A: Aggregator<V> + Clone + Send, O: Data> GroupOp<K, V, A, O>
+where
+    A::Acc: Data,
+    A::Out: Data,
+{
+    fn encode_meta(&self) -> Result<Vec<u8>, PipelineError> {
+        bincode::serialize(&(GROUP_SNAPSHOT_FORMAT, self.gbw.meta_snapshot()))
+            .map_err(|e| PipelineError::Internal(format!("serializing a grouping's snapshot: {e}")))
+    }
+
+    fn store_error(&self) -> OpResult {
+        match self.gbw.store().peek_error() {
+            Some(e) => Err(PipelineError::Runner(e)),
+            None => Ok(()),
+        }
+    }
+
+    /// Restore from a meta and keys (states encoded as the store encodes them).
+    fn restore_keys(&mut self, meta: Meta<K, A, V>, keys: Vec<(K, Vec<u8>)>) -> OpResult {
+        let store = open_store(&self.backend)?;
+        self.gbw = GroupAlsoByWindow::restore_with(self.strategy.clone(), self.agg.clone(), store, meta)
+            .map_err(|e| PipelineError::Runner(format!("restoring a grouping: {e}")))?;
+        for (k, v) in keys {
+            let state: KeyStateOf<V, A> = bincode::deserialize(&v).map_err(snapshot_error)?;
+            self.gbw.restore_key(&k, state).map_err(|e| PipelineError::Runner(format!("restoring a grouping: {e}")))?;
+        }
+        self.check_store()
+    }
 }
 
 impl<K: Key, V: Data, A: Aggregator<V> + Clone + Send, O: Data> Operator for GroupOp<K, V, A, O>
@@ -202,18 +245,48 @@ where
     A::Acc: Data,
     A::Out: Data,
 {
+    /// Every key, sorted by its encoding (a [`KeyedSnapshot`]).
     fn snapshot(&self) -> Result<Vec<u8>, PipelineError> {
-        let snap = self.gbw.snapshot();
-        if let Some(e) = self.gbw.store().peek_error() {
-            return Err(PipelineError::Runner(e));
+        let mut keys = Vec::with_capacity(self.gbw.store().len());
+        let mut failed = None;
+        self.gbw.store().for_each(&mut |k, state| match (bincode::serialize(k), bincode::serialize(state)) {
+            (Ok(k), Ok(v)) => keys.push((k, Some(v))),
+            (Err(e), _) | (_, Err(e)) => failed = Some(e),
+        });
+        if let Some(e) = failed {
+            return Err(PipelineError::Internal(format!("serializing a grouping's snapshot: {e}")));
         }
-        bincode::serialize(&(GROUP_SNAPSHOT_FORMAT, snap))
-            .map_err(|e| PipelineError::Internal(format!("serializing a grouping's snapshot: {e}")))
+        self.store_error()?;
+        keys.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        Ok(KeyedSnapshot { meta: self.encode_meta()?, keys }.encode())
+    }
+
+    /// A whole snapshot; the keys touched from now on are tracked for the
+    /// next [`snapshot_changes`](Operator::snapshot_changes).
+    fn snapshot_epoch(&mut self, _epoch: u64) -> Result<Vec<u8>, PipelineError> {
+        self.gbw.store_mut().take_changed();
+        self.snapshot()
+    }
+
+    /// The keys touched since the previous snapshot, with their states
+    /// now (`None`: no state any more).
+    fn snapshot_changes(&mut self, _epoch: u64) -> Result<Option<KeyedSnapshot>, PipelineError> {
+        let store = self.gbw.store_mut();
+        let changed = store.take_changed();
+        let mut keys = Vec::with_capacity(changed.len());
+        for k in changed {
+            let key = bincode::serialize(&k)
+                .map_err(|e| PipelineError::Internal(format!("serializing a grouping's snapshot: {e}")))?;
+            keys.push((key, store.encoded(&k)));
+        }
+        self.store_error()?;
+        keys.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        Ok(Some(KeyedSnapshot { meta: self.encode_meta()?, keys }))
     }
 
     fn restore(&mut self, bytes: &[u8]) -> OpResult {
-        let snap = decode_group_snapshot::<K, A::Acc, A::Out>(bytes)?;
-        self.restore_snapshot(snap)
+        let (meta, keys) = decode_group_snapshot::<K, A::Acc, A::Out>(bytes)?;
+        self.restore_keys(meta, keys)
     }
 
     /// The (key, window) states of the key groups this worker owns, from
@@ -221,17 +294,18 @@ where
     /// any (each instance's are the stage's at the cut, or behind it); the
     /// counters of the old instances it owns.
     fn restore_rescaled(&mut self, from: &Rescale<'_>) -> OpResult {
-        let mut merged: Option<GroupSnapshot<K, A::Acc, A::Out>> = None;
+        let mut merged: Option<Meta<K, A, V>> = None;
+        let mut all_keys = Vec::new();
         for (j, bytes) in from.snapshots.iter().enumerate() {
-            let mut snap = decode_group_snapshot::<K, A::Acc, A::Out>(bytes)?;
-            snap.windows.retain(|w| from.owns(key_hash(&w.key)));
+            let (mut snap, mut keys) = decode_group_snapshot::<K, A::Acc, A::Out>(bytes)?;
+            keys.retain(|(k, _)| from.owns(key_hash(k)));
+            all_keys.append(&mut keys);
             if !from.owned.contains(&j) {
                 snap.counters = Default::default();
             }
             merged = Some(match merged {
                 None => snap,
                 Some(mut m) => {
-                    m.windows.append(&mut snap.windows);
                     m.input_watermark = m.input_watermark.min(snap.input_watermark);
                     m.output_watermark = m.output_watermark.min(snap.output_watermark);
                     m.stage_output_watermark = m.stage_output_watermark.min(snap.stage_output_watermark);
@@ -246,9 +320,9 @@ where
                 }
             });
         }
-        let Some(mut snap) = merged else { return Ok(()) };
-        snap.windows.sort_by(|a, b| (&a.key, a.window).cmp(&(&b.key, b.window)));
-        self.restore_snapshot(snap)
+        let Some(meta) = merged else { return Ok(()) };
+        all_keys.sort_by(|a, b| a.0.cmp(&b.0));
+        self.restore_keys(meta, all_keys)
     }
 
     fn process(&mut self, _port: usize, batch: Batch, cx: &mut OpContext<'_>) -> OpResult {

@@ -93,15 +93,27 @@ impl<K: Key> CellStore<K> {
     pub(super) fn cells(&mut self, at: Address<K>) -> &mut Cells {
         &mut self.map.get_or_default(&at).0
     }
-    /// Put the cells of a (key, window) (restoring a snapshot).
-    pub(super) fn insert(&mut self, at: Address<K>, cells: Cells) {
-        *self.map.get_or_default(&at) = StoredCells(cells);
-    }
     /// Drop every cell of a (key, window); returns how many there were.
     pub(super) fn remove(&mut self, at: &Address<K>) -> usize {
         let n = self.map.get_mut(at).map_or(0, |c| c.0.len());
         self.map.remove(at);
         n
+    }
+    /// Put the stored cells of a (key, window) (restoring a snapshot);
+    /// returns how many there are.
+    pub(super) fn insert_stored(&mut self, at: Address<K>, cells: StoredCells) -> usize {
+        let n = cells.0.len();
+        *self.map.get_or_default(&at) = cells;
+        n
+    }
+    /// The (key, window)s touched since the previous call (tracked from
+    /// the first call on).
+    pub(super) fn take_changed(&mut self) -> Vec<Address<K>> {
+        self.map.take_changed()
+    }
+    /// The encoded cells of a (key, window), if it has any.
+    pub(super) fn encoded(&mut self, at: &Address<K>) -> Option<Vec<u8>> {
+        self.map.encoded(at)
     }
     /// Call `f` with every (key, window) with cells, in no particular order.
     pub(super) fn for_each(&self, f: &mut dyn FnMut(&Address<K>, &Cells)) {

@@ -53,10 +53,10 @@ use weir_runtime::batch::Batch;
 use weir_runtime::data::{Data, Key, WindowedValue};
 use weir_runtime::error::PipelineError;
 use weir_runtime::keys::key_hash;
-use weir_runtime::{NodeCounters, OpContext, OpResult, Operator, Rescale, StateBackend, WorkerInfo};
+use weir_runtime::{KeyedSnapshot, NodeCounters, OpContext, OpResult, Operator, Rescale, StateBackend, WorkerInfo};
 use weir_runtime::{NodeKind, Routing};
 
-use cells::{Cell, CellStore, Cells, Name};
+use cells::{Address, Cell, CellStore, Cells, Name, StoredCells};
 pub use context::StateContext;
 use context::TimerRequest;
 pub use handles::*;

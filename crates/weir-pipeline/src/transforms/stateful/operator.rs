@@ -42,23 +42,21 @@ pub(super) struct StatefulOp<D: StatefulDoFn> {
     pub(super) worker: usize,
 }
 
-/// A (key, window)'s cells as (name, bincode bytes).
-type EncodedCells = Vec<(String, Vec<u8>)>;
-
 /// A pending timer: key, window, family, tag, domain, firing time, output timestamp.
 type EncodedTimer<K> = (K, Window, String, String, TimeDomain, Timestamp, Timestamp);
 
-/// The version of [`OpSnapshot`]'s encoding (bincode): 2 added the format
-/// number and the key group of each (key, window).
-const SNAPSHOT_FORMAT: u32 = 2;
+/// The version of a [`StatefulOp`]'s snapshot: 2 added the format number
+/// and the key group of each (key, window); 3 made it a
+/// [`KeyedSnapshot`]: [`OpSnapshot`] (bincode) as its meta, and each
+/// (key group, key, window)'s cells ([`StoredCells`], bincode) as its keys,
+/// so that a checkpoint can store only the cells changed.
+const SNAPSHOT_FORMAT: u32 = 3;
 
-/// The serialized form of a [`StatefulOp`]'s state.
+/// What a [`StatefulOp`] keeps besides its cells.
 #[derive(Serialize, Deserialize)]
 struct OpSnapshot<K, V> {
     /// [`SNAPSHOT_FORMAT`].
     format: u32,
-    /// (key group, key, window, cells).
-    cells: Vec<(u32, K, Window, EncodedCells)>,
     timers: Vec<EncodedTimer<K>>,
     windows: Vec<(Timestamp, K, Window)>,
     buffer: Vec<(Timestamp, u64, K, Window, V)>,
@@ -329,35 +327,55 @@ impl<D: StatefulDoFn> Operator for StatefulOp<D> {
         self.queues.next_time(TimerDomain::ProcessingTime)
     }
 
+    /// Every (key, window)'s cells, sorted by their encoding, and the rest
+    /// as the meta (a [`KeyedSnapshot`]).
     fn snapshot(&self) -> Result<Vec<u8>, PipelineError> {
-        let mut cells = Vec::new();
-        self.cells.for_each(&mut |(g, k, w), named| {
-            let mut named: Vec<(String, Vec<u8>)> = named.iter().map(|(n, c)| (n.to_string(), c.encode())).collect();
-            named.sort_by(|a, b| a.0.cmp(&b.0));
-            cells.push((*g, k.clone(), *w, named));
+        let mut keys = Vec::new();
+        let mut failed = None;
+        self.cells.for_each(&mut |at, cells| {
+            let named: Vec<(&str, Vec<u8>)> = cells.iter().map(|(n, c)| (n.as_ref(), c.encode())).collect();
+            match (bincode::serialize(at), bincode::serialize(&named)) {
+                (Ok(k), Ok(v)) => keys.push((k, Some(v))),
+                (Err(e), _) | (_, Err(e)) => failed = Some(e),
+            }
         });
+        if let Some(e) = failed {
+            return Err(PipelineError::Internal(format!("serializing a stateful operator's snapshot: {e}")));
+        }
         if let Some(e) = self.cells.peek_error() {
             return Err(e);
         }
-        let snap = OpSnapshot::<D::Key, D::Value> {
-            format: SNAPSHOT_FORMAT,
-            cells,
-            timers: self
-                .timers
-                .iter()
-                .map(|((k, w, f, tag), (d, t, o))| (k.clone(), *w, f.to_string(), tag.clone(), *d, *t, *o))
-                .collect(),
-            windows: self.windows.iter().cloned().collect(),
-            buffer: self.buffer.iter().map(|((t, s), (k, w, v))| (*t, *s, k.clone(), *w, v.clone())).collect(),
-            next_seq: self.next_seq,
-            input_wm: self.input_wm,
-            processing_time: self.processing_time,
-        };
-        Ok(bincode::serialize(&snap).expect("serializing a snapshot into memory cannot fail"))
+        keys.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        Ok(KeyedSnapshot { meta: self.encode_meta(), keys }.encode())
+    }
+
+    /// A whole snapshot; the (key, window)s touched from now on are
+    /// tracked for the next [`snapshot_changes`](Operator::snapshot_changes).
+    fn snapshot_epoch(&mut self, _epoch: u64) -> Result<Vec<u8>, PipelineError> {
+        self.cells.take_changed();
+        self.snapshot()
+    }
+
+    /// The cells of the (key, window)s touched since the previous
+    /// snapshot (`None`: no cells any more), and the rest whole.
+    fn snapshot_changes(&mut self, _epoch: u64) -> Result<Option<KeyedSnapshot>, PipelineError> {
+        let changed = self.cells.take_changed();
+        let mut keys = Vec::with_capacity(changed.len());
+        for at in changed {
+            let k = bincode::serialize(&at)
+                .map_err(|e| PipelineError::Internal(format!("serializing a stateful operator's snapshot: {e}")))?;
+            keys.push((k, self.cells.encoded(&at)));
+        }
+        if let Some(e) = self.cells.peek_error() {
+            return Err(e);
+        }
+        keys.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        Ok(Some(KeyedSnapshot { meta: self.encode_meta(), keys }))
     }
 
     fn restore(&mut self, bytes: &[u8]) -> Result<(), PipelineError> {
-        self.restore_snapshot(decode_snapshot(bytes)?)
+        let (snap, cells) = decode_snapshot(bytes)?;
+        self.restore_snapshot(snap, cells)
     }
 
     /// The cells, timers, windows and time-sorted input of the keys this
@@ -366,16 +384,17 @@ impl<D: StatefulDoFn> Operator for StatefulOp<D> {
     /// (timestamp, old instance, old number) order.
     fn restore_rescaled(&mut self, from: &Rescale<'_>) -> Result<(), PipelineError> {
         let mut merged: Option<OpSnapshot<D::Key, D::Value>> = None;
+        let mut cells = Vec::new();
         for bytes in from.snapshots {
-            let mut snap = decode_snapshot::<D::Key, D::Value>(bytes)?;
-            snap.cells.retain(|(g, ..)| from.owns_group(*g));
+            let (mut snap, mut owned) = decode_snapshot::<D::Key, D::Value>(bytes)?;
+            owned.retain(|((g, ..), _)| from.owns_group(*g));
+            cells.append(&mut owned);
             snap.timers.retain(|t| from.owns(key_hash(&t.0)));
             snap.windows.retain(|w| from.owns(key_hash(&w.1)));
             snap.buffer.retain(|b| from.owns(key_hash(&b.2)));
             merged = Some(match merged {
                 None => snap,
                 Some(mut m) => {
-                    m.cells.append(&mut snap.cells);
                     m.timers.append(&mut snap.timers);
                     m.windows.append(&mut snap.windows);
                     m.buffer.append(&mut snap.buffer);
@@ -392,29 +411,63 @@ impl<D: StatefulDoFn> Operator for StatefulOp<D> {
             b.1 = seq as u64;
         }
         snap.next_seq = snap.buffer.len() as u64;
-        self.restore_snapshot(snap)
+        self.restore_snapshot(snap, cells)
     }
 }
 
-fn decode_snapshot<K: Key, V: Data>(bytes: &[u8]) -> Result<OpSnapshot<K, V>, PipelineError> {
-    let snap: OpSnapshot<K, V> = bincode::deserialize(bytes)
-        .map_err(|e| PipelineError::Runner(format!("stateful operator: cannot restore a snapshot: {e}")))?;
+/// The cells of one (key, window), as a snapshot holds them.
+type SnapCells<K> = (Address<K>, StoredCells);
+
+fn cannot_restore(e: impl std::fmt::Display) -> PipelineError {
+    PipelineError::Runner(format!("stateful operator: cannot restore a snapshot: {e}"))
+}
+
+/// A stateful operator's snapshot decoded: the rest, and the cells.
+type Decoded<K, V> = (OpSnapshot<K, V>, Vec<SnapCells<K>>);
+
+fn decode_snapshot<K: Key, V: Data>(bytes: &[u8]) -> Result<Decoded<K, V>, PipelineError> {
+    let keyed = KeyedSnapshot::decode(bytes)?;
+    let snap: OpSnapshot<K, V> = bincode::deserialize(&keyed.meta).map_err(cannot_restore)?;
     if snap.format != SNAPSHOT_FORMAT {
         return Err(PipelineError::Runner(format!(
             "stateful operator: a snapshot of format {}, this Weir reads format {SNAPSHOT_FORMAT}",
             snap.format
         )));
     }
-    Ok(snap)
+    let mut cells = Vec::with_capacity(keyed.keys.len());
+    for (k, v) in keyed.keys {
+        let v = v.ok_or_else(|| cannot_restore("a whole snapshot with removed cells"))?;
+        cells.push((
+            bincode::deserialize(&k).map_err(cannot_restore)?,
+            bincode::deserialize(&v).map_err(cannot_restore)?,
+        ));
+    }
+    Ok((snap, cells))
 }
 
 impl<D: StatefulDoFn> StatefulOp<D> {
-    fn restore_snapshot(&mut self, snap: OpSnapshot<D::Key, D::Value>) -> OpResult {
+    /// Everything but the cells.
+    fn encode_meta(&self) -> Vec<u8> {
+        let snap = OpSnapshot::<D::Key, D::Value> {
+            format: SNAPSHOT_FORMAT,
+            timers: self
+                .timers
+                .iter()
+                .map(|((k, w, f, tag), (d, t, o))| (k.clone(), *w, f.to_string(), tag.clone(), *d, *t, *o))
+                .collect(),
+            windows: self.windows.iter().cloned().collect(),
+            buffer: self.buffer.iter().map(|((t, s), (k, w, v))| (*t, *s, k.clone(), *w, v.clone())).collect(),
+            next_seq: self.next_seq,
+            input_wm: self.input_wm,
+            processing_time: self.processing_time,
+        };
+        bincode::serialize(&snap).expect("serializing a snapshot into memory cannot fail")
+    }
+
+    fn restore_snapshot(&mut self, snap: OpSnapshot<D::Key, D::Value>, cells: Vec<SnapCells<D::Key>>) -> OpResult {
         let mut op = StatefulOp::with_backend(self.dofn.clone(), self.strategy.clone(), self.worker, &self.backend)?;
-        for (g, k, w, named) in snap.cells {
-            op.live_cells += named.len() as u64;
-            let cells = named.into_iter().map(|(n, bytes)| (Cow::Owned(n), Cell::Encoded(bytes))).collect();
-            op.cells.insert((g, k, w), cells);
+        for (at, stored) in cells {
+            op.live_cells += op.cells.insert_stored(at, stored) as u64;
         }
         for (k, w, f, tag, d, t, o) in snap.timers {
             op.insert_timer((k, w, Cow::Owned(f), tag), (d, t, o));

@@ -89,12 +89,13 @@ fn uninterrupted_sha(q: &str, events: u64, dir: &Path) -> String {
 }
 
 /// Kill `q` over and over until it completes; returns the kills.
-fn campaign(q: &str, events: u64, dir: &Path, rng: &mut Rng) -> usize {
+fn campaign(q: &str, events: u64, extra: &[&str], dir: &Path, rng: &mut Rng) -> usize {
     let (out, ck) = (dir.join("out"), dir.join("ck"));
     let mut kills = 0;
     for attempt in 0.. {
         assert!(attempt < 200, "{q} did not complete after {attempt} starts");
         let mut child = nexmark(q, events, &out)
+            .args(extra)
             .args(["--checkpoint-interval", "1s", "--checkpoint-dir"])
             .arg(&ck)
             .spawn()
@@ -120,19 +121,25 @@ fn campaign(q: &str, events: u64, dir: &Path, rng: &mut Rng) -> usize {
     kills
 }
 
-fn killed_any_number_of_times_ends_with_the_uninterrupted_output(q: &str, events: u64) {
+/// `extra`: options of the killed runs (not of the uninterrupted one).
+fn killed_any_number_of_times_ends_with_the_uninterrupted_output(q: &str, events: u64, extra: &[&str]) {
     let tmp = tempfile::tempdir().unwrap();
     let expected = uninterrupted_sha(q, events, tmp.path());
     let mut rng = Rng::new();
     let (mut kills, mut campaigns) = (0, 0);
     while kills < KILLS {
         let dir = tmp.path().join(format!("campaign-{campaigns}"));
-        kills += campaign(q, events, &dir, &mut rng);
+        kills += campaign(q, events, extra, &dir, &mut rng);
         campaigns += 1;
         assert_eq!(sha_of(&dir.join("out"), q), expected, "{q}: campaign {campaigns} after {kills} kills in all");
         // Run again: it completed, so it leaves the same output.
         let o = finish(
-            nexmark(q, events, &dir.join("out")).arg("--checkpoint-dir").arg(dir.join("ck")).spawn().unwrap(),
+            nexmark(q, events, &dir.join("out"))
+                .args(extra)
+                .arg("--checkpoint-dir")
+                .arg(dir.join("ck"))
+                .spawn()
+                .unwrap(),
             120,
         );
         assert!(String::from_utf8_lossy(&o.stderr).contains("already completed"));
@@ -144,20 +151,33 @@ fn killed_any_number_of_times_ends_with_the_uninterrupted_output(q: &str, events
 #[test]
 fn q5_killed_at_random_moments_loses_and_duplicates_nothing() {
     let _alone = alone();
-    killed_any_number_of_times_ends_with_the_uninterrupted_output("q5", 4_000_000);
+    killed_any_number_of_times_ends_with_the_uninterrupted_output("q5", 4_000_000, &[]);
 }
 
 #[test]
 fn q11_killed_at_random_moments_loses_and_duplicates_nothing() {
     let _alone = alone();
-    killed_any_number_of_times_ends_with_the_uninterrupted_output("q11", 3_000_000);
+    killed_any_number_of_times_ends_with_the_uninterrupted_output("q11", 3_000_000, &[]);
 }
 
 /// q4: a stateful ParDo (value and bag state, timers) into a combine.
 #[test]
 fn q4_killed_at_random_moments_loses_and_duplicates_nothing() {
     let _alone = alone();
-    killed_any_number_of_times_ends_with_the_uninterrupted_output("q4", 3_000_000);
+    killed_any_number_of_times_ends_with_the_uninterrupted_output("q4", 3_000_000, &[]);
+}
+
+/// q18: one global-window grouping that emits everything at the end of
+/// the input (killed while it fires, too), its keys in the LSM with few in
+/// memory and its checkpoints incremental; compared with an uninterrupted
+/// run in memory.
+#[test]
+fn q18_on_the_lsm_killed_at_random_moments_loses_and_duplicates_nothing() {
+    let _alone = alone();
+    let state = tempfile::tempdir().unwrap();
+    let state = state.path().to_str().unwrap();
+    let extra = ["--state-dir", state, "--resident-keys", "2000"];
+    killed_any_number_of_times_ends_with_the_uninterrupted_output("q18", 1_000_000, &extra);
 }
 
 /// The committed checkpoints (manifests) in `weir nexmark --checkpoint-dir ck`.

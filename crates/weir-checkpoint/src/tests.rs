@@ -1,7 +1,7 @@
 use super::*;
 
 /// A merge for tests whose checkpoints hold no incremental entries.
-fn no_changes(_: Vec<u8>, _: &[u8]) -> std::result::Result<Vec<u8>, String> {
+fn no_changes(_: Vec<u8>, _: &[Vec<u8>]) -> std::result::Result<Vec<u8>, String> {
     Err("no incremental entries expected".into())
 }
 
@@ -167,8 +167,8 @@ fn changes(epoch: u64, worker: u32, text: &str) -> WorkerState {
 }
 
 /// Merging by appending: the order of a chain shows in the result.
-fn append(whole: Vec<u8>, changes: &[u8]) -> std::result::Result<Vec<u8>, String> {
-    Ok([whole.as_slice(), b"+", changes].concat())
+fn append(whole: Vec<u8>, chain: &[Vec<u8>]) -> std::result::Result<Vec<u8>, String> {
+    Ok(chain.iter().fold(whole, |acc, c| [acc.as_slice(), b"+", c].concat()))
 }
 
 #[test]

@@ -96,6 +96,10 @@ pub struct NexmarkArgs {
     /// Complete checkpoints kept.
     #[arg(long, default_value_t = 3)]
     pub checkpoint_retain: usize,
+    /// Take every checkpoint whole, not incremental (by default keyed
+    /// operators store only the keys changed since their previous one).
+    #[arg(long)]
+    pub full_checkpoints: bool,
     /// If the checkpoint folder holds checkpoints but none is usable
     /// (corrupt), start from the beginning instead of refusing to run.
     #[arg(long)]
@@ -357,7 +361,8 @@ fn flow_control(mut r: TimelyRunner, a: &NexmarkArgs) -> TimelyRunner {
     if let Some(dir) = &a.checkpoint_dir {
         let cfg = weir::CheckpointConfig::local(dir.join("checkpoints"), a.checkpoint_interval)
             .retain(a.checkpoint_retain)
-            .start_over_if_unusable(a.start_over_if_unusable);
+            .start_over_if_unusable(a.start_over_if_unusable)
+            .incremental(!a.full_checkpoints);
         r = r.with_checkpoints(cfg);
     }
     if let Some(n) = a.max_in_flight {

@@ -226,6 +226,7 @@ pub(crate) fn build_dataflow(
         Source(Box<dyn weir_runtime::Source>),
         Operator(Box<dyn weir_runtime::Operator>, bool),
     }
+    let restoring = std::time::Instant::now();
     let mut made = Vec::with_capacity(graph.nodes.len());
     for (node_index, node) in graph.nodes.iter().enumerate() {
         let from = node_restore(&restored, node_index, &node.name)?;
@@ -260,6 +261,13 @@ pub(crate) fn build_dataflow(
                 made.push(Made::Operator(op, finished));
             }
         }
+    }
+    if restored.is_some() && local == 0 {
+        eprintln!(
+            "weir: worker {} restored its operators' state in {} ms",
+            info.index,
+            restoring.elapsed().as_millis()
+        );
     }
     let mut made = made.into_iter();
     let probe = worker.dataflow::<u64, _, _>(|outer| {

@@ -313,7 +313,8 @@ impl OpDriver {
         }
         // Output emitted so far belongs to the open epoch: send it first.
         self.flow.send(&mut self.outputs, &self.caps, &mut self.emitter)?;
-        let state = self.epoch_state(ckpt.borrow().failures())?;
+        let incremental = ckpt.borrow().checkpointer().incremental;
+        let state = self.epoch_state(incremental.then(|| ckpt.borrow().failures()))?;
         ckpt.borrow_mut().record(self.node, self.epoch, state, false);
         self.epoch += 1;
         self.rebase();
@@ -323,12 +324,15 @@ impl OpDriver {
     /// The operator's state for the open epoch: the changes since its
     /// previous snapshot when it can tell them and the chain may grow
     /// (see [`Chain`]), else its whole state.
-    fn epoch_state(&mut self, failures: u64) -> Result<NodeState, PipelineError> {
+    /// `failures`: the worker's state-file failures so far, `None` if
+    /// checkpoints are all whole.
+    fn epoch_state(&mut self, failures: Option<u64>) -> Result<NodeState, PipelineError> {
         let epoch = self.epoch;
         if self.op.stateless() {
             return Ok(NodeState::Operator(Vec::new()));
         }
-        if self.chain.may_grow(epoch, failures) {
+        let failures = failures.unwrap_or(u64::MAX);
+        if failures != u64::MAX && self.chain.may_grow(epoch, failures) {
             if let Some(changes) = self.op.snapshot_changes(epoch)? {
                 let changes = changes.encode();
                 self.chain.grew(epoch, changes.len());

@@ -214,6 +214,10 @@ impl Monitor {
         let at = self.now_ms() + grace.as_millis() as u64;
         self.give_up_at.fetch_min(at, Ordering::Relaxed);
     }
+    /// Whether a peer was lost (timely's threads are expected to fail).
+    pub fn failures_expected(&self) -> bool {
+        self.expect_failures.load(Ordering::Relaxed)
+    }
     /// Timely's communication threads are expected to fail from now on.
     pub fn expect_failures(&self) {
         self.expect_failures.store(true, Ordering::Relaxed);

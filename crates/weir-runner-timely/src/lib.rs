@@ -164,7 +164,12 @@ impl Runner for TimelyRunner {
         // Joining the workers, then (when the guards drop) timely's
         // communication threads; either may panic after a peer was lost.
         let joined = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || guards.map(|g| g.join())));
-        cluster::restore_panics();
+        // After a lost peer, timely's communication threads may still be
+        // unwinding (a thread blocked on a frozen peer gives up later):
+        // their panics stay quiet for the rest of the process.
+        if !monitor.as_ref().is_some_and(|m| m.failures_expected()) {
+            cluster::restore_panics();
+        }
         let lost = monitor.as_ref().and_then(|m| m.first_loss());
         if let Some(e) = error.lock().unwrap_or_else(|p| p.into_inner()).take() {
             return Err(e);

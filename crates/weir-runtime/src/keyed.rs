@@ -83,18 +83,59 @@ impl KeyedSnapshot {
         }
         let mut entries: Vec<Entry<'_>> = Vec::with_capacity(all.len() + changed.len());
         merge_sorted(all, changed, &mut entries);
-        let mut out = Vec::with_capacity(whole.len() + chain.iter().map(Vec::len).sum::<usize>());
-        out.extend_from_slice(MAGIC);
+        let mut out = KeyedWriter::new(meta);
+        out.out.reserve(whole.len() + chain.iter().map(Vec::len).sum::<usize>());
+        for (k, v) in entries {
+            out.push(k, v);
+        }
+        Ok(out.finish())
+    }
+}
+
+/// Writes an encoded [`KeyedSnapshot`] key by key, so that a whole
+/// snapshot is never held twice (as entries, then as bytes).
+///
+/// ```
+/// use weir_runtime::keyed::KeyedWriter;
+/// use weir_runtime::KeyedSnapshot;
+/// let mut w = KeyedWriter::new(b"meta");
+/// w.push(b"k", Some(b"v"));
+/// let s = KeyedSnapshot { meta: b"meta".to_vec(), keys: vec![(b"k".to_vec(), Some(b"v".to_vec()))] };
+/// assert_eq!(w.finish(), s.encode());
+/// ```
+pub struct KeyedWriter {
+    out: Vec<u8>,
+    /// Where the number of keys goes.
+    count_at: usize,
+    count: u64,
+}
+
+impl KeyedWriter {
+    /// A snapshot with this meta and no key yet.
+    pub fn new(meta: &[u8]) -> Self {
+        let mut out = MAGIC.to_vec();
         out.extend_from_slice(&KEYED_FORMAT.to_le_bytes());
         put_bytes(&mut out, meta);
-        out.extend_from_slice(&(entries.len() as u64).to_le_bytes());
-        for (k, v) in entries {
-            put_bytes(&mut out, k);
-            let v = v.expect("removed keys are left out");
-            out.push(1);
-            put_bytes(&mut out, v);
+        let count_at = out.len();
+        out.extend_from_slice(&0u64.to_le_bytes());
+        KeyedWriter { out, count_at, count: 0 }
+    }
+    /// Add a key and its state (`None`: removed, in a change set).
+    pub fn push(&mut self, key: &[u8], state: Option<&[u8]>) {
+        put_bytes(&mut self.out, key);
+        match state {
+            Some(v) => {
+                self.out.push(1);
+                put_bytes(&mut self.out, v);
+            }
+            None => self.out.push(0),
         }
-        Ok(out)
+        self.count += 1;
+    }
+    /// The encoded snapshot.
+    pub fn finish(mut self) -> Vec<u8> {
+        self.out[self.count_at..self.count_at + 8].copy_from_slice(&self.count.to_le_bytes());
+        self.out
     }
 }
 
@@ -219,6 +260,11 @@ mod tests {
                 encoded.push(KeyedSnapshot { meta: meta.clone(), keys }.encode());
             }
             let whole = KeyedSnapshot { meta: b"whole".to_vec(), keys: whole.into_iter().map(|(k, v)| (k, Some(v))).collect() };
+            let mut w = KeyedWriter::new(&whole.meta);
+            for (k, v) in &whole.keys {
+                w.push(k, v.as_deref());
+            }
+            prop_assert_eq!(w.finish(), whole.encode());
             let merged = KeyedSnapshot::decode(&KeyedSnapshot::merge_encoded(whole.encode(), &encoded).unwrap()).unwrap();
             prop_assert_eq!(merged.meta, meta);
             let want: Vec<(Vec<u8>, Option<Vec<u8>>)> = expected.into_iter().map(|(k, v)| (k, Some(v))).collect();

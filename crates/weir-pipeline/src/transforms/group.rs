@@ -21,8 +21,8 @@ use weir_model::KeyStore;
 use weir_runtime::batch::Batch;
 use weir_runtime::data::{Data, Key, WindowedValue};
 use weir_runtime::{
-    key_hash, KeyedSnapshot, NodeCounters, OpContext, OpResult, Operator, PipelineError, Rescale, StateBackend,
-    WorkerInfo,
+    key_hash, keyed::KeyedWriter, KeyedSnapshot, NodeCounters, OpContext, OpResult, Operator, PipelineError, Rescale,
+    StateBackend, WorkerInfo,
 };
 use weir_runtime::{NodeKind, Routing};
 use weir_state::BackendKeys;
@@ -245,20 +245,24 @@ where
     A::Acc: Data,
     A::Out: Data,
 {
-    /// Every key, sorted by its encoding (a [`KeyedSnapshot`]).
+    /// Every key (a [`KeyedSnapshot`], written key by key: a whole
+    /// snapshot is held once, as bytes, in the order the store keeps it).
     fn snapshot(&self) -> Result<Vec<u8>, PipelineError> {
-        let mut keys = Vec::with_capacity(self.gbw.store().len());
-        let mut failed = None;
-        self.gbw.store().for_each(&mut |k, state| match (bincode::serialize(k), bincode::serialize(state)) {
-            (Ok(k), Ok(v)) => keys.push((k, Some(v))),
-            (Err(e), _) | (_, Err(e)) => failed = Some(e),
+        let mut out = KeyedWriter::new(&self.encode_meta()?);
+        let (mut key, mut value, mut failed) = (Vec::new(), Vec::new(), None);
+        self.gbw.store().for_each(&mut |k, state| {
+            key.clear();
+            value.clear();
+            match (bincode::serialize_into(&mut key, k), bincode::serialize_into(&mut value, state)) {
+                (Ok(()), Ok(())) => out.push(&key, Some(&value)),
+                (Err(e), _) | (_, Err(e)) => failed = Some(e),
+            }
         });
         if let Some(e) = failed {
             return Err(PipelineError::Internal(format!("serializing a grouping's snapshot: {e}")));
         }
         self.store_error()?;
-        keys.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-        Ok(KeyedSnapshot { meta: self.encode_meta()?, keys }.encode())
+        Ok(out.finish())
     }
 
     /// A whole snapshot; the keys touched from now on are tracked for the

@@ -79,6 +79,10 @@ struct Resident<V> {
     dirty: bool,
     /// The disk may hold a version of it.
     on_disk: bool,
+    /// Read or written since the last [`BackendKeys::take_changed`] (only
+    /// while changes are tracked): a flag, so that the hot path of a key
+    /// access costs no lookup of its own.
+    touched: bool,
 }
 
 /// Every key's state of one operator instance: in memory, or, with an LSM
@@ -95,7 +99,9 @@ pub struct BackendKeys<K, V> {
     error: Mutex<Option<String>>,
     scratch: Vec<u8>,
     /// Keys touched since [`take_changed`](Self::take_changed) was last
-    /// called (tracked from its first call on: incremental checkpoints).
+    /// called (tracked from its first call on: incremental checkpoints)
+    /// that are no longer resident (removed, or written back to disk); a
+    /// resident key carries its own `touched` flag.
     changed: Option<foldhash::HashSet<K>>,
 }
 
@@ -171,20 +177,57 @@ impl<K: Hash + Eq + Clone + Serialize + DeserializeOwned, V: Serialize + Deseria
     /// those whose state changed), in no particular order; from the first
     /// call on, the store tracks them (before it, it returns nothing).
     pub fn take_changed(&mut self) -> Vec<K> {
-        match &mut self.changed {
-            Some(set) => set.drain().collect(),
-            None => {
-                self.changed = Some(foldhash::HashSet::default());
-                Vec::new()
+        let Some(set) = &mut self.changed else {
+            self.changed = Some(foldhash::HashSet::default());
+            return Vec::new();
+        };
+        for (k, r) in &mut self.resident {
+            if std::mem::take(&mut r.touched) {
+                set.insert(k.clone());
             }
         }
+        set.drain().collect()
     }
 
-    fn touch(&mut self, key: &K) {
+    /// The keys touched since the previous call (as
+    /// [`take_changed`](Self::take_changed)), each with its encoded state
+    /// now (`None`: it has none), both bincode, sorted by key bytes: the
+    /// keys of an incremental snapshot. A failure to read a state is
+    /// reported by [`peek_error`](Self::peek_error).
+    ///
+    /// ```
+    /// use weir_model::KeyStore;
+    /// use weir_state::{BackendKeys, StateBackend};
+    /// let mut store: BackendKeys<u32, u64> = BackendKeys::open(&StateBackend::Memory).unwrap();
+    /// *store.get_or_default(&1) = 10;
+    /// assert!(store.changes().is_empty(), "tracked from the first call on");
+    /// *store.get_or_default(&7) = 70;
+    /// store.remove(&1);
+    /// let (one, seven) = (vec![1, 0, 0, 0], vec![7, 0, 0, 0]);
+    /// assert_eq!(store.changes(), vec![(one, None), (seven, Some(70u64.to_le_bytes().to_vec()))]);
+    /// assert!(store.changes().is_empty());
+    /// ```
+    pub fn changes(&mut self) -> Vec<(Vec<u8>, Option<Vec<u8>>)> {
+        let changed = self.take_changed();
+        let mut out = Vec::with_capacity(changed.len());
+        for k in changed {
+            let key = self.key_bytes(&k);
+            let state = self.encoded(&k);
+            out.push((key, state));
+        }
+        out.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        out
+    }
+
+    /// Whether touched keys are tracked.
+    fn tracking(&self) -> bool {
+        self.changed.is_some()
+    }
+
+    /// Remember that `key`, no longer resident, was touched.
+    fn touched_away(&mut self, key: &K) {
         if let Some(set) = &mut self.changed {
-            if !set.contains(key) {
-                set.insert(key.clone());
-            }
+            set.insert(key.clone());
         }
     }
 
@@ -252,6 +295,11 @@ impl<K: Hash + Eq + Clone + Serialize + DeserializeOwned, V: Serialize + Deseria
         let mut failed = None;
         for k in victims {
             let r = self.resident.remove(&k).expect("a resident key");
+            if r.touched {
+                if let Some(set) = &mut self.changed {
+                    set.insert(k.clone());
+                }
+            }
             if r.dirty {
                 key.clear();
                 value.clear();
@@ -274,7 +322,7 @@ impl<K: Hash + Eq + Clone + Serialize + DeserializeOwned, V: Serialize + Deseria
 
     fn resident_entry(&mut self, key: &K, value: V, on_disk: bool) -> &mut V {
         self.make_room();
-        let r = Resident { value, dirty: true, on_disk };
+        let r = Resident { value, dirty: true, on_disk, touched: self.tracking() };
         &mut self.resident.entry(key.clone()).insert_entry(r).into_mut().value
     }
 }
@@ -285,10 +333,11 @@ where
     V: Serialize + DeserializeOwned,
 {
     fn get_mut(&mut self, key: &K) -> Option<&mut V> {
-        self.touch(key);
         if self.resident.contains_key(key) {
+            let tracking = self.tracking();
             let r = self.resident.get_mut(key).expect("just checked");
             r.dirty = true;
+            r.touched |= tracking;
             return Some(&mut r.value);
         }
         let value = self.load(key)?;
@@ -299,10 +348,11 @@ where
     where
         V: Default,
     {
-        self.touch(key);
         if self.resident.contains_key(key) {
+            let tracking = self.tracking();
             let r = self.resident.get_mut(key).expect("just checked");
             r.dirty = true;
+            r.touched |= tracking;
             return &mut r.value;
         }
         match self.load(key) {
@@ -315,7 +365,7 @@ where
     }
 
     fn remove(&mut self, key: &K) {
-        self.touch(key);
+        self.touched_away(key);
         let on_disk = match self.resident.remove(key) {
             Some(r) => {
                 self.len -= 1;

@@ -275,16 +275,8 @@ where
     /// The keys touched since the previous snapshot, with their states
     /// now (`None`: no state any more).
     fn snapshot_changes(&mut self, _epoch: u64) -> Result<Option<KeyedSnapshot>, PipelineError> {
-        let store = self.gbw.store_mut();
-        let changed = store.take_changed();
-        let mut keys = Vec::with_capacity(changed.len());
-        for k in changed {
-            let key = bincode::serialize(&k)
-                .map_err(|e| PipelineError::Internal(format!("serializing a grouping's snapshot: {e}")))?;
-            keys.push((key, store.encoded(&k)));
-        }
+        let keys = self.gbw.store_mut().changes();
         self.store_error()?;
-        keys.sort_unstable_by(|a, b| a.0.cmp(&b.0));
         Ok(Some(KeyedSnapshot { meta: self.encode_meta()?, keys }))
     }
 

@@ -111,9 +111,10 @@ impl<K: Key> CellStore<K> {
     pub(super) fn take_changed(&mut self) -> Vec<Address<K>> {
         self.map.take_changed()
     }
-    /// The encoded cells of a (key, window), if it has any.
-    pub(super) fn encoded(&mut self, at: &Address<K>) -> Option<Vec<u8>> {
-        self.map.encoded(at)
+    /// The (key, window)s touched since the previous call, encoded, with
+    /// their encoded cells now (see [`BackendKeys::changes`]).
+    pub(super) fn changes(&mut self) -> Vec<(Vec<u8>, Option<Vec<u8>>)> {
+        self.map.changes()
     }
     /// Call `f` with every (key, window) with cells, in no particular order.
     pub(super) fn for_each(&self, f: &mut dyn FnMut(&Address<K>, &Cells)) {

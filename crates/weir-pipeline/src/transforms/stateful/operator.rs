@@ -4,6 +4,7 @@
 //! windows by expiry, the time-sorted buffer, and the snapshot format.
 
 use super::*;
+use weir_runtime::keyed::KeyedWriter;
 
 /// (key, window, family, tag): a timer's identity.
 type TimerKey<K> = (K, Window, Name, String);
@@ -327,15 +328,16 @@ impl<D: StatefulDoFn> Operator for StatefulOp<D> {
         self.queues.next_time(TimerDomain::ProcessingTime)
     }
 
-    /// Every (key, window)'s cells, sorted by their encoding, and the rest
-    /// as the meta (a [`KeyedSnapshot`]).
+    /// Every (key, window)'s cells and the rest as the meta (a
+    /// [`KeyedSnapshot`], written key by key in the store's order).
     fn snapshot(&self) -> Result<Vec<u8>, PipelineError> {
-        let mut keys = Vec::new();
-        let mut failed = None;
+        let mut out = KeyedWriter::new(&self.encode_meta());
+        let (mut key, mut failed) = (Vec::new(), None);
         self.cells.for_each(&mut |at, cells| {
+            key.clear();
             let named: Vec<(&str, Vec<u8>)> = cells.iter().map(|(n, c)| (n.as_ref(), c.encode())).collect();
-            match (bincode::serialize(at), bincode::serialize(&named)) {
-                (Ok(k), Ok(v)) => keys.push((k, Some(v))),
+            match (bincode::serialize_into(&mut key, at), bincode::serialize(&named)) {
+                (Ok(()), Ok(v)) => out.push(&key, Some(&v)),
                 (Err(e), _) | (_, Err(e)) => failed = Some(e),
             }
         });
@@ -345,8 +347,7 @@ impl<D: StatefulDoFn> Operator for StatefulOp<D> {
         if let Some(e) = self.cells.peek_error() {
             return Err(e);
         }
-        keys.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-        Ok(KeyedSnapshot { meta: self.encode_meta(), keys }.encode())
+        Ok(out.finish())
     }
 
     /// A whole snapshot; the (key, window)s touched from now on are
@@ -359,17 +360,10 @@ impl<D: StatefulDoFn> Operator for StatefulOp<D> {
     /// The cells of the (key, window)s touched since the previous
     /// snapshot (`None`: no cells any more), and the rest whole.
     fn snapshot_changes(&mut self, _epoch: u64) -> Result<Option<KeyedSnapshot>, PipelineError> {
-        let changed = self.cells.take_changed();
-        let mut keys = Vec::with_capacity(changed.len());
-        for at in changed {
-            let k = bincode::serialize(&at)
-                .map_err(|e| PipelineError::Internal(format!("serializing a stateful operator's snapshot: {e}")))?;
-            keys.push((k, self.cells.encoded(&at)));
-        }
+        let keys = self.cells.changes();
         if let Some(e) = self.cells.peek_error() {
             return Err(e);
         }
-        keys.sort_unstable_by(|a, b| a.0.cmp(&b.0));
         Ok(Some(KeyedSnapshot { meta: self.encode_meta(), keys }))
     }
 

@@ -10,6 +10,8 @@
 //! another version is refused with [`CheckpointError::Version`], never
 //! misread.
 
+use std::io::Write;
+
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
@@ -49,16 +51,51 @@ pub enum Kind {
 /// assert!(decode::<(u64, String)>("m", Kind::Manifest, &bytes[..bytes.len() - 1]).is_err());
 /// ```
 pub fn encode<T: Serialize>(kind: Kind, payload: &T) -> Vec<u8> {
-    let body = bincode::serialize(payload).expect("checkpoint payloads are plain data");
-    let mut out = Vec::with_capacity(HEADER + body.len() + 8);
-    out.extend_from_slice(MAGIC);
-    out.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
-    out.push(kind as u8);
-    out.extend_from_slice(&(body.len() as u64).to_le_bytes());
-    out.extend_from_slice(&body);
-    let sum = xxhash_rust::xxh3::xxh3_64(&out);
-    out.extend_from_slice(&sum.to_le_bytes());
+    let len = bincode::serialized_size(payload).expect("checkpoint payloads are plain data");
+    let mut out = Vec::with_capacity(HEADER + len as usize + 8);
+    encode_into(kind, payload, &mut out).expect("writing into memory");
     out
+}
+
+/// Encode `payload` as a file of `kind` into `out` as it goes (the payload
+/// is never copied whole), the same bytes as [`encode`]; the number of
+/// bytes written.
+///
+/// ```
+/// use weir_checkpoint::format::{encode, encode_into, Kind};
+/// let mut out = Vec::new();
+/// let n = encode_into(Kind::WorkerState, &vec![1u8; 1000], &mut out).unwrap();
+/// assert_eq!(out, encode(Kind::WorkerState, &vec![1u8; 1000]));
+/// assert_eq!(n, out.len() as u64);
+/// ```
+pub fn encode_into<T: Serialize>(kind: Kind, payload: &T, out: &mut dyn Write) -> std::io::Result<u64> {
+    let len = bincode::serialized_size(payload).map_err(std::io::Error::other)?;
+    let mut hashed = Hashed { out, sum: xxhash_rust::xxh3::Xxh3::new() };
+    hashed.write_all(MAGIC)?;
+    hashed.write_all(&FORMAT_VERSION.to_le_bytes())?;
+    hashed.write_all(&[kind as u8])?;
+    hashed.write_all(&len.to_le_bytes())?;
+    bincode::serialize_into(&mut hashed, payload).map_err(std::io::Error::other)?;
+    let sum = hashed.sum.digest();
+    hashed.out.write_all(&sum.to_le_bytes())?;
+    Ok(HEADER as u64 + len + 8)
+}
+
+/// A writer that checksums what goes through it.
+struct Hashed<'a> {
+    out: &'a mut dyn Write,
+    sum: xxhash_rust::xxh3::Xxh3,
+}
+
+impl Write for Hashed<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.out.write(buf)?;
+        self.sum.update(&buf[..n]);
+        Ok(n)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.out.flush()
+    }
 }
 
 /// Decode a file of `kind` named `file` (for messages), checking its

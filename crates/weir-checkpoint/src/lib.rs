@@ -265,10 +265,15 @@ impl Checkpoints {
     }
 
     /// Write one worker's state for its epoch (atomically; retried by the caller).
+    /// The file is streamed into the store (never copied whole in memory
+    /// where the store can take a stream).
     pub fn write_state(&self, state: &WorkerState) -> Result<u64> {
-        let bytes = format::encode(Kind::WorkerState, state);
-        self.store.put(&Self::state_name(state.epoch, state.worker), &bytes)?;
-        Ok(bytes.len() as u64)
+        let mut written = 0;
+        self.store.put_streamed(&Self::state_name(state.epoch, state.worker), &mut |out| {
+            written = format::encode_into(Kind::WorkerState, state, out)?;
+            Ok(())
+        })?;
+        Ok(written)
     }
 
     /// Commit checkpoint `epoch`: check that every worker's state file is

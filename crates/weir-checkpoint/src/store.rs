@@ -16,6 +16,18 @@ pub trait CheckpointStore: Send + Sync + std::fmt::Debug {
     fn location(&self) -> String;
     /// Write (or replace) `name`.
     fn put(&self, name: &str, bytes: &[u8]) -> Result<()>;
+    /// Write (or replace) `name` with what `write` writes, atomically as
+    /// [`put`](Self::put). By default the bytes are gathered in memory and
+    /// then put; a store that can (a local directory) streams them, so a
+    /// big file is never held whole in memory.
+    fn put_streamed(&self, name: &str, write: &mut dyn FnMut(&mut dyn Write) -> std::io::Result<()>) -> Result<()> {
+        let mut bytes = Vec::new();
+        write(&mut bytes).map_err(|e| CheckpointError::Storage {
+            location: self.location(),
+            message: format!("encoding {name}: {e}"),
+        })?;
+        self.put(name, &bytes)
+    }
     /// Create `name` only if it does not exist; `Ok(false)` if it did.
     fn put_new(&self, name: &str, bytes: &[u8]) -> Result<bool>;
     /// Read `name`, `None` if it does not exist.
@@ -57,12 +69,29 @@ impl LocalDir {
 
     /// Write `bytes` to a fresh temporary file next to `path`, synced.
     fn write_temp(&self, path: &Path, bytes: &[u8]) -> Result<PathBuf> {
+        self.write_temp_with(path, &mut |f| f.write_all(bytes))
+    }
+
+    /// Write what `write` writes to a fresh temporary file next to
+    /// `path` (buffered), synced.
+    fn write_temp_with(
+        &self,
+        path: &Path,
+        write: &mut dyn FnMut(&mut dyn Write) -> std::io::Result<()>,
+    ) -> Result<PathBuf> {
         let parent = path.parent().unwrap_or(&self.root);
         fs::create_dir_all(parent).map_err(|e| self.err("creating", parent, e))?;
         let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
         let tmp = parent.join(format!(".{name}.{}.tmp", std::process::id()));
-        let mut f = fs::File::create(&tmp).map_err(|e| self.err("creating", &tmp, e))?;
-        f.write_all(bytes).and_then(|_| f.sync_all()).map_err(|e| self.err("writing", &tmp, e))?;
+        let f = fs::File::create(&tmp).map_err(|e| self.err("creating", &tmp, e))?;
+        let mut buffered = std::io::BufWriter::with_capacity(1 << 20, f);
+        let written = write(&mut buffered)
+            .and_then(|_| buffered.into_inner().map_err(|e| e.into_error()))
+            .and_then(|f| f.sync_all());
+        if let Err(e) = written {
+            let _ = fs::remove_file(&tmp);
+            return Err(self.err("writing", &tmp, e));
+        }
         Ok(tmp)
     }
 
@@ -84,6 +113,14 @@ impl CheckpointStore for LocalDir {
     fn put(&self, name: &str, bytes: &[u8]) -> Result<()> {
         let path = self.root.join(name);
         let tmp = self.write_temp(&path, bytes)?;
+        fs::rename(&tmp, &path).map_err(|e| self.err("renaming", &tmp, e))?;
+        self.sync_dir(&path);
+        Ok(())
+    }
+
+    fn put_streamed(&self, name: &str, write: &mut dyn FnMut(&mut dyn Write) -> std::io::Result<()>) -> Result<()> {
+        let path = self.root.join(name);
+        let tmp = self.write_temp_with(&path, write)?;
         fs::rename(&tmp, &path).map_err(|e| self.err("renaming", &tmp, e))?;
         self.sync_dir(&path);
         Ok(())

@@ -547,13 +547,18 @@ impl WorkerCheckpoint {
         self.write_ready();
     }
 
-    fn entry_at(&self, node: usize, epoch: u64) -> Option<NodeEntry> {
-        if let Some((from, e)) = &self.finished[node] {
-            if *from <= epoch {
-                return Some(e.clone());
-            }
+    /// The entry of finished `node` that stands for `epoch`, if it finished by then.
+    fn finished_at(&self, node: usize, epoch: u64) -> Option<&NodeEntry> {
+        self.finished[node].as_ref().filter(|(from, _)| *from <= epoch).map(|(_, e)| e)
+    }
+
+    /// Take `node`'s entry for `epoch` (a snapshot is moved, not copied).
+    fn take_entry(&mut self, node: usize, epoch: u64) -> Option<NodeEntry> {
+        let recorded = self.entries[node].remove(&epoch);
+        match self.finished_at(node, epoch) {
+            Some(e) => Some(e.clone()),
+            None => recorded,
         }
-        self.entries[node].get(&epoch).cloned()
     }
 
     /// Hand every epoch that all nodes have recorded to the writer.
@@ -564,11 +569,11 @@ impl WorkerCheckpoint {
             if self.all_finished() && self.finished.iter().flatten().all(|(from, _)| *from <= epoch) {
                 return;
             }
-            let nodes: Option<Vec<NodeEntry>> = (0..self.names.len()).map(|n| self.entry_at(n, epoch)).collect();
-            let Some(nodes) = nodes else { return };
-            for e in &mut self.entries {
-                e.remove(&epoch);
+            let nodes = self.names.len();
+            if !(0..nodes).all(|n| self.finished_at(n, epoch).is_some() || self.entries[n].contains_key(&epoch)) {
+                return;
             }
+            let nodes = (0..nodes).map(|n| self.take_entry(n, epoch).expect("checked just above")).collect();
             let state = WorkerState { epoch, worker: self.worker as u32, nodes };
             self.ck.send(Job::State { local: self.local, state });
             self.next += 1;

@@ -1,0 +1,487 @@
+//! The Kafka source: one split per partition, its position the next offset.
+
+use std::sync::Arc;
+use std::time::{Duration as StdDuration, Instant};
+
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::{KafkaError as RdError, RDKafkaErrorCode};
+use rdkafka::message::Message;
+use rdkafka::{Offset, TopicPartitionList};
+use serde::de::DeserializeOwned;
+use weir_model::{Duration, Timestamp, WindowingStrategy};
+use weir_pipeline::{PCollection, Pipeline};
+use weir_runtime::split::{DeadLetter, ReadResult, Split, SplitOutput, SplitReader, SplitSource, WatermarkPolicy};
+use weir_runtime::{Data, NodeKind, PipelineError, Source, SourceFactory, WorkerInfo};
+
+use crate::KafkaError;
+
+/// Where a partition is read from when no checkpoint says where.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StartFrom {
+    /// The oldest record the partition still holds.
+    Earliest,
+    /// The partition's end when the pipeline is built: only newer records.
+    Latest,
+    /// The first record whose timestamp is at or after this time
+    /// (milliseconds since the Unix epoch); the end if there is none.
+    Timestamp(i64),
+    /// The offsets the consumer group ([`KafkaSource::group_id`]) last
+    /// committed; the oldest record where it has none.
+    GroupOffsets,
+}
+
+/// A record as read from a partition, handed to the decoding function.
+#[derive(Clone, Copy, Debug)]
+pub struct KafkaRecord<'a> {
+    /// The topic.
+    pub topic: &'a str,
+    /// The partition.
+    pub partition: i32,
+    /// The record's offset in its partition.
+    pub offset: i64,
+    /// The record's key, if it has one.
+    pub key: Option<&'a [u8]>,
+    /// The record's value, if it has one.
+    pub payload: Option<&'a [u8]>,
+    /// The record's timestamp (milliseconds since the Unix epoch).
+    pub timestamp: Option<i64>,
+}
+
+type DecodeFn<T> = dyn Fn(&KafkaRecord<'_>) -> Result<T, String> + Send + Sync;
+type TimeFn<T> = dyn Fn(&T, &KafkaRecord<'_>) -> Result<Timestamp, String> + Send + Sync;
+
+/// What a Kafka source reads and how: built with [`KafkaSource::new`] or
+/// [`KafkaSource::json`], then read with [`read_kafka`].
+pub struct KafkaSource<T> {
+    brokers: String,
+    topic: String,
+    decode: Arc<DecodeFn<T>>,
+    time: Arc<TimeFn<T>>,
+    start: StartFrom,
+    bounded: bool,
+    stop_at: Option<Timestamp>,
+    group: Option<String>,
+    out_of_orderness: Duration,
+    idle_after: Option<Duration>,
+    options: Vec<(String, String)>,
+    timeout: StdDuration,
+    name: String,
+}
+
+fn record_time(r: &KafkaRecord<'_>) -> Result<Timestamp, String> {
+    r.timestamp
+        .map(Timestamp::from_millis)
+        .ok_or_else(|| "the record has no timestamp: give the source an event_time function".to_string())
+}
+
+impl<T: Data> KafkaSource<T> {
+    /// Read `topic` from the cluster at `brokers` (`host:port[,host:port]`),
+    /// each record decoded by `decode` (an `Err` sends the record to the
+    /// dead letters with its reason). Event time is the record's
+    /// timestamp unless [`event_time`](Self::event_time) says otherwise.
+    /// By default: from the earliest offsets, unbounded, no
+    /// out-of-orderness allowed, no idleness.
+    pub fn new(
+        brokers: impl Into<String>,
+        topic: impl Into<String>,
+        decode: impl Fn(&KafkaRecord<'_>) -> Result<T, String> + Send + Sync + 'static,
+    ) -> Self {
+        let topic = topic.into();
+        KafkaSource {
+            brokers: brokers.into(),
+            name: format!("ReadKafka({topic})"),
+            topic,
+            decode: Arc::new(decode),
+            time: Arc::new(|_, r| record_time(r)),
+            start: StartFrom::Earliest,
+            bounded: false,
+            stop_at: None,
+            group: None,
+            out_of_orderness: Duration::ZERO,
+            idle_after: None,
+            options: Vec::new(),
+            timeout: StdDuration::from_secs(10),
+        }
+    }
+
+    /// Records whose values are JSON documents of `T` (serde).
+    pub fn json(brokers: impl Into<String>, topic: impl Into<String>) -> Self
+    where
+        T: DeserializeOwned,
+    {
+        KafkaSource::new(brokers, topic, |r| {
+            let value = r.payload.ok_or_else(|| "a record without a value".to_string())?;
+            serde_json::from_slice(value).map_err(|e| format!("not a JSON document of the expected shape: {e}"))
+        })
+    }
+
+    /// Event time from the decoded value (milliseconds since the epoch).
+    pub fn event_time(mut self, time: impl Fn(&T) -> i64 + Send + Sync + 'static) -> Self {
+        self.time = Arc::new(move |v, _| Ok(Timestamp::from_millis(time(v))));
+        self
+    }
+
+    /// How far behind the latest event time of its partition a record may
+    /// be and still be on time: each partition's watermark is its largest
+    /// event time read so far minus `bound`.
+    pub fn out_of_orderness(mut self, bound: Duration) -> Self {
+        self.out_of_orderness = bound;
+        self
+    }
+
+    /// A partition with no record for `quiet` (processing time) stops
+    /// holding the watermark back; it holds it again when records come.
+    pub fn idle_after(mut self, quiet: Duration) -> Self {
+        self.idle_after = Some(quiet);
+        self
+    }
+
+    /// Where partitions are read from when no checkpoint says where.
+    pub fn start_from(mut self, start: StartFrom) -> Self {
+        self.start = start;
+        self
+    }
+
+    /// Read each partition up to its end as of when the pipeline is built,
+    /// then finish (a batch over a topic).
+    pub fn bounded(mut self) -> Self {
+        self.bounded = true;
+        self
+    }
+
+    /// Finish each partition at its first record at or after event time
+    /// `at` (milliseconds; that record is not read): replay up to a point
+    /// in time.
+    pub fn stop_at_event_time(mut self, at: i64) -> Self {
+        self.stop_at = Some(Timestamp::from_millis(at));
+        self
+    }
+
+    /// The consumer group (for [`StartFrom::GroupOffsets`]). Weir never
+    /// joins the group: partitions are dealt to workers by Weir, and
+    /// positions live in Weir's checkpoints.
+    pub fn group_id(mut self, group: impl Into<String>) -> Self {
+        self.group = Some(group.into());
+        self
+    }
+
+    /// Any librdkafka consumer option (`security.protocol`, `sasl.*`, ...).
+    pub fn set(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.options.push((key.into(), value.into()));
+        self
+    }
+
+    /// How long to wait for the brokers when the pipeline is built
+    /// (default 10 s).
+    pub fn timeout(mut self, timeout: StdDuration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// The source transform's name (default `ReadKafka(TOPIC)`).
+    pub fn named(mut self, name: impl Into<String>) -> Self {
+        self.name = name.into();
+        self
+    }
+
+    fn client_config(&self, eof: bool) -> ClientConfig {
+        let mut c = ClientConfig::new();
+        c.set("bootstrap.servers", &self.brokers)
+            .set("group.id", self.group.clone().unwrap_or_else(|| format!("weir-{}", self.topic)))
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false")
+            .set("enable.partition.eof", if eof { "true" } else { "false" })
+            // An offset the partition no longer holds (retention removed
+            // it) is an error, not a silent jump.
+            .set("auto.offset.reset", "error");
+        for (k, v) in &self.options {
+            c.set(k, v);
+        }
+        c
+    }
+
+    /// Every partition with where to start (and, bounded, where to stop).
+    fn plan(&self) -> Result<Vec<PartitionPlan>, KafkaError> {
+        if self.start == StartFrom::GroupOffsets && self.group.is_none() {
+            return Err(KafkaError::Config("StartFrom::GroupOffsets needs a group_id".into()));
+        }
+        let client = |e: RdError| KafkaError::Client { brokers: self.brokers.clone(), message: e.to_string() };
+        let consumer: BaseConsumer = self.client_config(false).create().map_err(client)?;
+        let metadata = |message: String| KafkaError::Metadata {
+            brokers: self.brokers.clone(),
+            topic: self.topic.clone(),
+            message,
+        };
+        let no_topic = || KafkaError::NoTopic {
+            brokers: self.brokers.clone(),
+            topic: self.topic.clone(),
+            hint: " (create it first, e.g. `weir kafka create`)".into(),
+        };
+        let md = consumer.fetch_metadata(Some(&self.topic), self.timeout).map_err(|e| metadata(e.to_string()))?;
+        let topic = md.topics().iter().find(|t| t.name() == self.topic).ok_or_else(no_topic)?;
+        match topic.error() {
+            None => {}
+            Some(e) if RDKafkaErrorCode::from(e) == RDKafkaErrorCode::UnknownTopicOrPartition => return Err(no_topic()),
+            Some(e) => return Err(metadata(RDKafkaErrorCode::from(e).to_string())),
+        }
+        let mut ids: Vec<i32> = topic.partitions().iter().map(|p| p.id()).collect();
+        if ids.is_empty() {
+            return Err(no_topic());
+        }
+        ids.sort_unstable();
+        let offsets =
+            |partition: i32, message: String| KafkaError::Offsets { topic: self.topic.clone(), partition, message };
+        let mut plans = Vec::with_capacity(ids.len());
+        for &partition in &ids {
+            let (low, high) = consumer
+                .fetch_watermarks(&self.topic, partition, self.timeout)
+                .map_err(|e| offsets(partition, e.to_string()))?;
+            let start = match &self.start {
+                StartFrom::Earliest => low,
+                StartFrom::Latest => high,
+                StartFrom::Timestamp(t) => {
+                    let mut tpl = TopicPartitionList::new();
+                    tpl.add_partition_offset(&self.topic, partition, Offset::Offset(*t))
+                        .map_err(|e| offsets(partition, e.to_string()))?;
+                    let found =
+                        consumer.offsets_for_times(tpl, self.timeout).map_err(|e| offsets(partition, e.to_string()))?;
+                    match found.find_partition(&self.topic, partition).map(|e| e.offset()) {
+                        Some(Offset::Offset(o)) => o,
+                        _ => high,
+                    }
+                }
+                StartFrom::GroupOffsets => {
+                    let mut tpl = TopicPartitionList::new();
+                    tpl.add_partition(&self.topic, partition);
+                    let found =
+                        consumer.committed_offsets(tpl, self.timeout).map_err(|e| offsets(partition, e.to_string()))?;
+                    match found.find_partition(&self.topic, partition).map(|e| e.offset()) {
+                        Some(Offset::Offset(o)) => o,
+                        _ => low,
+                    }
+                }
+            };
+            plans.push(PartitionPlan { partition, start, end: self.bounded.then_some(high) });
+        }
+        Ok(plans)
+    }
+}
+
+/// Where one partition is read from (and, bounded, up to).
+#[derive(Clone, Copy, Debug)]
+struct PartitionPlan {
+    partition: i32,
+    start: i64,
+    end: Option<i64>,
+}
+
+/// What every split of a source shares.
+struct Shared<T> {
+    topic: String,
+    config: ClientConfig,
+    decode: Arc<DecodeFn<T>>,
+    time: Arc<TimeFn<T>>,
+    stop_at: Option<Timestamp>,
+}
+
+/// The source's splits: one per partition, planned when the pipeline was built.
+struct KafkaSplits<T> {
+    shared: Arc<Shared<T>>,
+    plans: Vec<PartitionPlan>,
+}
+
+impl<T: Data> SplitSource for KafkaSplits<T> {
+    type Split = PartitionSplit<T>;
+    fn splits(&self, _workers: usize) -> Result<Vec<PartitionSplit<T>>, PipelineError> {
+        Ok(self
+            .plans
+            .iter()
+            .map(|p| PartitionSplit {
+                shared: self.shared.clone(),
+                id: format!("{}[{}]", self.shared.topic, p.partition),
+                partition: p.partition,
+                next: p.start,
+                end: p.end,
+                consumer: None,
+                warned: None,
+            })
+            .collect())
+    }
+}
+
+/// One partition, read in offset order by its own consumer (assigned the
+/// partition; it never joins a consumer group).
+struct PartitionSplit<T> {
+    shared: Arc<Shared<T>>,
+    id: String,
+    partition: i32,
+    /// The offset of the next record to read.
+    next: i64,
+    /// Bounded: the offset to stop at.
+    end: Option<i64>,
+    consumer: Option<BaseConsumer>,
+    /// When a transient error was last reported.
+    warned: Option<Instant>,
+}
+
+impl<T: Data> PartitionSplit<T> {
+    fn open(&self) -> Result<BaseConsumer, PipelineError> {
+        let fail = |what: &str, e: RdError| PipelineError::Runner(format!("kafka: {}: {what}: {e}", self.id));
+        let consumer: BaseConsumer = self.shared.config.create().map_err(|e| fail("creating a consumer", e))?;
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition_offset(&self.shared.topic, self.partition, Offset::Offset(self.next))
+            .map_err(|e| fail("assigning the partition", e))?;
+        consumer.assign(&tpl).map_err(|e| fail("assigning the partition", e))?;
+        Ok(consumer)
+    }
+
+    fn at_end(&self) -> bool {
+        self.end.is_some_and(|end| self.next >= end)
+    }
+
+    /// An error from the consumer: the end of a bounded partition, a
+    /// transient problem (reported, retried by librdkafka), or the end of
+    /// the job.
+    fn on_error(&mut self, e: RdError) -> Result<ReadResult, PipelineError> {
+        let code = match &e {
+            RdError::PartitionEOF(_) => {
+                return Ok(if self.end.is_some() { ReadResult::Done } else { ReadResult::Idle });
+            }
+            RdError::MessageConsumption(code) | RdError::MessageConsumptionFatal(code) => Some(*code),
+            _ => None,
+        };
+        let fatal = matches!(e, RdError::MessageConsumptionFatal(_))
+            || matches!(
+                code,
+                Some(
+                    RDKafkaErrorCode::OffsetOutOfRange
+                        | RDKafkaErrorCode::AutoOffsetReset
+                        | RDKafkaErrorCode::UnknownTopicOrPartition
+                        | RDKafkaErrorCode::UnknownTopic
+                        | RDKafkaErrorCode::UnknownPartition
+                        | RDKafkaErrorCode::TopicAuthorizationFailed
+                )
+            );
+        if fatal {
+            let hint = match code {
+                Some(RDKafkaErrorCode::OffsetOutOfRange | RDKafkaErrorCode::AutoOffsetReset) => {
+                    " (the partition no longer holds that offset: retention removed it)"
+                }
+                _ => "",
+            };
+            return Err(PipelineError::Runner(format!(
+                "kafka: {}: cannot read from offset {}: {e}{hint}",
+                self.id, self.next
+            )));
+        }
+        if self.warned.is_none_or(|t| t.elapsed() >= StdDuration::from_secs(30)) {
+            eprintln!("weir: kafka: {}: {e} (retrying)", self.id);
+            self.warned = Some(Instant::now());
+        }
+        Ok(ReadResult::Idle)
+    }
+}
+
+impl<T: Data> Split for PartitionSplit<T> {
+    type Item = T;
+
+    fn id(&self) -> String {
+        self.id.clone()
+    }
+
+    fn read(&mut self, max: usize, out: &mut SplitOutput<'_, T>) -> Result<ReadResult, PipelineError> {
+        if self.at_end() {
+            return Ok(ReadResult::Done);
+        }
+        if self.consumer.is_none() {
+            self.consumer = Some(self.open()?);
+        }
+        let mut read = 0;
+        while read < max {
+            let consumer = self.consumer.as_ref().expect("opened above");
+            let message = match consumer.poll(StdDuration::ZERO) {
+                None => break,
+                Some(Ok(m)) => m,
+                Some(Err(e)) => return self.on_error(e),
+            };
+            let offset = message.offset();
+            if offset < self.next {
+                continue;
+            }
+            let record = KafkaRecord {
+                topic: &self.shared.topic,
+                partition: self.partition,
+                offset,
+                key: message.key(),
+                payload: message.payload(),
+                timestamp: message.timestamp().to_millis(),
+            };
+            let decoded = (self.shared.decode)(&record).and_then(|v| (self.shared.time)(&v, &record).map(|t| (v, t)));
+            match decoded {
+                Ok((_, at)) if self.shared.stop_at.is_some_and(|stop| at >= stop) => {
+                    self.end = Some(offset);
+                    return Ok(ReadResult::Done);
+                }
+                Ok((value, at)) => out.push(value, at),
+                Err(reason) => out.dead_letter(DeadLetter {
+                    file: self.id.clone(),
+                    line: String::from_utf8_lossy(record.payload.unwrap_or_default()).into_owned(),
+                    reason: format!("offset {offset}: {reason}"),
+                }),
+            }
+            self.next = offset + 1;
+            read += 1;
+            if self.at_end() {
+                return Ok(ReadResult::Done);
+            }
+        }
+        Ok(if read == 0 { ReadResult::Idle } else { ReadResult::Data })
+    }
+
+    /// The offset of the next record to read.
+    fn position(&self) -> Option<Vec<u8>> {
+        Some(self.next.to_le_bytes().to_vec())
+    }
+
+    fn seek(&mut self, position: &[u8]) -> Result<(), PipelineError> {
+        let next = position.try_into().map(i64::from_le_bytes).map_err(|_| {
+            PipelineError::Runner(format!("{}: a Kafka position is 8 bytes, not {}", self.id, position.len()))
+        })?;
+        self.next = next;
+        // The consumer (if any) is opened again at the new offset.
+        self.consumer = None;
+        Ok(())
+    }
+}
+
+/// Read a Kafka topic: its records, and those that could not be decoded
+/// (as dead letters, counted in the transform's metrics). The topic's
+/// partitions and where to start are resolved here, so a wrong address or
+/// topic is an error before the pipeline runs.
+pub fn read_kafka<T: Data>(
+    p: &Pipeline,
+    source: KafkaSource<T>,
+) -> Result<(PCollection<T>, PCollection<DeadLetter>), KafkaError> {
+    let plans = source.plan()?;
+    let mut policy = WatermarkPolicy::bounded_out_of_orderness(source.out_of_orderness);
+    if let Some(quiet) = source.idle_after {
+        policy = policy.idle_after(quiet);
+    }
+    let shared = Arc::new(Shared {
+        config: source.client_config(source.bounded),
+        topic: source.topic.clone(),
+        decode: source.decode.clone(),
+        time: source.time.clone(),
+        stop_at: source.stop_at,
+    });
+    let splits = Arc::new(KafkaSplits { shared, plans });
+    let factory: SourceFactory = Arc::new(move |w: &WorkerInfo| {
+        let reader = SplitReader::for_worker(&*splits, w, policy.clone(), true)
+            .expect("Kafka splits are planned when the pipeline is built");
+        Box::new(reader) as Box<dyn Source>
+    });
+    let idx = p.add_node(&source.name, vec![], 2, NodeKind::Source(factory));
+    let s = Arc::new(WindowingStrategy::default());
+    Ok((p.collection(idx, 0, s.clone()), p.collection(idx, 1, s)))
+}

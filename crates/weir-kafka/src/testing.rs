@@ -1,0 +1,66 @@
+//! A real Kafka-protocol broker for tests (feature `testing`): the
+//! prebuilt tansu broker of `shared/bin`, unpacked under `target/` and
+//! started once per test process on a free port of 127.0.0.1, in memory;
+//! it stops when the test process ends.
+
+use std::net::TcpStream;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+/// The `shared` folder beside the repository (or `WEIR_SHARED`).
+fn shared() -> PathBuf {
+    match std::env::var_os("WEIR_SHARED") {
+        Some(dir) => PathBuf::from(dir),
+        None => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared"),
+    }
+}
+
+/// The broker binary, unpacked once.
+fn binary() -> PathBuf {
+    let target = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/tansu-0.6.0");
+    if !target.exists() {
+        let packed = shared().join("bin/tansu-0.6.0-x86_64-linux.xz");
+        assert!(packed.exists(), "the test broker is {} (set WEIR_SHARED to the shared folder)", packed.display());
+        let tmp = target.with_extension("tmp");
+        let script = format!("xz -dc '{}' > '{}' && chmod +x '{}'", packed.display(), tmp.display(), tmp.display());
+        let ok = Command::new("sh").args(["-c", &script]).status().expect("sh and xz are needed");
+        assert!(ok.success(), "unpacking {}", packed.display());
+        std::fs::rename(&tmp, &target).expect("moving the unpacked broker into place");
+    }
+    target
+}
+
+/// The address (`127.0.0.1:PORT`) of the test broker, started on first use.
+pub fn broker() -> &'static str {
+    /// The address, and the watcher process (kept, never waited for).
+    static BROKER: OnceLock<(String, Mutex<Child>)> = OnceLock::new();
+    &BROKER
+        .get_or_init(|| {
+            let bin = binary();
+            let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+            let url = format!("tcp://127.0.0.1:{port}");
+            // A static is never dropped: a watcher stops the broker when this
+            // test process ends.
+            let watch = format!(
+                "'{}' broker --listener-url {url} --advertised-listener-url {url} --storage-engine memory://tansu/ \
+             --silent & b=$!; while kill -0 {} 2>/dev/null; do sleep 0.5; done; kill $b",
+                bin.display(),
+                std::process::id()
+            );
+            let watcher = Command::new("sh")
+                .args(["-c", &watch])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("starting the test broker");
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while TcpStream::connect(("127.0.0.1", port)).is_err() {
+                assert!(Instant::now() < deadline, "the test broker did not listen within 30 s");
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            (format!("127.0.0.1:{port}"), Mutex::new(watcher))
+        })
+        .0
+}

@@ -1,0 +1,270 @@
+//! The Kafka source and sink against a real Kafka-protocol broker (tansu,
+//! started by this test binary on 127.0.0.1; see `src/testing.rs`).
+
+#[path = "../src/testing.rs"]
+mod testing;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration as StdDuration, Instant};
+
+use serde::{Deserialize, Serialize};
+use weir_kafka::admin::{create_topic, load_with, ONE_RECORD_PER_BATCH};
+use weir_kafka::{read_kafka, KafkaError, KafkaSinkExt, KafkaSource};
+use weir_pipeline::prelude::*;
+use weir_pipeline::Runner;
+use weir_runner_reference::ReferenceRunner;
+use weir_runner_timely::{CheckpointConfig, TimelyRunner};
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+struct E {
+    n: u64,
+    t: i64,
+}
+
+fn json(e: &E) -> Vec<u8> {
+    serde_json::to_vec(e).unwrap()
+}
+
+/// A fresh topic (names are unique per test) loaded with `values`, one
+/// record per batch (the test broker counts batches where it should count
+/// records when asked where a partition ends).
+fn topic(name: &str, partitions: i32, values: &[Vec<u8>]) -> String {
+    let b = testing::broker();
+    assert!(create_topic(b, name, partitions).unwrap(), "topic {name} existed already");
+    assert_eq!(load_with(b, name, partitions, values, ONE_RECORD_PER_BATCH).unwrap(), values.len() as u64);
+    name.to_string()
+}
+
+/// `n` events, `bad` of them replaced by lines that are not events.
+fn events(n: u64, bad: &[u64]) -> Vec<Vec<u8>> {
+    (0..n).map(|i| if bad.contains(&i) { b"not json".to_vec() } else { json(&E { n: i, t: i as i64 * 10 }) }).collect()
+}
+
+fn source(topic: &str) -> KafkaSource<E> {
+    KafkaSource::<E>::json(testing::broker(), topic).event_time(|e| e.t).bounded()
+}
+
+#[test]
+fn a_bounded_topic_is_read_whole_with_its_dead_letters_on_every_runner() {
+    let t = topic("bounded", 4, &events(2_000, &[500, 1001, 1502]));
+    let runners: Vec<(&str, Box<dyn Runner>)> = vec![
+        ("reference", Box::new(ReferenceRunner::default())),
+        ("timely x1", Box::new(TimelyRunner::threads(1))),
+        ("timely x2", Box::new(TimelyRunner::threads(2))),
+        ("timely x3", Box::new(TimelyRunner::threads(3))),
+    ];
+    for (name, runner) in runners {
+        let p = Pipeline::new();
+        let (events, dead) = read_kafka(&p, source(&t)).unwrap();
+        let (events, dead) = (events.collect(), dead.collect());
+        let result = p.run_with(&*runner).unwrap();
+        let mut got: Vec<u64> = events.values().iter().map(|e| e.n).collect();
+        got.sort_unstable();
+        let expected: Vec<u64> = (0..2_000).filter(|i| ![500, 1001, 1502].contains(i)).collect();
+        assert_eq!(got, expected, "{name}: every record once");
+        // Event time is the event's own.
+        assert!(events.windowed().iter().all(|v| v.timestamp.millis() == v.value.t), "{name}");
+        let mut dead = dead.values();
+        dead.sort_by(|a, b| a.file.cmp(&b.file));
+        assert_eq!(dead.len(), 3, "{name}: {dead:?}");
+        // Record i went to partition i % 4, at offset i / 4.
+        assert_eq!(dead[0].file, "bounded[0]", "{name}");
+        assert!(dead[0].reason.starts_with("offset 125: not a JSON document"), "{name}: {}", dead[0].reason);
+        assert_eq!(dead[0].line, "not json");
+        assert_eq!(result.counters("ReadKafka(bounded)").unwrap().dead_letters, 3, "{name}");
+    }
+}
+
+#[test]
+fn a_missing_topic_and_an_unreachable_broker_are_clear_errors_before_the_run() {
+    let p = Pipeline::new();
+    let Err(e) = read_kafka(&p, source("no-such-topic")) else { panic!("a missing topic is not an error") };
+    assert!(matches!(e, KafkaError::NoTopic { .. }), "{e}");
+    assert!(e.to_string().contains("topic 'no-such-topic' does not exist"), "{e}");
+    let started = Instant::now();
+    let unreachable = KafkaSource::<E>::json("127.0.0.1:1", "t").timeout(StdDuration::from_secs(2));
+    let Err(e) = read_kafka(&p, unreachable) else { panic!("no broker is not an error") };
+    assert!(e.to_string().contains("127.0.0.1:1"), "{e}");
+    assert!(started.elapsed() < StdDuration::from_secs(30), "gave up after {:?}", started.elapsed());
+}
+
+#[test]
+fn the_sink_delivers_every_record_with_its_key() {
+    let t = topic("to-copy", 2, &events(1_000, &[]));
+    create_topic(testing::broker(), "copied", 3).unwrap();
+    let p = Pipeline::new();
+    let (events, _) = read_kafka(&p, source(&t)).unwrap();
+    events.write_kafka_with(testing::broker(), "copied", ONE_RECORD_PER_BATCH, |e: &E| {
+        (Some(format!("k{}", e.n % 7).into_bytes()), json(e))
+    });
+    p.run_with(&TimelyRunner::threads(2)).unwrap();
+
+    let p = Pipeline::new();
+    let keyed = KafkaSource::new(testing::broker(), "copied", |r| {
+        let e: E = serde_json::from_slice(r.payload.unwrap()).map_err(|e| e.to_string())?;
+        Ok((String::from_utf8(r.key.unwrap().to_vec()).unwrap(), r.partition, e))
+    })
+    .event_time(|(_, _, e)| e.t)
+    .bounded();
+    let (copied, _) = read_kafka(&p, keyed).unwrap();
+    let copied = copied.collect();
+    p.run_with(&TimelyRunner::threads(1)).unwrap();
+    let copied = copied.values();
+    let mut ns: Vec<u64> = copied.iter().map(|(_, _, e)| e.n).collect();
+    ns.sort_unstable();
+    assert_eq!(ns, (0..1_000).collect::<Vec<_>>());
+    for (key, _, e) in &copied {
+        assert_eq!(key, &format!("k{}", e.n % 7));
+    }
+    // Records of one key share a partition.
+    for k in 0..7 {
+        let parts: std::collections::BTreeSet<i32> =
+            copied.iter().filter(|(key, ..)| key == &format!("k{k}")).map(|(_, p, _)| *p).collect();
+        assert_eq!(parts.len(), 1, "key k{k} in partitions {parts:?}");
+    }
+}
+
+/// Counts per 1-second window of a 2-partition topic whose partition 1
+/// stays quiet: with idleness its silence does not hold the windows of
+/// partition 0 back; a record that then comes to partition 1 is counted.
+#[test]
+fn a_quiet_partition_does_not_hold_windows_back_and_counts_again_when_it_resumes() {
+    let b = testing::broker();
+    create_topic(b, "quiet", 2).unwrap();
+    // Partition 0: events at 0, 100, ..., 4900 ms. Partition 1: nothing.
+    let p0: Vec<Vec<u8>> = (0..50).map(|i| json(&E { n: i, t: i as i64 * 100 })).collect();
+    load_into(b, "quiet", 0, &p0);
+    let seen: Arc<Mutex<Vec<(i64, u64)>>> = Arc::default();
+    let sink = seen.clone();
+    // A pipeline is built on the thread that runs it.
+    let run = std::thread::spawn(move || {
+        let p = Pipeline::new();
+        let quiet = KafkaSource::<E>::json(b, "quiet")
+            .event_time(|e| e.t)
+            .idle_after(Duration::from_millis(300))
+            .stop_at_event_time(1_000_000);
+        let (events, _) = read_kafka(&p, quiet).unwrap();
+        let counts = events
+            .window_into(WindowingStrategy::new(FixedWindows::of(Duration::from_millis(1_000)).unwrap()))
+            // Keyed by the window's end, so the counts say which window fired.
+            .map(|e: E| ((e.t / 1_000 + 1) * 1_000, 1u64))
+            .combine_per_key(Sum::new())
+            .map(move |(end, n): (i64, u64)| {
+                sink.lock().unwrap().push((end, n));
+                (end, n)
+            })
+            .collect();
+        p.run_with(&TimelyRunner::threads(1)).map(|_| counts.values())
+    });
+    // Windows ending at 1..4 s fire while partition 1 has never had a record.
+    let deadline = Instant::now() + StdDuration::from_secs(60);
+    while seen.lock().unwrap().len() < 4 {
+        assert!(Instant::now() < deadline, "windows held back by the quiet partition: {:?}", seen.lock().unwrap());
+        std::thread::sleep(StdDuration::from_millis(50));
+    }
+    let mut early = seen.lock().unwrap().clone();
+    early.sort_unstable();
+    assert_eq!(early, vec![(1_000, 10), (2_000, 10), (3_000, 10), (4_000, 10)]);
+    // Partition 1 resumes inside the open window [4 s, 5 s): counted.
+    load_into(b, "quiet", 1, &[json(&E { n: 99, t: 4_500 })]);
+    std::thread::sleep(StdDuration::from_millis(500));
+    // Both partitions end (a record past the stop time each).
+    let end = json(&E { n: 0, t: 2_000_000 });
+    load_into(b, "quiet", 0, std::slice::from_ref(&end));
+    load_into(b, "quiet", 1, &[end]);
+    let mut all = run.join().unwrap().unwrap();
+    all.sort_unstable();
+    assert_eq!(all, vec![(1_000, 10), (2_000, 10), (3_000, 10), (4_000, 10), (5_000, 11)]);
+}
+
+/// Send `values` to one partition of `topic`.
+fn load_into(brokers: &str, topic: &str, partition: i32, values: &[Vec<u8>]) {
+    use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+    let producer: BaseProducer =
+        rdkafka::ClientConfig::new().set("bootstrap.servers", brokers).create().expect("a producer");
+    for v in values {
+        producer.send(BaseRecord::<(), _>::to(topic).partition(partition).payload(v)).expect("queued");
+    }
+    producer.flush(StdDuration::from_secs(30)).expect("delivered");
+}
+
+/// The newest committed checkpoint in `dir` (its epoch + 1; 0: none).
+fn commits(dir: &std::path::Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(dir) else { return 0 };
+    entries
+        .filter_map(|e| {
+            let path = e.unwrap().path();
+            let epoch = path.file_name()?.to_str()?.strip_prefix("chk-")?.parse::<u64>().ok()?;
+            path.join("MANIFEST").exists().then_some(epoch + 1)
+        })
+        .max()
+        .unwrap_or(0)
+}
+
+/// A run that fails part way resumes, with the same checkpoint location,
+/// from the offsets of its last checkpoint: each record is counted once,
+/// and what the checkpoint covers is not read again.
+#[test]
+fn a_failed_run_resumes_at_the_offsets_of_its_last_checkpoint() {
+    let b = testing::broker();
+    create_topic(b, "resumed", 4).unwrap();
+    let batch =
+        |from: u64| -> Vec<Vec<u8>> { (from..from + 10_000).map(|i| json(&E { n: i, t: i as i64 * 10 })).collect() };
+    load_with(b, "resumed", 4, batch(0), ONE_RECORD_PER_BATCH).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().to_path_buf();
+    // Counts per n % 10 and how many records the run read; a run given
+    // `crash` fails at the first record of the second batch.
+    let run = move |read: Arc<AtomicU64>, crash: bool| {
+        let p = Pipeline::new();
+        let source =
+            KafkaSource::<E>::json(testing::broker(), "resumed").event_time(|e| e.t).stop_at_event_time(1 << 40);
+        let (events, _) = read_kafka(&p, source).unwrap();
+        let counts = events
+            .map(move |e: E| {
+                read.fetch_add(1, Ordering::SeqCst);
+                if crash && e.n >= 10_000 {
+                    panic!("crash at record {}", e.n);
+                }
+                (e.n % 10, 1u64)
+            })
+            .combine_per_key(Sum::new())
+            .collect();
+        let runner =
+            TimelyRunner::threads(2).with_checkpoints(CheckpointConfig::local(&path, StdDuration::from_millis(20)));
+        p.run_with(&runner).map(|_| {
+            let mut c = counts.values();
+            c.sort_unstable();
+            c
+        })
+    };
+    let read = Arc::new(AtomicU64::new(0));
+    let first = {
+        let (run, read) = (run.clone(), read.clone());
+        std::thread::spawn(move || run(read, true))
+    };
+    // The first batch is read; then a few checkpoints commit.
+    let deadline = Instant::now() + StdDuration::from_secs(60);
+    while read.load(Ordering::SeqCst) < 10_000 {
+        assert!(Instant::now() < deadline, "the first batch was not read");
+        std::thread::sleep(StdDuration::from_millis(10));
+    }
+    let seen = commits(dir.path());
+    while commits(dir.path()) < seen + 3 {
+        assert!(Instant::now() < deadline, "no checkpoint after the first batch");
+        std::thread::sleep(StdDuration::from_millis(10));
+    }
+    // The second batch, then one record past the stop time per partition.
+    load_with(b, "resumed", 4, batch(10_000), ONE_RECORD_PER_BATCH).unwrap();
+    let end = json(&E { n: 0, t: 1 << 41 });
+    load_with(b, "resumed", 4, vec![end; 4], ONE_RECORD_PER_BATCH).unwrap();
+    let e = first.join().unwrap().unwrap_err();
+    assert!(e.to_string().contains("crash at record"), "{e}");
+    let read = Arc::new(AtomicU64::new(0));
+    let counts = run(read.clone(), false).unwrap();
+    let expected: Vec<(u64, u64)> = (0..10).map(|k| (k, 2_000)).collect();
+    assert_eq!(counts, expected);
+    // The second run resumed after the first batch: it read the second.
+    assert_eq!(read.load(Ordering::SeqCst), 10_000, "the resumed run read the wrong records");
+}

@@ -11,6 +11,7 @@
 mod bench;
 mod checkpoints;
 mod cluster;
+mod kafka;
 mod run;
 mod verify;
 
@@ -61,6 +62,9 @@ enum Command {
     /// process is started again after a failure (`weir cluster -n 2 --
     /// nexmark --query q5 --events 1000000 --checkpoint-dir ckpt`).
     Cluster(cluster::ClusterArgs),
+    /// Load a JSON-lines file into a Kafka topic, line i to partition i % N
+    /// (`weir kafka-load data/e1m.jsonl kafka://127.0.0.1:9092/events --partitions 4`).
+    KafkaLoad(kafka::LoadArgs),
 }
 
 fn main() {
@@ -72,6 +76,7 @@ fn main() {
         Command::Bench(a) => bench::main(a),
         Command::Checkpoints(a) => checkpoints::main(a),
         Command::Cluster(a) => cluster::main(a),
+        Command::KafkaLoad(a) => kafka::load(a),
     };
     if let Err(e) = result {
         eprintln!("weir: error: {e:#}");

@@ -19,7 +19,9 @@ pub struct NexmarkArgs {
     /// The query: parse, q0, q1, q2, q3, q4, q5, q7, q8, q9, q11, q12, …, q22.
     #[arg(long, short)]
     pub query: Query,
-    /// JSON-lines input: a file, or a folder of shards (one split per file).
+    /// JSON-lines input: a file, or a folder of shards (one split per
+    /// file); or a Kafka topic, kafka://HOST:PORT/TOPIC, read up to its end
+    /// as of the start (one split per partition; `weir kafka-load` fills one).
     #[arg(long, conflicts_with = "events")]
     pub input: Option<String>,
     /// Use Weir's in-process generator for this many events instead of a file.
@@ -55,7 +57,7 @@ pub struct NexmarkArgs {
     /// An event more than this many milliseconds of event time ahead of the
     /// latest event of its split goes to the dead letters instead of moving
     /// the watermark (one far-future timestamp would make the rest of the
-    /// split late); 0: no limit.
+    /// split late); 0: no limit. File input only (not Kafka).
     #[arg(long, default_value_t = 3_600_000)]
     pub max_skew_ms: i64,
     /// Key groups of the pipeline: the most workers (over all processes)
@@ -76,6 +78,11 @@ pub struct NexmarkArgs {
     /// Where `<query>.csv` and `<query>.summary.json` go.
     #[arg(long, default_value = "results")]
     pub out: PathBuf,
+    /// Also send every result row to a Kafka topic, kafka://HOST:PORT/TOPIC
+    /// (it must exist): the row's CSV line as the record's value and key,
+    /// so a consumer can drop what a recovery sends again (at least once).
+    #[arg(long)]
+    pub output: Option<String>,
     /// Do not print the one-line summary.
     #[arg(long)]
     pub quiet: bool,
@@ -381,6 +388,11 @@ fn validate(a: &NexmarkArgs) -> Result<()> {
     if a.input.is_none() && a.events.is_none() {
         bail!("say where the events come from: --input FILE_OR_FOLDER, or --events N for the built-in generator");
     }
+    if let Some(output) = &a.output {
+        if crate::kafka::parse_url(output)?.is_none() {
+            bail!("--output {output}: only a Kafka topic, kafka://HOST:PORT/TOPIC (result files go to --out)");
+        }
+    }
     if a.checkpoint_dir.is_some() && a.reference_runner {
         bail!("--checkpoint-dir needs the Timely runner: drop --reference-runner");
     }
@@ -496,7 +508,11 @@ pub fn run(a: &NexmarkArgs) -> Result<Summary> {
     }
     let options =
         ReadOptions { max_skew: (a.max_skew_ms > 0).then(|| weir::model::Duration::from_millis(a.max_skew_ms)) };
-    let (events, dead) = read_events_with(&p, &input, &options)?;
+    let kafka = a.input.as_deref().map(crate::kafka::parse_url).transpose()?.flatten();
+    let (events, dead) = match &kafka {
+        Some((brokers, topic)) => crate::kafka::read_events(&p, brokers, topic)?,
+        None => read_events_with(&p, &input, &options)?,
+    };
     // Rows spill to disk as they come, so the run's memory is the engine's.
     let parts = a.out.join(format!(".{}.rows-{}", a.query, a.process_index));
     if parts.exists() {
@@ -513,7 +529,16 @@ pub fn run(a: &NexmarkArgs) -> Result<Summary> {
         ),
         None => (weir_nexmark::CsvOutput::spilling_to(&parts), weir_nexmark::CsvOutput::in_memory()),
     };
-    a.query.build_into(&events, &rows);
+    match a.output.as_deref().map(crate::kafka::parse_url).transpose()?.flatten() {
+        Some((brokers, topic)) => {
+            let lines = a.query.build_lines(&events);
+            weir::pipeline::ElementwiseExt::map(&lines, weir_nexmark::Raw).write_csv_into(&rows);
+            weir_kafka::KafkaSinkExt::write_kafka(&lines, &brokers, &topic, |line: &String| {
+                (Some(line.clone().into_bytes()), line.clone().into_bytes())
+            });
+        }
+        None => a.query.build_into(&events, &rows),
+    }
     weir::pipeline::ElementwiseExt::map(&dead, |d: weir::io::DeadLetter| {
         weir_nexmark::Raw(format!("{}: {}: {}", d.file, d.reason, d.line))
     })

@@ -16,83 +16,14 @@
 //! - Bad input lines become dead letters with a count; bad arguments are
 //!   clear errors.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-use std::sync::OnceLock;
+mod common;
 
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use common::{input, kafka_topic, run, shared, tmp, WEIR};
 use weir_nexmark::Query;
-
-const WEIR: &str = env!("CARGO_BIN_EXE_weir");
-
-fn shared() -> PathBuf {
-    if let Some(d) = std::env::var_os("WEIR_SHARED") {
-        return PathBuf::from(d);
-    }
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .ancestors()
-        .map(|d| d.join("shared"))
-        .find(|d| d.join("nexmark").is_dir())
-        .expect("the shared/ folder (set WEIR_SHARED)")
-}
-
-fn tmp() -> PathBuf {
-    PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("nexmark")
-}
-
-fn run(cmd: &mut Command) -> Output {
-    let out = cmd.output().unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed: {}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
-}
-
-/// A Python that can import numpy.
-fn python() -> &'static Path {
-    static PY: OnceLock<PathBuf> = OnceLock::new();
-    PY.get_or_init(|| {
-        let has_numpy = |py: &Path| {
-            Command::new(py).args(["-c", "import numpy"]).output().map(|o| o.status.success()).unwrap_or(false)
-        };
-        if let Some(p) = std::env::var_os("WEIR_NEXMARK_PYTHON") {
-            let p = PathBuf::from(p);
-            assert!(has_numpy(&p), "WEIR_NEXMARK_PYTHON={} cannot import numpy", p.display());
-            return p;
-        }
-        let venv = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("nexmark-venv");
-        let py = venv.join("bin/python");
-        if !has_numpy(&py) {
-            run(Command::new("python3").arg("-m").arg("venv").arg(&venv));
-            run(Command::new(&py).args(["-m", "pip", "install", "--quiet", "numpy"]));
-        }
-        py
-    })
-}
-
-/// Generate `events` events of the reference input (a prefix of
-/// `e1m.jsonl`) as one file, and as a folder of 2 shards; cached.
-fn input(events: u64) -> (PathBuf, PathBuf) {
-    let file = tmp().join(format!("e{events}.jsonl"));
-    let shards = tmp().join(format!("e{events}-2shards"));
-    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    let _guard = LOCK.lock().unwrap_or_else(|p| p.into_inner());
-    let gen = shared().join("nexmark/nexmark_gen.py");
-    let n = events.to_string();
-    let base = ["--events", n.as_str(), "--rate", "10000", "--seed", "1"];
-    if !file.exists() {
-        std::fs::create_dir_all(tmp()).unwrap();
-        let part = file.with_extension("inprogress");
-        run(Command::new(python()).arg(&gen).args(base).arg("--out").arg(&part));
-        std::fs::rename(&part, &file).unwrap();
-    }
-    if !shards.join("part-1.jsonl").exists() {
-        run(Command::new(python()).arg(&gen).args(base).args(["--shards", "2", "--out"]).arg(&shards));
-    }
-    (file, shards)
-}
 
 fn summary(out: &Path, q: Query) -> (u64, String) {
     let s: serde_json::Value =
@@ -173,6 +104,80 @@ fn reference_input_gives_the_reference_results() {
     let text = String::from_utf8_lossy(&out.stdout);
     let expected = Query::REFERENCE.len() * 3;
     assert!(text.contains(&format!("{expected} passed, 0 failed")), "{text}");
+}
+
+/// The rows and sha256 that Flink, Beam and Bytewax computed for `q` on
+/// the reference input (the table of `shared/nexmark/README.md`).
+fn reference(q: Query) -> (u64, String) {
+    let readme = std::fs::read_to_string(shared().join("nexmark/README.md")).unwrap();
+    let row = format!("| {} |", q.name());
+    let line = readme.lines().find(|l| l.starts_with(&row)).expect("the query's reference row");
+    let cells: Vec<&str> = line.split('|').map(str::trim).collect();
+    (cells[2].parse().unwrap(), cells[3].to_string())
+}
+
+/// `weir nexmark --input kafka://…` on a 4-partition topic loaded with the
+/// reference input: the reference results with 1 and 2 workers and on two
+/// processes (each reading its own partitions).
+#[test]
+fn q5_and_q7_from_a_kafka_topic_give_the_reference_results() {
+    let url = kafka_topic(1_000_000);
+    let hosts = tmp().join("kafka-hosts.txt");
+    for q in [Query::Q5, Query::Q7] {
+        let expected = reference(q);
+        assert!(expected.0 > 0 && expected.1.len() == 64, "{q}: {expected:?}");
+        for workers in ["1", "2"] {
+            let out = tmp().join(format!("kafka-{q}-{workers}-workers"));
+            run(Command::new(WEIR)
+                .args(["nexmark", "--quiet", "--query", q.name(), "--workers", workers, "--input", &url, "--out"])
+                .arg(&out));
+            assert_eq!(summary(&out, q), expected, "{q} from Kafka with {workers} workers");
+        }
+        let ports: Vec<std::net::TcpListener> =
+            (0..2).map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap()).collect();
+        let addrs: Vec<String> = ports.iter().map(|l| l.local_addr().unwrap().to_string()).collect();
+        drop(ports);
+        std::fs::write(&hosts, addrs.join("\n")).unwrap();
+        let out = tmp().join(format!("kafka-{q}-2-processes"));
+        let children: Vec<_> = (0..2)
+            .map(|i| {
+                Command::new(WEIR)
+                    .args(["nexmark", "--quiet", "--query", q.name(), "--workers", "1", "--processes", "2"])
+                    .args(["--process-index", &i.to_string(), "--input", &url, "--hosts"])
+                    .arg(&hosts)
+                    .arg("--out")
+                    .arg(&out)
+                    .stderr(std::process::Stdio::null())
+                    .spawn()
+                    .unwrap()
+            })
+            .collect();
+        for mut c in children {
+            assert!(c.wait().unwrap().success(), "{q}: a cluster process failed");
+        }
+        assert_eq!(summary(&out, q), expected, "{q} from Kafka on two processes");
+    }
+    // q7 from Kafka to Kafka: the rows a consumer reads are the result's.
+    let broker = weir_kafka::testing::broker();
+    weir_kafka::admin::create_topic(broker, "q7-rows", 2).unwrap();
+    let out = tmp().join("kafka-q7-to-kafka");
+    let to = format!("kafka://{broker}/q7-rows");
+    run(Command::new(WEIR)
+        .args(["nexmark", "--quiet", "--query", "q7", "--input", &url, "--output", &to, "--out"])
+        .arg(&out));
+    assert_eq!(summary(&out, Query::Q7), reference(Query::Q7));
+    let (rows, _) = reference(Query::Q7);
+    let records = weir_kafka::testing::read_records(broker, "q7-rows", rows as usize + 1, Duration::from_secs(20));
+    let mut got: Vec<u8> = Vec::new();
+    let mut lines: Vec<Vec<u8>> = records.iter().map(|(_, v)| v.clone()).collect();
+    lines.sort();
+    for l in lines {
+        got.extend_from_slice(&l);
+        got.push(b'\n');
+    }
+    assert_eq!(records.len() as u64, rows, "every row once, no more");
+    assert!(records.iter().all(|(k, v)| k.as_deref() == Some(v.as_slice())), "keyed by the row");
+    assert_eq!(got, std::fs::read(out.join("q7.csv")).unwrap(), "the topic holds the result file's rows");
 }
 
 #[test]

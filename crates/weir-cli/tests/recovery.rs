@@ -9,6 +9,8 @@
 //! completes) until it has been killed at least `KILLS` times. The seed of
 //! the kill moments is printed; `WEIR_KILL_SEED` replays it.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -47,14 +49,39 @@ fn sha_of(out: &Path, q: &str) -> String {
     json["sha256"].as_str().unwrap().to_string()
 }
 
-fn nexmark(q: &str, events: u64, out: &Path) -> Command {
+/// Where a run's events come from.
+#[derive(Clone, Copy, Debug)]
+pub enum Events<'a> {
+    /// This many from the built-in generator.
+    Generated(u64),
+    /// A Kafka topic, `kafka://HOST:PORT/TOPIC`.
+    Topic(&'a str),
+}
+
+impl From<u64> for Events<'_> {
+    fn from(n: u64) -> Self {
+        Events::Generated(n)
+    }
+}
+
+impl Events<'_> {
+    fn args(self) -> Vec<String> {
+        match self {
+            Events::Generated(n) => vec!["--events".into(), n.to_string()],
+            Events::Topic(url) => vec!["--input".into(), url.into()],
+        }
+    }
+}
+
+fn nexmark<'a>(q: &str, events: impl Into<Events<'a>>, out: &Path) -> Command {
     nexmark_on(q, events, out, 2)
 }
 
-fn nexmark_on(q: &str, events: u64, out: &Path, workers: usize) -> Command {
+fn nexmark_on<'a>(q: &str, events: impl Into<Events<'a>>, out: &Path, workers: usize) -> Command {
     let mut c = Command::new(WEIR);
-    let (events, workers) = (events.to_string(), workers.to_string());
-    c.args(["nexmark", "--quiet", "--query", q, "--events", &events, "--workers", &workers, "--out"])
+    c.args(["nexmark", "--quiet", "--query", q])
+        .args(events.into().args())
+        .args(["--workers", &workers.to_string(), "--out"])
         .arg(out)
         .stdout(Stdio::null())
         .stderr(Stdio::piped());
@@ -81,7 +108,7 @@ fn finish(mut child: Child, secs: u64) -> std::process::Output {
 }
 
 /// The sha256 of `q` run once without interruption (under `dir/reference`).
-fn uninterrupted_sha(q: &str, events: u64, dir: &Path) -> String {
+fn uninterrupted_sha<'a>(q: &str, events: impl Into<Events<'a>>, dir: &Path) -> String {
     let reference = dir.join("reference");
     let o = finish(nexmark(q, events, &reference).spawn().unwrap(), 300);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
@@ -89,7 +116,7 @@ fn uninterrupted_sha(q: &str, events: u64, dir: &Path) -> String {
 }
 
 /// Kill `q` over and over until it completes; returns the kills.
-fn campaign(q: &str, events: u64, extra: &[&str], dir: &Path, rng: &mut Rng) -> usize {
+fn campaign(q: &str, events: Events<'_>, extra: &[&str], dir: &Path, rng: &mut Rng) -> usize {
     let (out, ck) = (dir.join("out"), dir.join("ck"));
     let mut kills = 0;
     for attempt in 0.. {
@@ -122,7 +149,12 @@ fn campaign(q: &str, events: u64, extra: &[&str], dir: &Path, rng: &mut Rng) -> 
 }
 
 /// `extra`: options of the killed runs (not of the uninterrupted one).
-fn killed_any_number_of_times_ends_with_the_uninterrupted_output(q: &str, events: u64, extra: &[&str]) {
+pub fn killed_any_number_of_times_ends_with_the_uninterrupted_output<'a>(
+    q: &str,
+    events: impl Into<Events<'a>>,
+    extra: &[&str],
+) {
+    let events = events.into();
     let tmp = tempfile::tempdir().unwrap();
     let expected = uninterrupted_sha(q, events, tmp.path());
     let mut rng = Rng::new();
@@ -178,6 +210,18 @@ fn q18_on_the_lsm_killed_at_random_moments_loses_and_duplicates_nothing() {
     let state = state.path().to_str().unwrap();
     let extra = ["--state-dir", state, "--resident-keys", "2000"];
     killed_any_number_of_times_ends_with_the_uninterrupted_output("q18", 1_000_000, &extra);
+}
+
+/// q5 and q7 read from a 4-partition Kafka topic (the test broker): the
+/// partitions' offsets are in the checkpoints, so a restarted run reads on
+/// from them and ends with the uninterrupted run's rows.
+#[test]
+fn q5_and_q7_from_kafka_killed_at_random_moments_lose_and_duplicate_nothing() {
+    let _one = alone();
+    let url = common::kafka_topic(300_000);
+    for q in ["q5", "q7"] {
+        killed_any_number_of_times_ends_with_the_uninterrupted_output(q, Events::Topic(&url), &[]);
+    }
 }
 
 /// The committed checkpoints (manifests) in `weir nexmark --checkpoint-dir ck`.

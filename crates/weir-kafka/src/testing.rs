@@ -9,12 +9,16 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-/// The `shared` folder beside the repository (or `WEIR_SHARED`).
+/// The `shared` folder beside the repository or above it (or `WEIR_SHARED`).
 fn shared() -> PathBuf {
-    match std::env::var_os("WEIR_SHARED") {
-        Some(dir) => PathBuf::from(dir),
-        None => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared"),
+    if let Some(dir) = std::env::var_os("WEIR_SHARED") {
+        return PathBuf::from(dir);
     }
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .ancestors()
+        .map(|d| d.join("shared"))
+        .find(|d| d.join("bin").is_dir())
+        .expect("the shared/ folder with bin/ (set WEIR_SHARED)")
 }
 
 /// The broker binary, unpacked once.
@@ -63,4 +67,28 @@ pub fn broker() -> &'static str {
             (format!("127.0.0.1:{port}"), Mutex::new(watcher))
         })
         .0
+}
+
+/// The (key, value) of the first `n` records of every partition of
+/// `topic` taken together (waiting up to `timeout` for them), read by a
+/// plain consumer: what a downstream service would see.
+pub fn read_records(brokers: &str, topic: &str, n: usize, timeout: Duration) -> Vec<(Option<Vec<u8>>, Vec<u8>)> {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::message::Message;
+    let consumer: BaseConsumer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", "weir-testing-reader")
+        .set("enable.auto.commit", "false")
+        .set("auto.offset.reset", "earliest")
+        .create()
+        .expect("a consumer");
+    consumer.subscribe(&[topic]).expect("subscribing");
+    let deadline = Instant::now() + timeout;
+    let mut out = Vec::with_capacity(n);
+    while out.len() < n && Instant::now() < deadline {
+        if let Some(Ok(m)) = consumer.poll(Duration::from_millis(100)) {
+            out.push((m.key().map(<[u8]>::to_vec), m.payload().unwrap_or_default().to_vec()));
+        }
+    }
+    out
 }

@@ -2,6 +2,7 @@
 //! started by this test binary on 127.0.0.1; see `src/testing.rs`).
 
 #[path = "../src/testing.rs"]
+#[allow(dead_code)] // read_records is for the weir-cli tests
 mod testing;
 
 use std::sync::atomic::{AtomicU64, Ordering};

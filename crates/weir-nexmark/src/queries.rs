@@ -14,7 +14,7 @@ use weir_model::{Duration, FixedWindows, Sessions, SlidingWindows, Timestamp, Tr
 use weir_pipeline::prelude::*;
 use weir_pipeline::{DoFn, ProcessContext, SideInput, SideInputExt, SideParDoExt};
 
-use crate::csv::{CsvOutput, CsvSinkExt, Milli};
+use crate::csv::{CsvOutput, CsvRow, CsvSinkExt, Milli};
 use crate::model::{Auction, Bid, Event, Person, Str};
 
 /// The bids of the event stream.
@@ -962,6 +962,61 @@ impl Query {
         let out = CsvOutput::in_memory();
         self.build_into(events, &out);
         out
+    }
+
+    /// Add the query to the pipeline over `events`; each result row as its
+    /// CSV line (no newline), for sinks other than files.
+    ///
+    /// ```
+    /// use weir_nexmark::{read_events, GeneratorConfig, Input, Query};
+    /// use weir_pipeline::prelude::*;
+    /// let p = Pipeline::new();
+    /// let (events, _) = read_events(&p, &Input::Generated(GeneratorConfig::new(20_000))).unwrap();
+    /// let lines = Query::Q7.build_lines(&events).collect();
+    /// let rows = Query::Q7.build(&events);
+    /// p.run_with(&weir_runner_reference::ReferenceRunner::default()).unwrap();
+    /// let mut lines: Vec<String> = lines.values().into_iter().map(|l| l + "\n").collect();
+    /// lines.sort();
+    /// let rows: Vec<String> = weir_nexmark::sorted_lines(&rows.take_buffers().unwrap())
+    ///     .into_iter()
+    ///     .map(|l| String::from_utf8(l.to_vec()).unwrap())
+    ///     .collect();
+    /// assert!(!lines.is_empty());
+    /// assert_eq!(lines, rows);
+    /// ```
+    pub fn build_lines(self, events: &PCollection<Event>) -> PCollection<String> {
+        fn lines<R: Data + CsvRow>(rows: PCollection<R>) -> PCollection<String> {
+            rows.map(|r: R| {
+                let mut line = Vec::new();
+                r.write_row(&mut line);
+                line.pop();
+                String::from_utf8(line).expect("CSV rows are UTF-8")
+            })
+        }
+        match self {
+            Query::Parse => lines(events.filter(|_| false).map(|_| (0u64, 0u64))),
+            Query::Q0 => lines(q0(events)),
+            Query::Q1 => lines(q1(events)),
+            Query::Q2 => lines(q2(events)),
+            Query::Q3 => lines(q3(events)),
+            Query::Q4 => lines(q4(events)),
+            Query::Q5 => lines(q5(events)),
+            Query::Q7 => lines(q7(events)),
+            Query::Q8 => lines(q8(events)),
+            Query::Q9 => lines(q9(events)),
+            Query::Q11 => lines(q11(events)),
+            Query::Q12 => lines(q12(events)),
+            Query::Q13 => lines(q13(events)),
+            Query::Q14 => lines(q14(events)),
+            Query::Q15 => lines(q15(events)),
+            Query::Q16 => lines(q16(events)),
+            Query::Q17 => lines(q17(events)),
+            Query::Q18 => lines(q18(events)),
+            Query::Q19 => lines(q19(events)),
+            Query::Q20 => lines(q20(events)),
+            Query::Q21 => lines(q21(events)),
+            Query::Q22 => lines(q22(events)),
+        }
     }
 
     /// Add the query to the pipeline over `events`, its rows going to `out`.

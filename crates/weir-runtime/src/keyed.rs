@@ -120,6 +120,19 @@ impl KeyedWriter {
         out.extend_from_slice(&0u64.to_le_bytes());
         KeyedWriter { out, count_at, count: 0 }
     }
+    /// A snapshot with this meta, with room for `entries` bytes of keys
+    /// (see [`entry_len`](Self::entry_len)) allocated at once: a whole
+    /// snapshot of known size is never copied to grow.
+    pub fn with_capacity(meta: &[u8], entries: usize) -> Self {
+        let mut w = KeyedWriter::new(meta);
+        w.out.reserve_exact(entries);
+        w
+    }
+    /// The bytes one entry with a state takes: a key of `key` bytes and a
+    /// state of `state` bytes.
+    pub const fn entry_len(key: usize, state: usize) -> usize {
+        8 + key + 1 + 8 + state
+    }
     /// Add a key and its state (`None`: removed, in a change set).
     pub fn push(&mut self, key: &[u8], state: Option<&[u8]>) {
         put_bytes(&mut self.out, key);

@@ -231,6 +231,57 @@ impl<K: Hash + Eq + Clone + Serialize + DeserializeOwned, V: Serialize + Deseria
         }
     }
 
+    /// Call `f` with every key and its state, both encoded (bincode), in
+    /// no particular order: the bytes on disk as they are (not decoded and
+    /// encoded again), resident keys encoded. A failure is reported by
+    /// [`peek_error`](Self::peek_error).
+    pub fn for_each_encoded(&self, f: &mut dyn FnMut(&[u8], &[u8])) {
+        let (mut key, mut value) = (Vec::new(), Vec::new());
+        for (k, r) in &self.resident {
+            key.clear();
+            value.clear();
+            bincode::serialize_into(&mut key, k).expect("encoding a key into memory");
+            if let Err(e) = bincode::serialize_into(&mut value, &r.value) {
+                return self.fail("encoding a key's state", e);
+            }
+            f(&key, &value);
+        }
+        self.for_each_on_disk(&mut |k, v| f(k, v));
+    }
+
+    /// The bytes [`KeyedWriter`](weir_runtime::keyed::KeyedWriter) needs
+    /// for every entry of [`for_each_encoded`](Self::for_each_encoded).
+    pub fn encoded_size(&self) -> usize {
+        let mut size = 0;
+        for (k, r) in &self.resident {
+            let key = bincode::serialized_size(k).unwrap_or(0) as usize;
+            let value = bincode::serialized_size(&r.value).unwrap_or(0) as usize;
+            size += weir_runtime::keyed::KeyedWriter::entry_len(key, value);
+        }
+        self.for_each_on_disk(&mut |k, v| size += weir_runtime::keyed::KeyedWriter::entry_len(k.len(), v.len()));
+        size
+    }
+
+    /// The encoded entries on disk of the keys that are not resident.
+    fn for_each_on_disk(&self, f: &mut dyn FnMut(&[u8], &[u8])) {
+        let Some(disk) = &self.disk else { return };
+        for kv in disk.keyspace.iter() {
+            let (k, v) = match kv.into_inner() {
+                Ok(kv) => kv,
+                Err(e) => return self.fail("reading keys' states", e),
+            };
+            if !self.resident.is_empty() {
+                match bincode::deserialize::<K>(&k) {
+                    // A resident key's memory version is the current one.
+                    Ok(key) if self.resident.contains_key(&key) => continue,
+                    Ok(_) => {}
+                    Err(e) => return self.fail("decoding a key read back from disk", e),
+                }
+            }
+            f(&k, &v);
+        }
+    }
+
     /// The encoded (bincode) state of `key`, if it has any, read without
     /// loading it into memory or marking it changed.
     pub fn encoded(&mut self, key: &K) -> Option<Vec<u8>> {

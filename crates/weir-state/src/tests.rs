@@ -72,7 +72,17 @@ proptest! {
                     prop_assert!(keys.resident() <= resident);
                 }
             }
-            prop_assert_eq!(contents(&keys), model);
+            prop_assert_eq!(contents(&keys), model.clone());
+            // The encoded entries (disk bytes as they are) are the same
+            // map, and the size they announce is exact.
+            let (mut encoded, mut size) = (BTreeMap::new(), 0);
+            keys.for_each_encoded(&mut |k, v| {
+                size += weir_runtime::keyed::KeyedWriter::entry_len(k.len(), v.len());
+                let key: u8 = bincode::deserialize(k).unwrap();
+                assert!(encoded.insert(key, bincode::deserialize::<Vec<u32>>(v).unwrap()).is_none(), "key {key} twice");
+            });
+            prop_assert_eq!(&encoded, &model);
+            prop_assert_eq!(keys.encoded_size(), size);
             prop_assert!(keys.take_error().is_none());
         }
     }

@@ -17,7 +17,6 @@ use crate::transforms::elementwise::{apply_fn, DoFn, ElementwiseExt, KvElementwi
 use crate::transforms::other::FlattenExt;
 use crate::transforms::side::{SideInput, SideInputExt, SideParDoExt};
 use weir_model::grouping::{GroupSnapshot, KeyStateOf};
-use weir_model::KeyStore;
 use weir_runtime::batch::Batch;
 use weir_runtime::data::{Data, Key, WindowedValue};
 use weir_runtime::{
@@ -245,22 +244,13 @@ where
     A::Acc: Data,
     A::Out: Data,
 {
-    /// Every key (a [`KeyedSnapshot`], written key by key: a whole
-    /// snapshot is held once, as bytes, in the order the store keeps it).
+    /// Every key (a [`KeyedSnapshot`], written key by key into a buffer
+    /// of its exact size, the LSM's bytes as they are on disk: a whole
+    /// snapshot is held once, as bytes).
     fn snapshot(&self) -> Result<Vec<u8>, PipelineError> {
-        let mut out = KeyedWriter::new(&self.encode_meta()?);
-        let (mut key, mut value, mut failed) = (Vec::new(), Vec::new(), None);
-        self.gbw.store().for_each(&mut |k, state| {
-            key.clear();
-            value.clear();
-            match (bincode::serialize_into(&mut key, k), bincode::serialize_into(&mut value, state)) {
-                (Ok(()), Ok(())) => out.push(&key, Some(&value)),
-                (Err(e), _) | (_, Err(e)) => failed = Some(e),
-            }
-        });
-        if let Some(e) = failed {
-            return Err(PipelineError::Internal(format!("serializing a grouping's snapshot: {e}")));
-        }
+        let store = self.gbw.store();
+        let mut out = KeyedWriter::with_capacity(&self.encode_meta()?, store.encoded_size());
+        store.for_each_encoded(&mut |k, state| out.push(k, Some(state)));
         self.store_error()?;
         Ok(out.finish())
     }

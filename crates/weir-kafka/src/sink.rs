@@ -10,7 +10,8 @@ use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, T
 use rdkafka::ClientContext;
 use weir_pipeline::PCollection;
 use weir_runtime::{
-    Batch, Data, NodeCounters, NodeKind, OpContext, OpResult, Operator, PipelineError, Rescale, Routing, WorkerInfo,
+    Batch, Data, FailedOperator, NodeCounters, NodeKind, OpContext, OpResult, Operator, PipelineError, Rescale,
+    Routing, WorkerInfo,
 };
 
 /// How long a flush may take before the job fails.
@@ -186,29 +187,11 @@ impl<T: Data> KafkaSinkExt<T> for PCollection<T> {
                         record: record.clone(),
                         _t: PhantomData,
                     }) as Box<dyn Operator>,
-                    Err(e) => Box::new(Broken(PipelineError::Runner(format!(
+                    Err(e) => Box::new(FailedOperator(PipelineError::Runner(format!(
                         "kafka: cannot create a producer for '{topic}': {e}"
                     )))),
                 }
             })),
         );
-    }
-}
-
-/// An instance that could not be made: its first call fails the job.
-struct Broken(PipelineError);
-
-impl Operator for Broken {
-    fn process(&mut self, _port: usize, _batch: Batch, _cx: &mut OpContext<'_>) -> OpResult {
-        Err(self.0.clone())
-    }
-    fn advance(&mut self, _cx: &mut OpContext<'_>) -> OpResult {
-        Err(self.0.clone())
-    }
-    fn finish(&mut self, _cx: &mut OpContext<'_>) -> OpResult {
-        Err(self.0.clone())
-    }
-    fn snapshot(&self) -> Result<Vec<u8>, PipelineError> {
-        Err(self.0.clone())
     }
 }

@@ -261,6 +261,32 @@ pub trait Operator: Send {
     }
 }
 
+/// An operator instance that could not be made (its factory failed: a
+/// state store that would not open, a client that could not be created):
+/// its first call fails the job with the error.
+///
+/// ```
+/// use weir_runtime::{FailedOperator, Operator, PipelineError};
+/// let op = FailedOperator(PipelineError::Runner("cannot open the store".into()));
+/// assert!(op.snapshot().unwrap_err().to_string().contains("cannot open the store"));
+/// ```
+pub struct FailedOperator(pub PipelineError);
+
+impl Operator for FailedOperator {
+    fn process(&mut self, _port: usize, _batch: Batch, _cx: &mut OpContext<'_>) -> OpResult {
+        Err(self.0.clone())
+    }
+    fn advance(&mut self, _cx: &mut OpContext<'_>) -> OpResult {
+        Err(self.0.clone())
+    }
+    fn finish(&mut self, _cx: &mut OpContext<'_>) -> OpResult {
+        Err(self.0.clone())
+    }
+    fn snapshot(&self) -> Result<Vec<u8>, PipelineError> {
+        Err(self.0.clone())
+    }
+}
+
 /// The second phase of a transactional output: what a sink wrote for an
 /// epoch stays pending until the checkpoint covering that epoch is
 /// committed; then the runner commits it. Registered on the sink's node

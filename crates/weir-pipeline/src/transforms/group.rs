@@ -20,8 +20,8 @@ use weir_model::grouping::{GroupSnapshot, KeyStateOf};
 use weir_runtime::batch::Batch;
 use weir_runtime::data::{Data, Key, WindowedValue};
 use weir_runtime::{
-    key_hash, keyed::KeyedWriter, KeyedSnapshot, NodeCounters, OpContext, OpResult, Operator, PipelineError, Rescale,
-    StateBackend, WorkerInfo,
+    key_hash, keyed::KeyedWriter, FailedOperator, KeyedSnapshot, NodeCounters, OpContext, OpResult, Operator,
+    PipelineError, Rescale, StateBackend, WorkerInfo,
 };
 use weir_runtime::{NodeKind, Routing};
 use weir_state::BackendKeys;
@@ -154,24 +154,6 @@ const FIRE_AT_ONCE: usize = 8192;
 /// The keys' store of `backend`.
 fn open_store<K, S>(backend: &StateBackend) -> Result<BackendKeys<K, S>, PipelineError> {
     BackendKeys::open(backend).map_err(|e| PipelineError::Runner(e.to_string()))
-}
-
-/// An instance that could not be made: its first call fails the job.
-pub(crate) struct Failed(pub(crate) PipelineError);
-
-impl Operator for Failed {
-    fn process(&mut self, _port: usize, _batch: Batch, _cx: &mut OpContext<'_>) -> OpResult {
-        Err(self.0.clone())
-    }
-    fn advance(&mut self, _cx: &mut OpContext<'_>) -> OpResult {
-        Err(self.0.clone())
-    }
-    fn finish(&mut self, _cx: &mut OpContext<'_>) -> OpResult {
-        Err(self.0.clone())
-    }
-    fn snapshot(&self) -> Result<Vec<u8>, PipelineError> {
-        Err(self.0.clone())
-    }
 }
 
 /// The format of a grouping's snapshot (bump on any change of
@@ -405,7 +387,7 @@ where
             }
             let store: BackendKeys<K, _> = match open_store(&w.state) {
                 Ok(store) => store,
-                Err(e) => return Box::new(Failed(e)) as Box<dyn Operator>,
+                Err(e) => return Box::new(FailedOperator(e)) as Box<dyn Operator>,
             };
             let gbw =
                 GroupAlsoByWindow::with_store(s.clone(), agg.clone(), store).expect("strategy validated when built");

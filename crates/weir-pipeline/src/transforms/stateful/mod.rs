@@ -172,7 +172,7 @@ impl<K: Key, V: Data> StatefulExt<K, V> for PCollection<(K, V)> {
             NodeKind::Operator(Arc::new(move |w: &WorkerInfo| {
                 match StatefulOp::with_backend(dofn.clone(), s2.clone(), w.index, &w.state) {
                     Ok(op) => Box::new(op) as Box<dyn Operator>,
-                    Err(e) => Box::new(crate::transforms::group::Failed(e)) as Box<dyn Operator>,
+                    Err(e) => Box::new(weir_runtime::FailedOperator(e)) as Box<dyn Operator>,
                 }
             })),
         );

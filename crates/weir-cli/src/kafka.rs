@@ -67,6 +67,15 @@ pub fn load(a: LoadArgs) -> Result<()> {
     let bytes = std::fs::read(&a.file).with_context(|| format!("reading {}", a.file.display()))?;
     let lines: Vec<&[u8]> = bytes.split(|b| *b == b'\n').filter(|l| !l.iter().all(u8::is_ascii_whitespace)).collect();
     let created = weir_kafka::admin::create_topic(&brokers, &topic, a.partitions)?;
+    if !created {
+        let n = weir_kafka::admin::partition_count(&brokers, &topic)?;
+        if n != a.partitions as usize {
+            bail!(
+                "topic '{topic}' exists with {n} partitions, not {}: give --partitions {n}, or load a new topic",
+                a.partitions
+            );
+        }
+    }
     let options = if a.one_record_per_batch { weir_kafka::admin::ONE_RECORD_PER_BATCH } else { &[] };
     let started = Instant::now();
     let sent = weir_kafka::admin::load_with(&brokers, &topic, a.partitions, &lines, options)?;

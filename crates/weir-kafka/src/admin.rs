@@ -35,6 +35,24 @@ pub fn create_topic(brokers: &str, topic: &str, partitions: i32) -> Result<bool,
     }
 }
 
+/// How many partitions `topic` has (an error if it does not exist).
+pub fn partition_count(brokers: &str, topic: &str) -> Result<usize, KafkaError> {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .create()
+        .map_err(|e: RdError| KafkaError::Client { brokers: brokers.to_string(), message: e.to_string() })?;
+    let md = consumer.fetch_metadata(Some(topic), StdDuration::from_secs(10)).map_err(|e| KafkaError::Metadata {
+        brokers: brokers.to_string(),
+        topic: topic.to_string(),
+        message: e.to_string(),
+    })?;
+    match md.topics().iter().find(|t| t.name() == topic) {
+        Some(t) if t.error().is_none() && !t.partitions().is_empty() => Ok(t.partitions().len()),
+        _ => Err(KafkaError::NoTopic { brokers: brokers.to_string(), topic: topic.to_string(), hint: String::new() }),
+    }
+}
+
 /// Producer options that make every record its own batch. A broker that
 /// answers "where does the partition end" with its number of batches
 /// rather than records (tansu 0.6.0, the test broker, does) then answers

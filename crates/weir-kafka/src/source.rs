@@ -1,10 +1,14 @@
 //! The Kafka source: one split per partition, its position the next offset.
 
-use std::sync::Arc;
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Weak};
 use std::time::{Duration as StdDuration, Instant};
 
 use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::consumer::base_consumer::PartitionQueue;
+use rdkafka::consumer::{BaseConsumer, Consumer, DefaultConsumerContext};
 use rdkafka::error::{KafkaError as RdError, RDKafkaErrorCode};
 use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
@@ -216,7 +220,7 @@ impl<T: Data> KafkaSource<T> {
         let no_topic = || KafkaError::NoTopic {
             brokers: self.brokers.clone(),
             topic: self.topic.clone(),
-            hint: " (create it first, e.g. `weir kafka create`)".into(),
+            hint: " (create it first; `weir kafka-load FILE kafka://HOST:PORT/TOPIC` creates and fills one)".into(),
         };
         let md = consumer.fetch_metadata(Some(&self.topic), self.timeout).map_err(|e| metadata(e.to_string()))?;
         let topic = md.topics().iter().find(|t| t.name() == self.topic).ok_or_else(no_topic)?;
@@ -278,6 +282,8 @@ struct PartitionPlan {
 
 /// What every split of a source shares.
 struct Shared<T> {
+    /// Tells this source's consumers apart from other sources'.
+    id: u64,
     topic: String,
     config: ClientConfig,
     decode: Arc<DecodeFn<T>>,
@@ -303,15 +309,43 @@ impl<T: Data> SplitSource for KafkaSplits<T> {
                 partition: p.partition,
                 next: p.start,
                 end: p.end,
-                consumer: None,
+                reader: None,
                 warned: None,
             })
             .collect())
     }
 }
 
-/// One partition, read in offset order by its own consumer (assigned the
-/// partition; it never joins a consumer group).
+thread_local! {
+    /// The consumer of each source on this thread, by source id: the
+    /// partitions read on one worker share one librdkafka client (its
+    /// threads and broker connections), as a Kafka consumer does.
+    static CONSUMERS: RefCell<HashMap<u64, Weak<BaseConsumer>>> = RefCell::new(HashMap::new());
+}
+
+/// This thread's consumer of the source `shared` (made on first use; it
+/// goes with the last split that uses it).
+fn worker_consumer<T>(shared: &Shared<T>) -> Result<Arc<BaseConsumer>, RdError> {
+    CONSUMERS.with(|all| {
+        let mut all = all.borrow_mut();
+        all.retain(|_, c| c.strong_count() > 0);
+        if let Some(c) = all.get(&shared.id).and_then(Weak::upgrade) {
+            return Ok(c);
+        }
+        let c = Arc::new(shared.config.create::<BaseConsumer>()?);
+        all.insert(shared.id, Arc::downgrade(&c));
+        Ok(c)
+    })
+}
+
+/// A partition being read: the worker's consumer, assigned the partition
+/// (it never joins a consumer group), and the partition's own queue.
+struct Reader {
+    consumer: Arc<BaseConsumer>,
+    queue: PartitionQueue<DefaultConsumerContext>,
+}
+
+/// One partition, read in offset order.
 struct PartitionSplit<T> {
     shared: Arc<Shared<T>>,
     id: String,
@@ -320,20 +354,27 @@ struct PartitionSplit<T> {
     next: i64,
     /// Bounded: the offset to stop at.
     end: Option<i64>,
-    consumer: Option<BaseConsumer>,
+    reader: Option<Reader>,
     /// When a transient error was last reported.
     warned: Option<Instant>,
 }
 
 impl<T: Data> PartitionSplit<T> {
-    fn open(&self) -> Result<BaseConsumer, PipelineError> {
+    /// Assign the partition, at the next offset, to the worker's consumer,
+    /// its records going to a queue of their own.
+    fn open(&self) -> Result<Reader, PipelineError> {
         let fail = |what: &str, e: RdError| PipelineError::Runner(format!("kafka: {}: {what}: {e}", self.id));
-        let consumer: BaseConsumer = self.shared.config.create().map_err(|e| fail("creating a consumer", e))?;
+        let consumer = worker_consumer(&self.shared).map_err(|e| fail("creating a consumer", e))?;
+        // The queue first, so that no record of the partition goes to the
+        // consumer's main queue.
+        let queue = consumer.split_partition_queue(&self.shared.topic, self.partition).ok_or_else(|| {
+            PipelineError::Runner(format!("kafka: {}: the consumer has no queue for the partition", self.id))
+        })?;
         let mut tpl = TopicPartitionList::new();
         tpl.add_partition_offset(&self.shared.topic, self.partition, Offset::Offset(self.next))
             .map_err(|e| fail("assigning the partition", e))?;
-        consumer.assign(&tpl).map_err(|e| fail("assigning the partition", e))?;
-        Ok(consumer)
+        consumer.incremental_assign(&tpl).map_err(|e| fail("assigning the partition", e))?;
+        Ok(Reader { consumer, queue })
     }
 
     fn at_end(&self) -> bool {
@@ -345,9 +386,10 @@ impl<T: Data> PartitionSplit<T> {
     /// the job.
     fn on_error(&mut self, e: RdError) -> Result<ReadResult, PipelineError> {
         let code = match &e {
-            RdError::PartitionEOF(_) => {
-                return Ok(if self.end.is_some() { ReadResult::Done } else { ReadResult::Idle });
-            }
+            // Bounded reads stop at their planned end; an end of partition
+            // only ends this split if it is this partition's.
+            RdError::PartitionEOF(p) if *p == self.partition && self.end.is_some() => return Ok(ReadResult::Done),
+            RdError::PartitionEOF(_) => return Ok(ReadResult::Idle),
             RdError::MessageConsumption(code) | RdError::MessageConsumptionFatal(code) => Some(*code),
             _ => None,
         };
@@ -394,13 +436,27 @@ impl<T: Data> Split for PartitionSplit<T> {
         if self.at_end() {
             return Ok(ReadResult::Done);
         }
-        if self.consumer.is_none() {
-            self.consumer = Some(self.open()?);
+        if self.reader.is_none() {
+            self.reader = Some(self.open()?);
+        }
+        // Serve the shared consumer's own events (errors); records never
+        // come there, each partition has its queue.
+        let reader = self.reader.as_ref().expect("opened above");
+        match reader.consumer.poll(StdDuration::ZERO) {
+            None => {}
+            Some(Err(e)) => return self.on_error(e),
+            Some(Ok(m)) => {
+                return Err(PipelineError::Internal(format!(
+                    "kafka: {}: a record of partition {} came on the consumer's main queue",
+                    self.id,
+                    m.partition()
+                )))
+            }
         }
         let mut read = 0;
         while read < max {
-            let consumer = self.consumer.as_ref().expect("opened above");
-            let message = match consumer.poll(StdDuration::ZERO) {
+            let reader = self.reader.as_ref().expect("opened above");
+            let message = match reader.queue.poll(StdDuration::ZERO) {
                 None => break,
                 Some(Ok(m)) => m,
                 Some(Err(e)) => return self.on_error(e),
@@ -439,19 +495,45 @@ impl<T: Data> Split for PartitionSplit<T> {
         Ok(if read == 0 { ReadResult::Idle } else { ReadResult::Data })
     }
 
-    /// The offset of the next record to read.
+    /// The offset of the next record to read, and (bounded) the offset to
+    /// stop at, so that a resumed run stops where the first one would have,
+    /// however much was written to the topic since.
     fn position(&self) -> Option<Vec<u8>> {
-        Some(self.next.to_le_bytes().to_vec())
+        let mut at = self.next.to_le_bytes().to_vec();
+        at.extend_from_slice(&self.end.unwrap_or(-1).to_le_bytes());
+        Some(at)
     }
 
     fn seek(&mut self, position: &[u8]) -> Result<(), PipelineError> {
-        let next = position.try_into().map(i64::from_le_bytes).map_err(|_| {
-            PipelineError::Runner(format!("{}: a Kafka position is 8 bytes, not {}", self.id, position.len()))
-        })?;
-        self.next = next;
-        // The consumer (if any) is opened again at the new offset.
-        self.consumer = None;
+        let bad =
+            || PipelineError::Runner(format!("{}: a Kafka position is 16 bytes, not {}", self.id, position.len()));
+        if position.len() != 16 {
+            return Err(bad());
+        }
+        let (next, end) = position.split_at(8);
+        self.next = i64::from_le_bytes(next.try_into().map_err(|_| bad())?);
+        let end = i64::from_le_bytes(end.try_into().map_err(|_| bad())?);
+        self.end = (end >= 0).then_some(end);
+        // The partition is assigned again at the new offset.
+        self.close();
         Ok(())
+    }
+}
+
+impl<T> PartitionSplit<T> {
+    /// Take the partition back from the worker's consumer.
+    fn close(&mut self) {
+        if let Some(reader) = self.reader.take() {
+            let mut tpl = TopicPartitionList::new();
+            tpl.add_partition(&self.shared.topic, self.partition);
+            let _ = reader.consumer.incremental_unassign(&tpl);
+        }
+    }
+}
+
+impl<T> Drop for PartitionSplit<T> {
+    fn drop(&mut self) {
+        self.close();
     }
 }
 
@@ -468,7 +550,9 @@ pub fn read_kafka<T: Data>(
     if let Some(quiet) = source.idle_after {
         policy = policy.idle_after(quiet);
     }
+    static SOURCES: AtomicU64 = AtomicU64::new(0);
     let shared = Arc::new(Shared {
+        id: SOURCES.fetch_add(1, Ordering::Relaxed),
         config: source.client_config(source.bounded),
         topic: source.topic.clone(),
         decode: source.decode.clone(),

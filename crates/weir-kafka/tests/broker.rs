@@ -269,3 +269,34 @@ fn a_failed_run_resumes_at_the_offsets_of_its_last_checkpoint() {
     // The second run resumed after the first batch: it read the second.
     assert_eq!(read.load(Ordering::SeqCst), 10_000, "the resumed run read the wrong records");
 }
+
+/// A bounded read stores where it stops with its position: resumed after
+/// the topic grew, it still stops where the first run would have.
+#[test]
+fn a_bounded_run_resumed_after_the_topic_grew_stops_where_it_would_have() {
+    let t = topic("grows", 2, &events(4_000, &[]));
+    let dir = tempfile::tempdir().unwrap();
+    let run = |crash: bool| {
+        let p = Pipeline::new();
+        let (events, _) = read_kafka(&p, source(&t)).unwrap();
+        let count = events
+            .map(move |e: E| {
+                if crash && e.n == 3_999 {
+                    panic!("crash at the last record");
+                }
+                ((), 1u64)
+            })
+            .combine_per_key(Sum::new())
+            .collect();
+        let runner = TimelyRunner::threads(2)
+            .with_checkpoints(CheckpointConfig::local(dir.path(), StdDuration::from_millis(20)));
+        p.run_with(&runner).map(|_| count.values())
+    };
+    let e = run(true).unwrap_err();
+    assert!(e.to_string().contains("crash at the last record"), "{e}");
+    // Checkpoints were committed before the first records came (the
+    // consumers take longer to connect than an epoch lasts).
+    assert!(commits(dir.path()) > 0, "no checkpoint to resume from");
+    load_with(testing::broker(), "grows", 2, events(1_000, &[]), ONE_RECORD_PER_BATCH).unwrap();
+    assert_eq!(run(false).unwrap(), vec![((), 4_000)]);
+}

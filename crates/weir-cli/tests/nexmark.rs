@@ -41,11 +41,40 @@ fn nexmark(q: Query, input: &Path, out: &Path, extra: &[&str]) -> (u64, String) 
     summary(out, q)
 }
 
+/// Run `q` on two processes of one worker each on 127.0.0.1, reading
+/// `input` (a path or a kafka:// address), into `out`.
+fn two_processes(q: Query, input: &std::ffi::OsStr, out: &Path) {
+    let ports: Vec<std::net::TcpListener> =
+        (0..2).map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap()).collect();
+    let addrs: Vec<String> = ports.iter().map(|l| l.local_addr().unwrap().to_string()).collect();
+    drop(ports);
+    std::fs::create_dir_all(out).unwrap();
+    let hosts = out.with_extension("hosts.txt");
+    std::fs::write(&hosts, addrs.join("\n")).unwrap();
+    let children: Vec<_> = (0..2)
+        .map(|i| {
+            Command::new(WEIR)
+                .args(["nexmark", "--quiet", "--query", q.name(), "--workers", "1", "--processes", "2"])
+                .args(["--process-index", &i.to_string(), "--hosts"])
+                .arg(&hosts)
+                .arg("--input")
+                .arg(input)
+                .arg("--out")
+                .arg(out)
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for mut c in children {
+        assert!(c.wait().unwrap().success(), "{q}: a cluster process failed");
+    }
+}
+
 #[test]
 fn every_runner_equals_the_reference_runner_on_every_query() {
     let (file, shards) = input(60_000);
     let out = tmp().join("equivalence");
-    let hosts = out.join("hosts.txt");
     for q in Query::ALL.into_iter().filter(|q| q.is_deterministic()) {
         let expected = nexmark(q, &file, &out.join("reference"), &["--reference-runner"]);
         if q != Query::Parse {
@@ -61,32 +90,7 @@ fn every_runner_equals_the_reference_runner_on_every_query() {
         }
         // Two processes of one worker each, on 127.0.0.1.
         let dir = out.join("2_processes");
-        std::fs::create_dir_all(&dir).unwrap();
-        let ports: Vec<std::net::TcpListener> =
-            (0..2).map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap()).collect();
-        let addrs: Vec<String> = ports.iter().map(|l| l.local_addr().unwrap().to_string()).collect();
-        drop(ports);
-        std::fs::write(&hosts, addrs.join("\n")).unwrap();
-        let children: Vec<_> = (0..2)
-            .map(|i| {
-                Command::new(WEIR)
-                    .args(["nexmark", "--quiet", "--query", q.name(), "--workers", "1", "--processes", "2"])
-                    .arg("--process-index")
-                    .arg(i.to_string())
-                    .arg("--hosts")
-                    .arg(&hosts)
-                    .arg("--input")
-                    .arg(&file)
-                    .arg("--out")
-                    .arg(&dir)
-                    .stderr(std::process::Stdio::null())
-                    .spawn()
-                    .unwrap()
-            })
-            .collect();
-        for mut c in children {
-            assert!(c.wait().unwrap().success(), "{q}: a cluster process failed");
-        }
+        two_processes(q, file.as_os_str(), &dir);
         assert_eq!(summary(&dir, q), expected, "{q} on two processes differs from the reference runner");
     }
 }
@@ -122,7 +126,11 @@ fn reference(q: Query) -> (u64, String) {
 #[test]
 fn q5_and_q7_from_a_kafka_topic_give_the_reference_results() {
     let url = kafka_topic(1_000_000);
-    let hosts = tmp().join("kafka-hosts.txt");
+    // Loading into the topic with another partition count is refused.
+    let (file, _) = input(60_000);
+    let o = Command::new(WEIR).args(["kafka-load", "--partitions", "2"]).arg(&file).arg(&url).output().unwrap();
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && e.contains("exists with 4 partitions, not 2"), "{e}");
     for q in [Query::Q5, Query::Q7] {
         let expected = reference(q);
         assert!(expected.0 > 0 && expected.1.len() == 64, "{q}: {expected:?}");
@@ -133,28 +141,8 @@ fn q5_and_q7_from_a_kafka_topic_give_the_reference_results() {
                 .arg(&out));
             assert_eq!(summary(&out, q), expected, "{q} from Kafka with {workers} workers");
         }
-        let ports: Vec<std::net::TcpListener> =
-            (0..2).map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap()).collect();
-        let addrs: Vec<String> = ports.iter().map(|l| l.local_addr().unwrap().to_string()).collect();
-        drop(ports);
-        std::fs::write(&hosts, addrs.join("\n")).unwrap();
         let out = tmp().join(format!("kafka-{q}-2-processes"));
-        let children: Vec<_> = (0..2)
-            .map(|i| {
-                Command::new(WEIR)
-                    .args(["nexmark", "--quiet", "--query", q.name(), "--workers", "1", "--processes", "2"])
-                    .args(["--process-index", &i.to_string(), "--input", &url, "--hosts"])
-                    .arg(&hosts)
-                    .arg("--out")
-                    .arg(&out)
-                    .stderr(std::process::Stdio::null())
-                    .spawn()
-                    .unwrap()
-            })
-            .collect();
-        for mut c in children {
-            assert!(c.wait().unwrap().success(), "{q}: a cluster process failed");
-        }
+        two_processes(q, url.as_ref(), &out);
         assert_eq!(summary(&out, q), expected, "{q} from Kafka on two processes");
     }
     // q7 from Kafka to Kafka: the rows a consumer reads are the result's.

@@ -14,8 +14,10 @@ use weir_runtime::{
     Routing, WorkerInfo,
 };
 
-/// How long a flush may take before the job fails.
-const FLUSH_TIMEOUT: StdDuration = StdDuration::from_secs(120);
+/// How long a flush may take before the job fails: longer than
+/// librdkafka's own delivery timeout (`message.timeout.ms`, 300 s), so a
+/// record it still retries is not given up on first.
+const FLUSH_TIMEOUT: StdDuration = StdDuration::from_secs(330);
 
 /// Records a worker's producer failed to deliver.
 #[derive(Default)]

@@ -156,7 +156,9 @@ impl<T: Data> KafkaSource<T> {
 
     /// Finish each partition at its first record at or after event time
     /// `at` (milliseconds; that record is not read): replay up to a point
-    /// in time.
+    /// in time. A partition that never gets such a record keeps the run
+    /// going; add [`bounded`](Self::bounded) to also stop at the ends of
+    /// the partitions as of the start.
     pub fn stop_at_event_time(mut self, at: i64) -> Self {
         self.stop_at = Some(Timestamp::from_millis(at));
         self
@@ -338,11 +340,15 @@ fn worker_consumer<T>(shared: &Shared<T>) -> Result<Arc<BaseConsumer>, RdError> 
     })
 }
 
-/// A partition being read: the worker's consumer, assigned the partition
-/// (it never joins a consumer group), and the partition's own queue.
+/// A partition being read: the partition's own queue, and the worker's
+/// consumer, assigned the partition (it never joins a consumer group).
 struct Reader {
-    consumer: Arc<BaseConsumer>,
+    /// Dropped first (fields drop in order): a consumer destroyed while one
+    /// of its partition queues is alive hangs in `rd_kafka_destroy`, and a
+    /// `PartitionQueue` drops its own handle on the consumer before the
+    /// queue.
     queue: PartitionQueue<DefaultConsumerContext>,
+    consumer: Arc<BaseConsumer>,
 }
 
 /// One partition, read in offset order.
@@ -374,7 +380,7 @@ impl<T: Data> PartitionSplit<T> {
         tpl.add_partition_offset(&self.shared.topic, self.partition, Offset::Offset(self.next))
             .map_err(|e| fail("assigning the partition", e))?;
         consumer.incremental_assign(&tpl).map_err(|e| fail("assigning the partition", e))?;
-        Ok(Reader { consumer, queue })
+        Ok(Reader { queue, consumer })
     }
 
     fn at_end(&self) -> bool {
@@ -388,7 +394,7 @@ impl<T: Data> PartitionSplit<T> {
         let code = match &e {
             // Bounded reads stop at their planned end; an end of partition
             // only ends this split if it is this partition's.
-            RdError::PartitionEOF(p) if *p == self.partition && self.end.is_some() => return Ok(ReadResult::Done),
+            RdError::PartitionEOF(p) if *p == self.partition && self.end.is_some() => return self.done(),
             RdError::PartitionEOF(_) => return Ok(ReadResult::Idle),
             RdError::MessageConsumption(code) | RdError::MessageConsumptionFatal(code) => Some(*code),
             _ => None,
@@ -434,7 +440,7 @@ impl<T: Data> Split for PartitionSplit<T> {
 
     fn read(&mut self, max: usize, out: &mut SplitOutput<'_, T>) -> Result<ReadResult, PipelineError> {
         if self.at_end() {
-            return Ok(ReadResult::Done);
+            return self.done();
         }
         if self.reader.is_none() {
             self.reader = Some(self.open()?);
@@ -465,6 +471,12 @@ impl<T: Data> Split for PartitionSplit<T> {
             if offset < self.next {
                 continue;
             }
+            // A bounded read never passes its end (the offsets just before
+            // it may hold no record: transaction markers).
+            if let Some(end) = self.end.filter(|end| offset >= *end) {
+                self.next = end;
+                return self.done();
+            }
             let record = KafkaRecord {
                 topic: &self.shared.topic,
                 partition: self.partition,
@@ -477,7 +489,7 @@ impl<T: Data> Split for PartitionSplit<T> {
             match decoded {
                 Ok((_, at)) if self.shared.stop_at.is_some_and(|stop| at >= stop) => {
                     self.end = Some(offset);
-                    return Ok(ReadResult::Done);
+                    return self.done();
                 }
                 Ok((value, at)) => out.push(value, at),
                 Err(reason) => out.dead_letter(DeadLetter {
@@ -489,7 +501,7 @@ impl<T: Data> Split for PartitionSplit<T> {
             self.next = offset + 1;
             read += 1;
             if self.at_end() {
-                return Ok(ReadResult::Done);
+                return self.done();
             }
         }
         Ok(if read == 0 { ReadResult::Idle } else { ReadResult::Data })
@@ -511,7 +523,11 @@ impl<T: Data> Split for PartitionSplit<T> {
             return Err(bad());
         }
         let (next, end) = position.split_at(8);
-        self.next = i64::from_le_bytes(next.try_into().map_err(|_| bad())?);
+        let next = i64::from_le_bytes(next.try_into().map_err(|_| bad())?);
+        if next < 0 {
+            return Err(PipelineError::Runner(format!("{}: a stored offset of {next}", self.id)));
+        }
+        self.next = next;
         let end = i64::from_le_bytes(end.try_into().map_err(|_| bad())?);
         self.end = (end >= 0).then_some(end);
         // The partition is assigned again at the new offset.
@@ -521,13 +537,23 @@ impl<T: Data> Split for PartitionSplit<T> {
 }
 
 impl<T> PartitionSplit<T> {
-    /// Take the partition back from the worker's consumer.
+    /// Take the partition back from the worker's consumer (it stops
+    /// fetching it).
     fn close(&mut self) {
         if let Some(reader) = self.reader.take() {
             let mut tpl = TopicPartitionList::new();
             tpl.add_partition(&self.shared.topic, self.partition);
-            let _ = reader.consumer.incremental_unassign(&tpl);
+            if let Err(e) = reader.consumer.incremental_unassign(&tpl) {
+                eprintln!("weir: kafka: {}: cannot take the partition back from its consumer: {e}", self.id);
+            }
         }
+    }
+
+    /// The partition is read to its end. (Its consumer keeps it assigned
+    /// until the split goes: destroying a consumer on the worker right
+    /// after taking a partition back from it can hang in librdkafka.)
+    fn done(&mut self) -> Result<ReadResult, PipelineError> {
+        Ok(ReadResult::Done)
     }
 }
 

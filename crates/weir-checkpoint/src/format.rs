@@ -70,27 +70,56 @@ pub fn encode<T: Serialize>(kind: Kind, payload: &T) -> Vec<u8> {
 /// ```
 pub fn encode_into<T: Serialize>(kind: Kind, payload: &T, out: &mut dyn Write) -> std::io::Result<u64> {
     let len = bincode::serialized_size(payload).map_err(std::io::Error::other)?;
-    let mut hashed = Hashed { out, sum: xxhash_rust::xxh3::Xxh3::new() };
+    encode_with(kind, len, out, &mut |w| bincode::serialize_into(w, payload).map_err(std::io::Error::other))
+}
+
+/// Encode a file of `kind` whose payload, of exactly `len` bytes, is
+/// written by `payload` as it goes; the number of bytes written. A
+/// payload of another length is an error (the file would be refused).
+///
+/// ```
+/// use weir_checkpoint::format::{encode, encode_with, Kind};
+/// let mut out = Vec::new();
+/// let payload = bincode::serialize(&vec![7u8; 10]).unwrap();
+/// encode_with(Kind::WorkerState, payload.len() as u64, &mut out, &mut |w| w.write_all(&payload)).unwrap();
+/// assert_eq!(out, encode(Kind::WorkerState, &vec![7u8; 10]));
+/// assert!(encode_with(Kind::WorkerState, 3, &mut Vec::new(), &mut |w| w.write_all(b"four")).is_err());
+/// ```
+pub fn encode_with(
+    kind: Kind,
+    len: u64,
+    out: &mut dyn Write,
+    payload: &mut dyn FnMut(&mut dyn Write) -> std::io::Result<()>,
+) -> std::io::Result<u64> {
+    let mut hashed = Hashed { out, sum: xxhash_rust::xxh3::Xxh3::new(), written: 0 };
     hashed.write_all(MAGIC)?;
     hashed.write_all(&FORMAT_VERSION.to_le_bytes())?;
     hashed.write_all(&[kind as u8])?;
     hashed.write_all(&len.to_le_bytes())?;
-    bincode::serialize_into(&mut hashed, payload).map_err(std::io::Error::other)?;
+    payload(&mut hashed)?;
+    if hashed.written != HEADER as u64 + len {
+        return Err(std::io::Error::other(format!(
+            "a checkpoint payload of {} bytes, announced as {len}",
+            hashed.written - HEADER as u64
+        )));
+    }
     let sum = hashed.sum.digest();
     hashed.out.write_all(&sum.to_le_bytes())?;
     Ok(HEADER as u64 + len + 8)
 }
 
-/// A writer that checksums what goes through it.
+/// A writer that checksums and counts what goes through it.
 struct Hashed<'a> {
     out: &'a mut dyn Write,
     sum: xxhash_rust::xxh3::Xxh3,
+    written: u64,
 }
 
 impl Write for Hashed<'_> {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
         let n = self.out.write(buf)?;
         self.sum.update(&buf[..n]);
+        self.written += n as u64;
         Ok(n)
     }
     fn flush(&mut self) -> std::io::Result<()> {

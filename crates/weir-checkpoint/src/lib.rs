@@ -19,6 +19,7 @@
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
+use weir_runtime::SnapshotStream;
 
 pub mod error;
 pub mod format;
@@ -46,7 +47,61 @@ pub enum NodeState {
         #[serde(with = "as_bytes")]
         changes: Vec<u8>,
     },
+    /// A whole operator snapshot streamed from the operator's store into
+    /// the state file as it is written (state larger than memory): on
+    /// disk exactly an [`Operator`](NodeState::Operator) entry, and read
+    /// back as one. Written only by [`Checkpoints::write_state`]. (Last,
+    /// so that the other variants keep their tags.)
+    #[serde(skip)]
+    Streamed(Streamed),
 }
+
+/// A [`SnapshotStream`] shared between the worker that took it and the
+/// checkpoint writer (which may write it more than once: retries).
+#[derive(Clone)]
+pub struct Streamed {
+    stream: Arc<std::sync::Mutex<Box<dyn SnapshotStream>>>,
+    /// Its exact length once the writer counted it (0 before).
+    len: Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl Streamed {
+    /// Share `stream`.
+    pub fn new(stream: Box<dyn SnapshotStream>) -> Self {
+        Streamed { stream: Arc::new(std::sync::Mutex::new(stream)), len: Default::default() }
+    }
+    /// About how many bytes it holds.
+    pub fn size_hint(&self) -> u64 {
+        self.lock().size_hint()
+    }
+    /// Where its exact length goes once written (0 before); holding it
+    /// does not keep the stream.
+    pub fn exact_len_cell(&self) -> Arc<std::sync::atomic::AtomicU64> {
+        self.len.clone()
+    }
+    fn lock(&self) -> std::sync::MutexGuard<'_, Box<dyn SnapshotStream>> {
+        self.stream.lock().unwrap_or_else(|p| p.into_inner())
+    }
+    fn exact_len(&self) -> std::io::Result<u64> {
+        let len = self.lock().exact_len()?;
+        self.len.store(len, std::sync::atomic::Ordering::Release);
+        Ok(len)
+    }
+}
+
+impl std::fmt::Debug for Streamed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Streamed(about {} bytes)", self.size_hint())
+    }
+}
+
+impl PartialEq for Streamed {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.stream, &other.stream)
+    }
+}
+
+impl Eq for Streamed {}
 
 /// Byte vectors (de)serialized as bytes, not as sequences of `u8`: the
 /// same encoding in bincode, but read with one copy instead of growing a
@@ -82,6 +137,56 @@ mod as_bytes {
             }
         }
         d.deserialize_byte_buf(Bytes)
+    }
+}
+
+/// Encode `state` as a state file into `out`: bincode's encoding of the
+/// [`WorkerState`], with each [`Streamed`] snapshot written from its
+/// stream as the [`Operator`](NodeState::Operator) entry it stands for.
+fn encode_state(state: &WorkerState, out: &mut dyn std::io::Write) -> std::io::Result<u64> {
+    if !state.nodes.iter().any(|n| matches!(n.state, NodeState::Streamed(_))) {
+        return format::encode_into(Kind::WorkerState, state, out);
+    }
+    let size = |v: &dyn erased::Sized| v.size().map_err(std::io::Error::other);
+    // epoch, worker, the number of nodes
+    let mut len = 8 + 4 + 8;
+    for n in &state.nodes {
+        len += match &n.state {
+            NodeState::Streamed(s) => size(&(n.node, &n.name, n.finished))? + 4 + 8 + s.exact_len()?,
+            _ => size(n)?,
+        };
+    }
+    format::encode_with(Kind::WorkerState, len, out, &mut |w| {
+        let put = |w: &mut dyn std::io::Write, v: &dyn erased::Sized| v.put(w).map_err(std::io::Error::other);
+        put(w, &(state.epoch, state.worker, state.nodes.len() as u64))?;
+        for n in &state.nodes {
+            match &n.state {
+                NodeState::Streamed(s) => {
+                    let mut s = s.lock();
+                    // The tag of NodeState::Operator, then its bytes' length.
+                    put(w, &(n.node, &n.name, n.finished, 0u32, s.exact_len()?))?;
+                    s.write_to(w)?;
+                }
+                _ => put(w, n)?,
+            }
+        }
+        Ok(())
+    })
+}
+
+/// Bincode through a trait object (the parts of a state file differ in type).
+mod erased {
+    pub trait Sized {
+        fn size(&self) -> bincode::Result<u64>;
+        fn put(&self, w: &mut dyn std::io::Write) -> bincode::Result<()>;
+    }
+    impl<T: serde::Serialize> Sized for T {
+        fn size(&self) -> bincode::Result<u64> {
+            bincode::serialized_size(self)
+        }
+        fn put(&self, w: &mut dyn std::io::Write) -> bincode::Result<()> {
+            bincode::serialize_into(w, self)
+        }
     }
 }
 
@@ -267,10 +372,11 @@ impl Checkpoints {
     /// Write one worker's state for its epoch (atomically; retried by the caller).
     /// The file is streamed into the store (never copied whole in memory
     /// where the store can take a stream).
+    /// A [`Streamed`] snapshot is written straight from its stream.
     pub fn write_state(&self, state: &WorkerState) -> Result<u64> {
         let mut written = 0;
         self.store.put_streamed(&Self::state_name(state.epoch, state.worker), &mut |out| {
-            written = format::encode_into(Kind::WorkerState, state, out)?;
+            written = encode_state(state, out)?;
             Ok(())
         })?;
         Ok(written)
@@ -490,7 +596,7 @@ impl Checkpoints {
         let whole = loop {
             match state {
                 NodeState::Operator(bytes) => break bytes,
-                NodeState::Source(_) => {
+                NodeState::Source(_) | NodeState::Streamed(_) => {
                     return Err(CheckpointError::Corrupt {
                         file: Self::state_name(at, worker),
                         reason: format!("node {} ('{}') is a source in its chain", entry.node, entry.name),

@@ -211,3 +211,66 @@ fn a_checkpoint_whose_chain_is_broken_is_skipped() {
     assert!(skipped.iter().any(|s| s.starts_with("checkpoint 3") && s.contains("missing")), "{skipped:?}");
     assert!(skipped.iter().any(|s| s.starts_with("checkpoint 2") && s.contains("missing")), "{skipped:?}");
 }
+
+/// A stream of fixed bytes that may announce a wrong length, counting how
+/// often it was written.
+struct Fixed {
+    bytes: Vec<u8>,
+    announced: u64,
+    writes: Arc<std::sync::atomic::AtomicU32>,
+}
+
+impl SnapshotStream for Fixed {
+    fn size_hint(&self) -> u64 {
+        self.bytes.len() as u64
+    }
+    fn exact_len(&mut self) -> std::io::Result<u64> {
+        Ok(self.announced)
+    }
+    fn write_to(&mut self, out: &mut dyn std::io::Write) -> std::io::Result<()> {
+        self.writes.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        out.write_all(&self.bytes)
+    }
+}
+
+#[test]
+fn a_streamed_snapshot_is_written_as_the_operator_entry_it_stands_for() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = Checkpoints::new(Arc::new(LocalDir::new(dir.path())));
+    let bytes: Vec<u8> = (0..100_000u32).map(|i| (i * 7 % 251) as u8).collect();
+    let writes = Arc::new(std::sync::atomic::AtomicU32::new(0));
+    let fixed = Fixed { bytes: bytes.clone(), announced: bytes.len() as u64, writes: writes.clone() };
+    let source = NodeEntry { node: 0, name: "Read".into(), finished: false, state: NodeState::Source(vec![]) };
+    let streamed = NodeEntry {
+        node: 1,
+        name: "Count".into(),
+        finished: false,
+        state: NodeState::Streamed(Streamed::new(Box::new(fixed))),
+    };
+    let state = WorkerState { epoch: 5, worker: 1, nodes: vec![source.clone(), streamed] };
+    let n = c.write_state(&state).unwrap();
+    let name = Checkpoints::state_name(5, 1);
+    let on_disk = std::fs::read(dir.path().join(&name)).unwrap();
+    assert_eq!(n, on_disk.len() as u64);
+    let mut plain = state.clone();
+    plain.nodes[1].state = NodeState::Operator(bytes.clone());
+    assert_eq!(on_disk, format::encode(Kind::WorkerState, &plain), "the same bytes as the whole snapshot");
+    let back: WorkerState = format::decode(&name, Kind::WorkerState, &on_disk).unwrap();
+    assert_eq!(back, plain);
+    // A retry writes the stream again, the same bytes.
+    assert_eq!(c.write_state(&state).unwrap(), n);
+    assert_eq!(std::fs::read(dir.path().join(&name)).unwrap(), on_disk);
+    assert_eq!(writes.load(std::sync::atomic::Ordering::Relaxed), 2);
+
+    // A stream that writes other than it announced fails the file, and
+    // leaves no file behind.
+    let liar = Fixed { bytes, announced: 10, writes };
+    let state = WorkerState {
+        epoch: 6,
+        worker: 1,
+        nodes: vec![NodeEntry { state: NodeState::Streamed(Streamed::new(Box::new(liar))), ..source }],
+    };
+    let e = c.write_state(&state).unwrap_err().to_string();
+    assert!(e.contains("announced as"), "{e}");
+    assert!(!dir.path().join(Checkpoints::state_name(6, 1)).exists());
+}

@@ -145,6 +145,8 @@ pub fn main(a: CheckpointsArgs) -> Result<()> {
                     let what = match &n.state {
                         NodeState::Operator(b) if b.is_empty() => "stateless".to_string(),
                         NodeState::Operator(b) => format!("{} bytes of state", b.len()),
+                        // Only ever written: read back, it is an Operator entry.
+                        NodeState::Streamed(s) => format!("about {} bytes of state", s.size_hint()),
                         NodeState::Changes { since, changes } => {
                             format!("{} bytes of changes since checkpoint {since}", changes.len())
                         }

@@ -531,6 +531,7 @@ impl WorkerCheckpoint {
                 NodeState::Operator(b) => format!("{} bytes", b.len()),
                 NodeState::Source(p) => format!("{p:?}"),
                 NodeState::Changes { since, changes } => format!("{} bytes of changes since {since}", changes.len()),
+                NodeState::Streamed(s) => format!("about {} bytes, streamed", s.size_hint()),
             };
             eprintln!(
                 "ckpt w{} node {node} ({}) epoch {epoch} finished {finished}: {what}",

@@ -142,14 +142,16 @@ fn restore_source(source: &mut dyn weir_runtime::Source, from: &NodeRestore<'_>,
         NodeRestore::Fresh => {}
         NodeRestore::Same(e) => match &e.state {
             NodeState::Source(position) => source.seek(position)?,
-            NodeState::Operator(_) | NodeState::Changes { .. } => return Err(not_source()),
+            NodeState::Operator(_) | NodeState::Changes { .. } | NodeState::Streamed(_) => return Err(not_source()),
         },
         NodeRestore::Rescaled(es) => {
             let mut all = Vec::new();
             for e in es {
                 match &e.state {
                     NodeState::Source(position) => all.extend(position.iter().cloned()),
-                    NodeState::Operator(_) | NodeState::Changes { .. } => return Err(not_source()),
+                    NodeState::Operator(_) | NodeState::Changes { .. } | NodeState::Streamed(_) => {
+                        return Err(not_source())
+                    }
                 }
             }
             source.seek(&all)?;

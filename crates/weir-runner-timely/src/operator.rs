@@ -138,8 +138,11 @@ pub(crate) struct Chain {
     links: u64,
     /// Bytes of those change sets.
     changed: u64,
-    /// Bytes of the last whole snapshot.
+    /// Bytes of the last whole snapshot (a streamed one's: about, until
+    /// `whole_exact` says).
     whole: u64,
+    /// A streamed whole snapshot's exact length, once written (0 before).
+    whole_exact: Option<Arc<std::sync::atomic::AtomicU64>>,
     /// The worker's state-file failures when the last whole one was taken.
     failures: u64,
 }
@@ -148,7 +151,7 @@ impl Chain {
     fn may_grow(&self, epoch: u64, failures: u64) -> bool {
         self.last.is_some_and(|l| l + 1 == epoch)
             && self.links + 1 < weir_checkpoint::MAX_CHAIN
-            && self.changed < self.whole
+            && self.changed < self.whole()
             && failures == self.failures
     }
     fn grew(&mut self, epoch: u64, bytes: usize) {
@@ -157,7 +160,17 @@ impl Chain {
         self.changed += bytes as u64;
     }
     fn restart(&mut self, epoch: u64, bytes: usize, failures: u64) {
-        *self = Chain { last: Some(epoch), links: 0, changed: 0, whole: bytes as u64, failures };
+        *self = Chain { last: Some(epoch), links: 0, changed: 0, whole: bytes as u64, whole_exact: None, failures };
+    }
+    fn restart_streamed(&mut self, epoch: u64, stream: &weir_checkpoint::Streamed, failures: u64) {
+        self.restart(epoch, stream.size_hint() as usize, failures);
+        self.whole_exact = Some(stream.exact_len_cell());
+    }
+    fn whole(&self) -> u64 {
+        match self.whole_exact.as_ref().map(|l| l.load(Ordering::Acquire)) {
+            Some(exact) if exact > 0 => exact,
+            _ => self.whole,
+        }
     }
 }
 
@@ -334,10 +347,14 @@ impl OpDriver {
         let failures = failures.unwrap_or(u64::MAX);
         if failures != u64::MAX && self.chain.may_grow(epoch, failures) {
             if let Some(changes) = self.op.snapshot_changes(epoch)? {
-                let changes = changes.encode();
                 self.chain.grew(epoch, changes.len());
                 return Ok(NodeState::Changes { since: epoch - 1, changes });
             }
+        }
+        if let Some(stream) = self.op.snapshot_epoch_streamed(epoch)? {
+            let stream = weir_checkpoint::Streamed::new(stream);
+            self.chain.restart_streamed(epoch, &stream, failures);
+            return Ok(NodeState::Streamed(stream));
         }
         let whole = self.op.snapshot_epoch(epoch)?;
         self.chain.restart(epoch, whole.len(), failures);

@@ -6,7 +6,7 @@
 //! [`KeyedSnapshot`] with every key ([`Operator::snapshot`](crate::Operator::snapshot)
 //! returns its [`encode`](KeyedSnapshot::encode)d bytes), and between two
 //! checkpoints returns only the keys it changed or removed
-//! ([`Operator::snapshot_changes`](crate::Operator::snapshot_changes)).
+//! ([`Operator::snapshot_changes`](crate::Operator::snapshot_changes), encoded).
 //! Recovery folds the chain of changes into the whole snapshot before
 //! the operator sees it ([`KeyedSnapshot::merge_encoded`]), so restoring
 //! only ever reads whole snapshots.
@@ -152,6 +152,211 @@ impl KeyedWriter {
     }
 }
 
+/// The start of an encoded [`KeyedSnapshot`] with `count` keys, written to
+/// `out` (the streamed form of [`KeyedWriter`], for a snapshot too big to
+/// hold in memory: its entries follow with [`write_entry`]); the bytes
+/// written.
+///
+/// ```
+/// use weir_runtime::keyed::{write_entry, write_header, KeyedWriter};
+/// let mut streamed = Vec::new();
+/// write_header(&mut streamed, b"meta", 1).unwrap();
+/// write_entry(&mut streamed, b"k", b"v").unwrap();
+/// let mut w = KeyedWriter::new(b"meta");
+/// w.push(b"k", Some(b"v"));
+/// assert_eq!(streamed, w.finish());
+/// ```
+pub fn write_header(out: &mut dyn std::io::Write, meta: &[u8], count: u64) -> std::io::Result<u64> {
+    out.write_all(MAGIC)?;
+    out.write_all(&KEYED_FORMAT.to_le_bytes())?;
+    out.write_all(&(meta.len() as u64).to_le_bytes())?;
+    out.write_all(meta)?;
+    out.write_all(&count.to_le_bytes())?;
+    Ok(header_len(meta.len()))
+}
+
+/// The bytes [`write_header`] writes for a meta of `meta` bytes.
+pub const fn header_len(meta: usize) -> u64 {
+    (MAGIC.len() + 4 + 8 + meta + 8) as u64
+}
+
+/// One key and its state of a streamed snapshot (see [`write_header`]);
+/// the bytes written ([`KeyedWriter::entry_len`]).
+pub fn write_entry(out: &mut dyn std::io::Write, key: &[u8], state: &[u8]) -> std::io::Result<u64> {
+    out.write_all(&(key.len() as u64).to_le_bytes())?;
+    out.write_all(key)?;
+    out.write_all(&[1])?;
+    out.write_all(&(state.len() as u64).to_le_bytes())?;
+    out.write_all(state)?;
+    Ok(KeyedWriter::entry_len(key.len(), state.len()) as u64)
+}
+
+/// A whole [`KeyedSnapshot`] read entry by entry from `whole` (its
+/// encoded bytes, e.g. a file), with change sets (encoded, oldest first,
+/// in memory) folded in as it goes: a state larger than memory is
+/// restored without being held whole. Entries come in the order of
+/// `whole`; with changes, that must be key order (an LSM store's whole
+/// snapshots are), else reading fails.
+///
+/// ```
+/// use weir_runtime::keyed::KeyedReader;
+/// use weir_runtime::KeyedSnapshot;
+/// let whole = KeyedSnapshot { meta: b"w".to_vec(), keys: vec![(b"a".to_vec(), Some(b"1".to_vec())), (b"b".to_vec(), Some(b"2".to_vec()))] };
+/// let changes = KeyedSnapshot { meta: b"c".to_vec(), keys: vec![(b"a".to_vec(), None), (b"c".to_vec(), Some(b"3".to_vec()))] };
+/// let (whole, changes) = (whole.encode(), vec![changes.encode()]);
+/// let mut r = KeyedReader::new(Box::new(&whole[..]), &changes).unwrap();
+/// assert_eq!(r.meta(), b"c");
+/// let mut all = Vec::new();
+/// while let Some((k, v)) = r.next_entry().unwrap() {
+///     all.push((k.to_vec(), v.to_vec()));
+/// }
+/// assert_eq!(all, vec![(b"b".to_vec(), b"2".to_vec()), (b"c".to_vec(), b"3".to_vec())]);
+/// ```
+pub struct KeyedReader<'a> {
+    input: Box<dyn std::io::Read + 'a>,
+    meta: Vec<u8>,
+    /// Entries of `whole` not read yet.
+    remaining: u64,
+    changes: std::iter::Peekable<std::collections::btree_map::IntoIter<&'a [u8], Option<&'a [u8]>>>,
+    /// Whether `key`/`value` hold an entry of `whole` not handed out yet.
+    head: bool,
+    key: Vec<u8>,
+    value: Vec<u8>,
+    /// Whether `whole` must be in key order (changes are folded in).
+    check_order: bool,
+    /// The previous key of `whole`, when checked.
+    previous: Option<Vec<u8>>,
+}
+
+impl<'a> KeyedReader<'a> {
+    /// Read the snapshot `whole` with the change sets `chain` folded in.
+    pub fn new(mut whole: Box<dyn std::io::Read + 'a>, chain: &'a [Vec<u8>]) -> Result<Self, PipelineError> {
+        let mut head = [0u8; 8];
+        read_exact(&mut whole, &mut head)?;
+        if &head[..4] != MAGIC {
+            return Err(PipelineError::Checkpoint("a keyed snapshot does not start with its marker".into()));
+        }
+        let format = u32::from_le_bytes(head[4..8].try_into().expect("4 bytes"));
+        if format != KEYED_FORMAT {
+            return Err(PipelineError::Checkpoint(format!(
+                "a keyed snapshot of format {format}; this Weir reads format {KEYED_FORMAT}"
+            )));
+        }
+        let mut meta = Vec::new();
+        read_bytes(&mut whole, &mut meta)?;
+        let remaining = read_u64(&mut whole)?;
+        let mut changed: std::collections::BTreeMap<&[u8], Option<&[u8]>> = Default::default();
+        for changes in chain {
+            for e in View::read(changes)?.entries() {
+                let (k, v) = e?;
+                changed.insert(k, v);
+            }
+        }
+        if let Some(last) = chain.last() {
+            meta = View::read(last)?.meta.to_vec();
+        }
+        Ok(KeyedReader {
+            input: whole,
+            meta,
+            remaining,
+            changes: changed.into_iter().peekable(),
+            head: false,
+            key: Vec::new(),
+            value: Vec::new(),
+            check_order: !chain.is_empty(),
+            previous: None,
+        })
+    }
+
+    /// The state that belongs to no key (the newest change set's).
+    pub fn meta(&self) -> &[u8] {
+        &self.meta
+    }
+
+    /// The next key and its state, `None` after the last.
+    pub fn next_entry(&mut self) -> Result<Option<(&[u8], &[u8])>, PipelineError> {
+        loop {
+            if !self.head && self.remaining > 0 {
+                self.read_head()?;
+            }
+            let change = self.changes.peek().map(|(k, _)| *k);
+            let take_change = match (self.head, change) {
+                (false, None) => return Ok(None),
+                (true, None) => false,
+                (false, Some(_)) => true,
+                (true, Some(k)) => match self.key.as_slice().cmp(k) {
+                    std::cmp::Ordering::Less => false,
+                    std::cmp::Ordering::Equal => {
+                        // The change replaces (or removes) the entry.
+                        self.head = false;
+                        true
+                    }
+                    std::cmp::Ordering::Greater => true,
+                },
+            };
+            if take_change {
+                let (k, v) = self.changes.next().expect("peeked");
+                match v {
+                    Some(v) => return Ok(Some((k, v))),
+                    None => continue,
+                }
+            }
+            self.head = false;
+            return Ok(Some((&self.key, &self.value)));
+        }
+    }
+
+    fn read_head(&mut self) -> Result<(), PipelineError> {
+        read_bytes(&mut self.input, &mut self.key)?;
+        let mut tag = [0u8];
+        read_exact(&mut self.input, &mut tag)?;
+        if tag[0] != 1 {
+            return Err(PipelineError::Checkpoint(format!("a whole keyed snapshot has an entry of tag {}", tag[0])));
+        }
+        read_bytes(&mut self.input, &mut self.value)?;
+        if self.check_order {
+            match &mut self.previous {
+                Some(p) if self.key <= *p => {
+                    return Err(PipelineError::Checkpoint(
+                        "a whole keyed snapshot to fold changes into is not in key order".into(),
+                    ))
+                }
+                Some(p) => p.clone_from(&self.key),
+                None => self.previous = Some(self.key.clone()),
+            }
+        }
+        self.remaining -= 1;
+        self.head = true;
+        Ok(())
+    }
+}
+
+fn read_exact(input: &mut dyn std::io::Read, buf: &mut [u8]) -> Result<(), PipelineError> {
+    input.read_exact(buf).map_err(|e| PipelineError::Checkpoint(format!("reading a keyed snapshot: {e}")))
+}
+
+fn read_u64(input: &mut dyn std::io::Read) -> Result<u64, PipelineError> {
+    let mut b = [0u8; 8];
+    read_exact(input, &mut b)?;
+    Ok(u64::from_le_bytes(b))
+}
+
+/// A byte vector (bincode: its length, the bytes) into `out`, which grows
+/// only as bytes arrive (a corrupt length cannot allocate much).
+fn read_bytes(input: &mut dyn std::io::Read, out: &mut Vec<u8>) -> Result<(), PipelineError> {
+    use std::io::Read;
+    let n = read_u64(input)?;
+    out.clear();
+    let got = input
+        .take(n)
+        .read_to_end(out)
+        .map_err(|e| PipelineError::Checkpoint(format!("reading a keyed snapshot: {e}")))?;
+    if got as u64 != n {
+        return Err(PipelineError::Checkpoint("a keyed snapshot is cut short".into()));
+    }
+    Ok(())
+}
+
 /// Merge sorted `whole` entries with sorted `changes` (a change wins; a
 /// removed key is left out) into `out`.
 fn merge_sorted<'a>(
@@ -279,9 +484,54 @@ mod tests {
             }
             prop_assert_eq!(w.finish(), whole.encode());
             let merged = KeyedSnapshot::decode(&KeyedSnapshot::merge_encoded(whole.encode(), &encoded).unwrap()).unwrap();
-            prop_assert_eq!(merged.meta, meta);
+            prop_assert_eq!(&merged.meta, &meta);
             let want: Vec<(Vec<u8>, Option<Vec<u8>>)> = expected.into_iter().map(|(k, v)| (k, Some(v))).collect();
-            prop_assert_eq!(merged.keys, want);
+            prop_assert_eq!(&merged.keys, &want);
+            // Read as it goes (from a reader that gives a few bytes at a
+            // time), the same.
+            let bytes = whole.encode();
+            let mut r = KeyedReader::new(Box::new(Dribble(&bytes)), &encoded).unwrap();
+            prop_assert_eq!(r.meta(), meta.as_slice());
+            let mut read = Vec::new();
+            while let Some((k, v)) = r.next_entry().unwrap() {
+                read.push((k.to_vec(), Some(v.to_vec())));
+            }
+            prop_assert_eq!(read, want);
+        }
+    }
+
+    /// A reader that gives at most 3 bytes per read.
+    struct Dribble<'a>(&'a [u8]);
+
+    impl std::io::Read for Dribble<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            let n = buf.len().min(3).min(self.0.len());
+            buf[..n].copy_from_slice(&self.0[..n]);
+            self.0 = &self.0[n..];
+            Ok(n)
+        }
+    }
+
+    #[test]
+    fn a_reader_refuses_an_unordered_whole_to_fold_into_and_a_cut_one() {
+        let whole =
+            KeyedSnapshot { meta: vec![], keys: vec![(vec![2], Some(vec![1])), (vec![1], Some(vec![1]))] }.encode();
+        let changes = vec![KeyedSnapshot { meta: vec![], keys: vec![(vec![3], None)] }.encode()];
+        let mut r = KeyedReader::new(Box::new(&whole[..]), &changes).unwrap();
+        assert!(r.next_entry().unwrap().is_some());
+        let e = r.next_entry().unwrap_err().to_string();
+        assert!(e.contains("not in key order"), "{e}");
+        // Without changes, any order is read as it is.
+        let mut r = KeyedReader::new(Box::new(&whole[..]), &[]).unwrap();
+        assert_eq!(r.next_entry().unwrap().unwrap().0, [2]);
+        assert_eq!(r.next_entry().unwrap().unwrap().0, [1]);
+        assert!(r.next_entry().unwrap().is_none());
+        for cut in 0..whole.len() {
+            let read = KeyedReader::new(Box::new(&whole[..cut]), &[]).and_then(|mut r| {
+                while r.next_entry()?.is_some() {}
+                Ok(())
+            });
+            assert!(read.is_err(), "cut at {cut}");
         }
     }
 

@@ -42,6 +42,6 @@ pub use keyed::KeyedSnapshot;
 pub use keys::{key_hash, KeyGroups, DEFAULT_MAX_KEY_GROUPS};
 pub use metrics::{CounterSnapshot, HoldBack, Metrics, NodeCounters, SplitState, WatermarkSnapshot};
 pub use operator::{
-    Emitter, EpochCommit, FailedOperator, OpContext, OpResult, Operator, Rescale, Source, SourcePosition, SourceStatus,
-    StateBackend, WorkerInfo,
+    Emitter, EpochCommit, FailedOperator, OpContext, OpResult, Operator, Rescale, SnapshotStream, Source,
+    SourcePosition, SourceStatus, StateBackend, WorkerInfo,
 };

@@ -226,14 +226,25 @@ pub trait Operator: Send {
         let _ = epoch;
         self.snapshot()
     }
+    /// A whole snapshot for epoch `epoch` that the checkpoint writer
+    /// streams into the state file instead of holding it in memory (state
+    /// larger than memory: an LSM store's consistent snapshot), or `None`
+    /// to take [`snapshot_epoch`](Operator::snapshot_epoch) instead (the
+    /// default). When it returns a stream, it stands for `snapshot_epoch`:
+    /// the bytes streamed are those `snapshot_epoch` would have returned.
+    fn snapshot_epoch_streamed(&mut self, epoch: u64) -> Result<Option<Box<dyn SnapshotStream>>, PipelineError> {
+        let _ = epoch;
+        Ok(None)
+    }
     /// Incremental checkpoints: only what changed since the previous
     /// [`snapshot_epoch`](Operator::snapshot_epoch) or `snapshot_changes`
-    /// call, as a [`KeyedSnapshot`](crate::KeyedSnapshot) change set, or
+    /// call, as an encoded [`KeyedSnapshot`](crate::KeyedSnapshot) change set
+    /// (written with [`KeyedWriter`](crate::keyed::KeyedWriter)), or
     /// `None` if the operator cannot tell (the runner then takes a whole
     /// snapshot). An operator that returns changes must take its whole
     /// [`snapshot`](Operator::snapshot) as an encoded `KeyedSnapshot`, so
     /// that recovery can fold the changes into it. The default: `None`.
-    fn snapshot_changes(&mut self, epoch: u64) -> Result<Option<crate::KeyedSnapshot>, PipelineError> {
+    fn snapshot_changes(&mut self, epoch: u64) -> Result<Option<Vec<u8>>, PipelineError> {
         let _ = epoch;
         Ok(None)
     }
@@ -251,6 +262,16 @@ pub trait Operator: Send {
         let _ = bytes;
         Err(PipelineError::Runner("this operator is not snapshottable".to_string()))
     }
+    /// Restore from a whole keyed snapshot read entry by entry (see
+    /// [`KeyedReader`](crate::keyed::KeyedReader)) instead of held in
+    /// memory: for state larger than memory. `Ok(false)` if the operator
+    /// cannot (the default): the runner then reads the snapshot into
+    /// memory and calls [`restore`](Operator::restore). An operator that
+    /// reads from `snapshot` must restore from it completely.
+    fn restore_keyed(&mut self, snapshot: &mut crate::keyed::KeyedReader<'_>) -> Result<bool, PipelineError> {
+        let _ = snapshot;
+        Ok(false)
+    }
     /// Restore this instance from the snapshots of a run with another
     /// number of workers (see [`Rescale`]): keyed state of the key groups
     /// this worker owns, and the non-keyed state of the old instances it
@@ -259,6 +280,22 @@ pub trait Operator: Send {
         let _ = from;
         Err(PipelineError::Checkpoint("this transform cannot be restored on another number of workers".to_string()))
     }
+}
+
+/// A whole snapshot written where it is needed rather than held in
+/// memory ([`Operator::snapshot_epoch_streamed`]): it reads a consistent
+/// view of the operator's state taken when the epoch completed, on the
+/// checkpoint writer's thread, as often as the writer retries.
+pub trait SnapshotStream: Send {
+    /// About how many bytes it holds, known at once (to decide when the
+    /// next whole snapshot is due).
+    fn size_hint(&self) -> u64;
+    /// Exactly how many bytes [`write_to`](SnapshotStream::write_to)
+    /// writes (it may read the whole view once to count).
+    fn exact_len(&mut self) -> std::io::Result<u64>;
+    /// Write the snapshot to `out`: exactly [`exact_len`](SnapshotStream::exact_len)
+    /// bytes, the same each time it is called.
+    fn write_to(&mut self, out: &mut dyn std::io::Write) -> std::io::Result<()>;
 }
 
 /// An operator instance that could not be made (its factory failed: a

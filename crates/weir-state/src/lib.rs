@@ -68,7 +68,9 @@ struct Disk {
     // Dropped before the folder (fields drop in order).
     keyspace: fjall::Keyspace,
     db: fjall::Database,
-    _dir: tempfile::TempDir,
+    /// Shared with snapshots being written ([`LsmSnapshot`]), so that the
+    /// folder outlives them.
+    dir: std::sync::Arc<tempfile::TempDir>,
     resident_keys: usize,
 }
 
@@ -125,7 +127,8 @@ impl<K, V> BackendKeys<K, V> {
                     .open()
                     .map_err(|e| err(&e))?;
                 let keyspace = db.keyspace("keys", fjall::KeyspaceCreateOptions::default).map_err(|e| err(&e))?;
-                Some(Disk { keyspace, db, _dir: folder, resident_keys: (*resident_keys).max(1) })
+                let dir = std::sync::Arc::new(folder);
+                Some(Disk { keyspace, db, dir, resident_keys: (*resident_keys).max(1) })
             }
         };
         Ok(BackendKeys {
@@ -191,32 +194,36 @@ impl<K: Hash + Eq + Clone + Serialize + DeserializeOwned, V: Serialize + Deseria
 
     /// The keys touched since the previous call (as
     /// [`take_changed`](Self::take_changed)), each with its encoded state
-    /// now (`None`: it has none), both bincode, sorted by key bytes: the
-    /// keys of an incremental snapshot. A failure to read a state is
-    /// reported by [`peek_error`](Self::peek_error).
+    /// now (none: it has none), both bincode, sorted by key bytes, written
+    /// straight into an encoded change set
+    /// ([`KeyedSnapshot`](weir_runtime::KeyedSnapshot)) with `meta`: the
+    /// changes of an incremental snapshot, held once. A failure to read a
+    /// state is reported by [`peek_error`](Self::peek_error).
     ///
     /// ```
     /// use weir_model::KeyStore;
+    /// use weir_runtime::KeyedSnapshot;
     /// use weir_state::{BackendKeys, StateBackend};
     /// let mut store: BackendKeys<u32, u64> = BackendKeys::open(&StateBackend::Memory).unwrap();
     /// *store.get_or_default(&1) = 10;
-    /// assert!(store.changes().is_empty(), "tracked from the first call on");
+    /// let changes = |s: &mut BackendKeys<u32, u64>| KeyedSnapshot::decode(&s.encoded_changes(b"m")).unwrap().keys;
+    /// assert!(changes(&mut store).is_empty(), "tracked from the first call on");
     /// *store.get_or_default(&7) = 70;
     /// store.remove(&1);
     /// let (one, seven) = (vec![1, 0, 0, 0], vec![7, 0, 0, 0]);
-    /// assert_eq!(store.changes(), vec![(one, None), (seven, Some(70u64.to_le_bytes().to_vec()))]);
-    /// assert!(store.changes().is_empty());
+    /// assert_eq!(changes(&mut store), vec![(one, None), (seven, Some(70u64.to_le_bytes().to_vec()))]);
+    /// assert!(changes(&mut store).is_empty());
     /// ```
-    pub fn changes(&mut self) -> Vec<(Vec<u8>, Option<Vec<u8>>)> {
+    pub fn encoded_changes(&mut self, meta: &[u8]) -> Vec<u8> {
         let changed = self.take_changed();
-        let mut out = Vec::with_capacity(changed.len());
-        for k in changed {
-            let key = self.key_bytes(&k);
+        let mut keys: Vec<(Vec<u8>, K)> = changed.into_iter().map(|k| (self.key_bytes(&k), k)).collect();
+        keys.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        let mut out = weir_runtime::keyed::KeyedWriter::new(meta);
+        for (bytes, k) in keys {
             let state = self.encoded(&k);
-            out.push((key, state));
+            out.push(&bytes, state.as_deref());
         }
-        out.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-        out
+        out.finish()
     }
 
     /// Whether touched keys are tracked.
@@ -260,6 +267,70 @@ impl<K: Hash + Eq + Clone + Serialize + DeserializeOwned, V: Serialize + Deseria
         }
         self.for_each_on_disk(&mut |k, v| size += weir_runtime::keyed::KeyedWriter::entry_len(k.len(), v.len()));
         size
+    }
+
+    /// A whole snapshot of an LSM store as a stream (`None` for a memory
+    /// store): a [`KeyedSnapshot`](weir_runtime::KeyedSnapshot) with
+    /// `meta` and every key in the order of their bytes (so that recovery
+    /// can fold changes into it as it reads it), the entries of
+    /// [`for_each_encoded`](Self::for_each_encoded), read later (on the
+    /// checkpoint writer's thread) from a consistent view taken now: the
+    /// resident keys encoded now (at most `resident_keys` of them), and
+    /// an LSM snapshot of the rest. The store goes on changing meanwhile;
+    /// the snapshot does not. A failure to encode is reported by
+    /// [`peek_error`](Self::peek_error).
+    ///
+    /// ```
+    /// use weir_model::KeyStore;
+    /// use weir_runtime::keyed::KeyedWriter;
+    /// use weir_runtime::StateBackend;
+    /// use weir_state::BackendKeys;
+    /// let dir = tempfile::tempdir().unwrap();
+    /// let backend = StateBackend::Lsm { dir: dir.path().into(), resident_keys: 2 };
+    /// let mut keys: BackendKeys<u32, u64> = BackendKeys::open(&backend).unwrap();
+    /// for k in 0..10 {
+    ///     *keys.get_or_default(&k) = u64::from(k);
+    /// }
+    /// let mut stream = keys.snapshot_stream(b"meta".to_vec()).unwrap();
+    /// let mut whole = KeyedWriter::new(b"meta");
+    /// keys.for_each_encoded(&mut |k, v| whole.push(k, Some(v)));
+    /// let whole = whole.finish();
+    /// *keys.get_or_default(&3) = 33; // after the snapshot: not in it
+    /// keys.remove(&4);
+    /// let mut bytes = Vec::new();
+    /// stream.write_to(&mut bytes).unwrap();
+    /// assert_eq!(stream.exact_len().unwrap(), bytes.len() as u64);
+    /// let streamed = weir_runtime::KeyedSnapshot::decode(&bytes).unwrap();
+    /// let mut all = weir_runtime::KeyedSnapshot::decode(&whole).unwrap();
+    /// all.keys.sort();
+    /// assert_eq!(streamed, all, "every key, in the order of its bytes");
+    /// assert!(BackendKeys::<u32, u64>::in_memory().snapshot_stream(vec![]).is_none());
+    /// ```
+    pub fn snapshot_stream(&self, meta: Vec<u8>) -> Option<Box<dyn weir_runtime::SnapshotStream>> {
+        let disk = self.disk.as_ref()?;
+        let mut resident = Vec::with_capacity(self.resident.len());
+        for (k, r) in &self.resident {
+            let key = bincode::serialize(k).expect("encoding a key into memory");
+            match bincode::serialize(&r.value) {
+                Ok(value) => resident.push((key, value)),
+                Err(e) => {
+                    self.fail("encoding a key's state", e);
+                    return None;
+                }
+            }
+        }
+        resident.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        let skip = resident.iter().map(|(k, _)| k.clone()).collect();
+        Some(Box::new(LsmSnapshot {
+            snapshot: disk.db.snapshot(),
+            keyspace: disk.keyspace.clone(),
+            meta,
+            resident,
+            skip,
+            counted: None,
+            _db: disk.db.clone(),
+            _dir: disk.dir.clone(),
+        }))
     }
 
     /// The encoded entries on disk of the keys that are not resident.
@@ -375,6 +446,89 @@ impl<K: Hash + Eq + Clone + Serialize + DeserializeOwned, V: Serialize + Deseria
         self.make_room();
         let r = Resident { value, dirty: true, on_disk, touched: self.tracking() };
         &mut self.resident.entry(key.clone()).insert_entry(r).into_mut().value
+    }
+}
+
+/// A whole snapshot of an LSM store, read on the checkpoint writer's
+/// thread ([`BackendKeys::snapshot_stream`]): the disk's entries (in key
+/// order) merged with the resident keys' (sorted), which replace theirs.
+struct LsmSnapshot {
+    snapshot: fjall::Snapshot,
+    keyspace: fjall::Keyspace,
+    meta: Vec<u8>,
+    /// The resident keys' entries, encoded when the snapshot was taken,
+    /// sorted by key.
+    resident: Vec<(Vec<u8>, Vec<u8>)>,
+    /// The resident keys: their versions on disk, if any, are older.
+    skip: foldhash::HashSet<Vec<u8>>,
+    /// (keys, bytes) of the disk's entries that are not resident, once counted.
+    counted: Option<(u64, u64)>,
+    // Kept open (and the folder kept) until the snapshot is written.
+    _db: fjall::Database,
+    _dir: std::sync::Arc<tempfile::TempDir>,
+}
+
+type Visit<'a> = &'a mut dyn FnMut(&[u8], &[u8]) -> std::io::Result<()>;
+
+impl LsmSnapshot {
+    /// Each entry of the snapshot, in key order.
+    fn for_each(&self, f: Visit<'_>) -> std::io::Result<()> {
+        use fjall::Readable;
+        let mut resident = self.resident.iter().peekable();
+        for kv in self.snapshot.iter(&self.keyspace) {
+            let (k, v) = kv.into_inner().map_err(|e| std::io::Error::other(format!("reading keys' states: {e}")))?;
+            while let Some((rk, rv)) = resident.next_if(|(rk, _)| rk.as_slice() < k.as_ref()) {
+                f(rk, rv)?;
+            }
+            if !self.skip.contains(k.as_ref()) {
+                f(&k, &v)?;
+            }
+        }
+        resident.try_for_each(|(k, v)| f(k, v))
+    }
+
+    /// Each entry on disk at the snapshot that is not resident.
+    fn for_each_on_disk(&self, f: Visit<'_>) -> std::io::Result<()> {
+        use fjall::Readable;
+        for kv in self.snapshot.iter(&self.keyspace) {
+            let (k, v) = kv.into_inner().map_err(|e| std::io::Error::other(format!("reading keys' states: {e}")))?;
+            if !self.skip.contains(k.as_ref()) {
+                f(&k, &v)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl weir_runtime::SnapshotStream for LsmSnapshot {
+    fn size_hint(&self) -> u64 {
+        let resident: usize = self.resident.iter().map(|(k, v)| k.len() + v.len()).sum();
+        resident as u64 + self.keyspace.disk_space()
+    }
+
+    fn exact_len(&mut self) -> std::io::Result<u64> {
+        let entry_len = weir_runtime::keyed::KeyedWriter::entry_len;
+        let (_, bytes) = match self.counted {
+            Some(c) => c,
+            None => {
+                let (mut keys, mut bytes) = (0, 0);
+                self.for_each_on_disk(&mut |k, v| {
+                    keys += 1;
+                    bytes += entry_len(k.len(), v.len()) as u64;
+                    Ok(())
+                })?;
+                *self.counted.insert((keys, bytes))
+            }
+        };
+        let resident: usize = self.resident.iter().map(|(k, v)| entry_len(k.len(), v.len())).sum();
+        Ok(weir_runtime::keyed::header_len(self.meta.len()) + resident as u64 + bytes)
+    }
+
+    fn write_to(&mut self, out: &mut dyn std::io::Write) -> std::io::Result<()> {
+        self.exact_len()?;
+        let (keys, _) = self.counted.expect("counted just above");
+        weir_runtime::keyed::write_header(out, &self.meta, self.resident.len() as u64 + keys)?;
+        self.for_each(&mut |k, v| weir_runtime::keyed::write_entry(out, k, v).map(|_| ()))
     }
 }
 

@@ -96,6 +96,7 @@ fn grouping_entries(dir: &std::path::Path) -> Vec<(u64, Result<usize, usize>)> {
                 NodeState::Operator(b) => Ok(b.len()),
                 NodeState::Changes { changes, .. } => Err(changes.len()),
                 NodeState::Source(_) => panic!("a source entry for the grouping"),
+                NodeState::Streamed(_) => panic!("a streamed entry is read back as a whole one"),
             },
         ));
     }

@@ -244,12 +244,29 @@ where
         self.snapshot()
     }
 
+    /// With an LSM store, the whole snapshot is streamed from a consistent
+    /// view of the store by the checkpoint writer: it is never held in
+    /// memory (state larger than memory).
+    fn snapshot_epoch_streamed(
+        &mut self,
+        _epoch: u64,
+    ) -> Result<Option<Box<dyn weir_runtime::SnapshotStream>>, PipelineError> {
+        if !self.gbw.store().spills() {
+            return Ok(None);
+        }
+        self.gbw.store_mut().take_changed();
+        let stream = self.gbw.store().snapshot_stream(self.encode_meta()?);
+        self.store_error()?;
+        Ok(stream)
+    }
+
     /// The keys touched since the previous snapshot, with their states
     /// now (`None`: no state any more).
-    fn snapshot_changes(&mut self, _epoch: u64) -> Result<Option<KeyedSnapshot>, PipelineError> {
-        let keys = self.gbw.store_mut().changes();
+    fn snapshot_changes(&mut self, _epoch: u64) -> Result<Option<Vec<u8>>, PipelineError> {
+        let meta = self.encode_meta()?;
+        let changes = self.gbw.store_mut().encoded_changes(&meta);
         self.store_error()?;
-        Ok(Some(KeyedSnapshot { meta: self.encode_meta()?, keys }))
+        Ok(Some(changes))
     }
 
     fn restore(&mut self, bytes: &[u8]) -> OpResult {

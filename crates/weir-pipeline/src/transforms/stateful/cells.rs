@@ -111,10 +111,11 @@ impl<K: Key> CellStore<K> {
     pub(super) fn take_changed(&mut self) -> Vec<Address<K>> {
         self.map.take_changed()
     }
-    /// The (key, window)s touched since the previous call, encoded, with
-    /// their encoded cells now (see [`BackendKeys::changes`]).
-    pub(super) fn changes(&mut self) -> Vec<(Vec<u8>, Option<Vec<u8>>)> {
-        self.map.changes()
+    /// The (key, window)s touched since the previous call with their
+    /// cells now, as an encoded change set with `meta` (see
+    /// [`BackendKeys::encoded_changes`]).
+    pub(super) fn encoded_changes(&mut self, meta: &[u8]) -> Vec<u8> {
+        self.map.encoded_changes(meta)
     }
     /// Call `f` with every (key, window) with cells, in no particular order.
     pub(super) fn for_each(&self, f: &mut dyn FnMut(&Address<K>, &Cells)) {

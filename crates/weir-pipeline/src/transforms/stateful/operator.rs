@@ -359,12 +359,12 @@ impl<D: StatefulDoFn> Operator for StatefulOp<D> {
 
     /// The cells of the (key, window)s touched since the previous
     /// snapshot (`None`: no cells any more), and the rest whole.
-    fn snapshot_changes(&mut self, _epoch: u64) -> Result<Option<KeyedSnapshot>, PipelineError> {
-        let keys = self.cells.changes();
+    fn snapshot_changes(&mut self, _epoch: u64) -> Result<Option<Vec<u8>>, PipelineError> {
+        let changes = self.cells.encoded_changes(&self.encode_meta());
         if let Some(e) = self.cells.peek_error() {
             return Err(e);
         }
-        Ok(Some(KeyedSnapshot { meta: self.encode_meta(), keys }))
+        Ok(Some(changes))
     }
 
     fn restore(&mut self, bytes: &[u8]) -> Result<(), PipelineError> {

@@ -22,7 +22,8 @@ pub const MAGIC: &[u8; 8] = b"WEIRCKPT";
 /// The format version this build writes and reads.
 /// 2: manifests say which split plan and key groups the run had (rescaling).
 pub const FORMAT_VERSION: u32 = 3;
-const HEADER: usize = 8 + 4 + 1 + 8;
+/// Bytes before the payload.
+pub(crate) const HEADER: usize = 8 + 4 + 1 + 8;
 
 /// What a checkpoint file holds.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
@@ -131,28 +132,41 @@ impl Write for Hashed<'_> {
 /// magic number, version, kind, length and checksum.
 pub fn decode<T: DeserializeOwned>(file: &str, kind: Kind, bytes: &[u8]) -> Result<T> {
     let corrupt = |reason: String| CheckpointError::Corrupt { file: file.to_string(), reason };
-    if bytes.len() < HEADER + 8 || &bytes[..8] != MAGIC {
+    if bytes.len() < HEADER + 8 {
         return Err(corrupt(format!("not a Weir checkpoint file ({} bytes)", bytes.len())));
     }
-    let version = u32::from_le_bytes(bytes[8..12].try_into().expect("4 bytes"));
-    let len = u64::from_le_bytes(bytes[13..21].try_into().expect("8 bytes"));
-    if (bytes.len() - HEADER - 8) as u64 != len {
+    let (content, sum) = bytes.split_at(bytes.len() - 8);
+    let stored = u64::from_le_bytes(sum.try_into().expect("8 bytes"));
+    check_header(file, kind, &bytes[..HEADER], bytes.len() as u64, xxhash_rust::xxh3::xxh3_64(content), stored)?;
+    bincode::deserialize(&content[HEADER..]).map_err(|e| corrupt(format!("undecodable payload: {e}")))
+}
+
+/// Check a file of `kind` named `file` from its `header` (the first
+/// [`HEADER`] bytes), its length, the checksum of all but its last 8
+/// bytes and the checksum stored in them; the payload's length.
+pub(crate) fn check_header(file: &str, kind: Kind, header: &[u8], len: u64, sum: u64, stored: u64) -> Result<u64> {
+    let corrupt = |reason: String| CheckpointError::Corrupt { file: file.to_string(), reason };
+    if len < (HEADER + 8) as u64 || &header[..8] != MAGIC {
+        return Err(corrupt(format!("not a Weir checkpoint file ({len} bytes)")));
+    }
+    let version = u32::from_le_bytes(header[8..12].try_into().expect("4 bytes"));
+    let payload = u64::from_le_bytes(header[13..21].try_into().expect("8 bytes"));
+    if len - (HEADER + 8) as u64 != payload {
         return Err(corrupt(format!(
-            "truncated or padded: {} payload bytes, the header says {len}",
-            bytes.len() - HEADER - 8
+            "truncated or padded: {} payload bytes, the header says {payload}",
+            len - (HEADER + 8) as u64
         )));
     }
-    let (content, sum) = bytes.split_at(bytes.len() - 8);
-    if xxhash_rust::xxh3::xxh3_64(content) != u64::from_le_bytes(sum.try_into().expect("8 bytes")) {
+    if sum != stored {
         return Err(corrupt("checksum mismatch".into()));
     }
     if version != FORMAT_VERSION {
         return Err(CheckpointError::Version { file: file.to_string(), found: version, supported: FORMAT_VERSION });
     }
-    if bytes[12] != kind as u8 {
-        return Err(corrupt(format!("a file of kind {}, expected {:?}", bytes[12], kind)));
+    if header[12] != kind as u8 {
+        return Err(corrupt(format!("a file of kind {}, expected {:?}", header[12], kind)));
     }
-    bincode::deserialize(&content[HEADER..]).map_err(|e| corrupt(format!("undecodable payload: {e}")))
+    Ok(payload)
 }
 
 #[cfg(test)]

@@ -23,10 +23,12 @@ use weir_runtime::SnapshotStream;
 
 pub mod error;
 pub mod format;
+mod inplace;
 mod store;
 
 pub use error::{CheckpointError, Result};
 use format::Kind;
+pub use inplace::Blob;
 pub use store::{CheckpointStore, LocalDir};
 
 /// The state of one transform instance in a worker's state file.
@@ -54,6 +56,19 @@ pub enum NodeState {
     /// so that the other variants keep their tags.)
     #[serde(skip)]
     Streamed(Streamed),
+    /// A big operator snapshot left where it lies in a local state file
+    /// (read when restored, so that a state larger than memory is never
+    /// held whole), with the change sets to fold into it, oldest first:
+    /// what recovery gives for an [`Operator`](NodeState::Operator) entry
+    /// or a chain that ends in one. Never written.
+    #[serde(skip)]
+    Stored {
+        /// The whole snapshot (an encoded keyed snapshot for an
+        /// incremental operator).
+        whole: Blob,
+        /// The changes since, oldest first.
+        changes: Vec<Vec<u8>>,
+    },
 }
 
 /// A [`SnapshotStream`] shared between the worker that took it and the
@@ -343,12 +358,25 @@ fn now_ms() -> u64 {
 #[derive(Clone, Debug)]
 pub struct Checkpoints {
     store: Arc<dyn CheckpointStore>,
+    /// Operator snapshots of at least this many bytes in a local store's
+    /// state files are read in place ([`NodeState::Stored`]).
+    in_place_above: u64,
 }
+
+/// Operator snapshots of at least this many bytes are read in place by default.
+pub const IN_PLACE_ABOVE: u64 = 16 << 20;
 
 impl Checkpoints {
     /// Checkpoints kept in `store`.
     pub fn new(store: Arc<dyn CheckpointStore>) -> Self {
-        Checkpoints { store }
+        Checkpoints { store, in_place_above: IN_PLACE_ABOVE }
+    }
+
+    /// Read operator snapshots of at least `bytes` bytes in place when the
+    /// store is local (default [`IN_PLACE_ABOVE`]; `u64::MAX`: never).
+    pub fn read_in_place_above(mut self, bytes: u64) -> Self {
+        self.in_place_above = bytes;
+        self
     }
 
     /// The store's location (for messages).
@@ -549,8 +577,7 @@ impl Checkpoints {
         let fold = |state: &mut WorkerState| -> Result<()> {
             for entry in &mut state.nodes {
                 if let NodeState::Changes { .. } = entry.state {
-                    let whole = self.fold_chain(entry, manifest.epoch, state.worker, merge)?;
-                    entry.state = NodeState::Operator(whole);
+                    entry.state = self.fold_chain(entry, manifest.epoch, state.worker, merge)?;
                 }
             }
             Ok(())
@@ -577,11 +604,26 @@ impl Checkpoints {
     /// Read and check one state file (of `size` bytes, if known).
     fn read_state(&self, name: &str, size: Option<u64>, epoch: u64, worker: u32) -> Result<WorkerState> {
         let corrupt = |reason: String| CheckpointError::Corrupt { file: name.to_string(), reason };
-        let bytes = self.store.get(name)?.ok_or_else(|| corrupt("missing".into()))?;
-        if let Some(size) = size.filter(|s| *s != bytes.len() as u64) {
-            return Err(corrupt(format!("{} bytes, the manifest says {size}", bytes.len())));
-        }
-        let state: WorkerState = format::decode(name, Kind::WorkerState, &bytes)?;
+        let local = self.store.open_local(name)?;
+        let len = match &local {
+            Some(f) => Some(f.metadata().map_err(|e| corrupt(format!("reading its size: {e}")))?.len()),
+            None => None,
+        };
+        let state: WorkerState = match (local, len) {
+            (Some(f), Some(len)) if len > self.in_place_above => {
+                if let Some(size) = size.filter(|s| *s != len) {
+                    return Err(corrupt(format!("{len} bytes, the manifest says {size}")));
+                }
+                inplace::read_state(name, f, len, self.in_place_above)?
+            }
+            _ => {
+                let bytes = self.store.get(name)?.ok_or_else(|| corrupt("missing".into()))?;
+                if let Some(size) = size.filter(|s| *s != bytes.len() as u64) {
+                    return Err(corrupt(format!("{} bytes, the manifest says {size}", bytes.len())));
+                }
+                format::decode(name, Kind::WorkerState, &bytes)?
+            }
+        };
         if state.epoch != epoch || state.worker != worker {
             return Err(corrupt(format!("holds worker {} of epoch {}", state.worker, state.epoch)));
         }
@@ -590,12 +632,18 @@ impl Checkpoints {
 
     /// The whole snapshot of `entry` (of `epoch`, worker `worker`): its
     /// chain of changes back to a whole snapshot, folded oldest first.
-    fn fold_chain(&self, entry: &NodeEntry, epoch: u64, worker: u32, merge: MergeChanges<'_>) -> Result<Vec<u8>> {
+    /// A chain that ends in a snapshot read in place is left to fold as
+    /// it is read ([`NodeState::Stored`]).
+    fn fold_chain(&self, entry: &NodeEntry, epoch: u64, worker: u32, merge: MergeChanges<'_>) -> Result<NodeState> {
         let mut pending: Vec<Vec<u8>> = Vec::new();
         let (mut state, mut at) = (entry.state.clone(), epoch);
         let whole = loop {
             match state {
                 NodeState::Operator(bytes) => break bytes,
+                NodeState::Stored { whole, .. } => {
+                    pending.reverse();
+                    return Ok(NodeState::Stored { whole, changes: pending });
+                }
                 NodeState::Source(_) | NodeState::Streamed(_) => {
                     return Err(CheckpointError::Corrupt {
                         file: Self::state_name(at, worker),
@@ -623,6 +671,7 @@ impl Checkpoints {
         };
         pending.reverse();
         merge(whole, &pending)
+            .map(NodeState::Operator)
             .map_err(|reason| CheckpointError::Corrupt { file: Self::state_name(epoch, worker), reason })
     }
 

@@ -36,6 +36,13 @@ pub trait CheckpointStore: Send + Sync + std::fmt::Debug {
     fn list(&self, prefix: &str) -> Result<Vec<(String, u64)>>;
     /// Remove `name` (no error if it does not exist).
     fn delete(&self, name: &str) -> Result<()>;
+    /// `name` opened for reading where it lies, if the store is on the
+    /// local file system (`None` otherwise, or if it does not exist): a
+    /// big state file is then read in place instead of into memory.
+    fn open_local(&self, name: &str) -> Result<Option<fs::File>> {
+        let _ = name;
+        Ok(None)
+    }
 }
 
 /// Checkpoints in a local directory (created when first written). Files
@@ -189,5 +196,14 @@ impl CheckpointStore for LocalDir {
             let _ = fs::remove_dir(parent);
         }
         Ok(())
+    }
+
+    fn open_local(&self, name: &str) -> Result<Option<fs::File>> {
+        let path = self.root.join(name);
+        match fs::File::open(&path) {
+            Ok(f) => Ok(Some(f)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(self.err("opening", &path, e)),
+        }
     }
 }

@@ -274,3 +274,63 @@ fn a_streamed_snapshot_is_written_as_the_operator_entry_it_stands_for() {
     assert!(e.contains("announced as"), "{e}");
     assert!(!dir.path().join(Checkpoints::state_name(6, 1)).exists());
 }
+
+/// Big snapshots of a local store are read in place: the same entries,
+/// the whole snapshot left in its file with its chain to fold; a flipped
+/// bit anywhere, or a cut, is found before anything is restored.
+#[test]
+fn big_snapshots_are_read_in_place_with_their_chains() {
+    let (d, c) = with_checkpoints(1);
+    // A state file whose operator snapshot is big, and one with a source too.
+    let big: Vec<u8> = (0..5000u32).map(|i| (i % 253) as u8).collect();
+    let mut s2 = state(2, 0);
+    s2.nodes[0].state = NodeState::Operator(big.clone());
+    s2.nodes.push(NodeEntry {
+        node: 1,
+        name: "Read".into(),
+        finished: true,
+        state: NodeState::Source(vec![("split-0".into(), vec![1, 2, 3])]),
+    });
+    c.write_state(&s2).unwrap();
+    c.write_state(&state(2, 1)).unwrap();
+    c.commit(2, &job("q5"), SHAPE, false).unwrap().unwrap();
+    for e in 3..=4 {
+        let mut s = changes(e, 0, &format!("c{e}"));
+        s.nodes.push(s2.nodes[1].clone());
+        c.write_state(&s).unwrap();
+        c.write_state(&state(e, 1)).unwrap();
+        c.commit(e, &job("q5"), SHAPE, false).unwrap().unwrap();
+    }
+    let in_place = Checkpoints::new(Arc::new(LocalDir::new(d.path()))).read_in_place_above(1000);
+    let Recovery::Resume { manifest, states, .. } = in_place.recover(&job("q5"), false, &append).unwrap() else {
+        panic!("a resume")
+    };
+    assert_eq!(manifest.epoch, 4);
+    let NodeState::Stored { whole, changes } = &states[0].nodes[0].state else {
+        panic!("left in place: {:?}", states[0].nodes[0].state)
+    };
+    assert_eq!(whole.len(), big.len() as u64);
+    assert_eq!(whole.read_all().unwrap(), big);
+    let mut read = Vec::new();
+    std::io::Read::read_to_end(&mut whole.reader(), &mut read).unwrap();
+    assert_eq!(read, big);
+    assert_eq!(changes, &vec![b"c3".to_vec(), b"c4".to_vec()], "oldest first");
+    assert_eq!(states[0].nodes[1], s2.nodes[1], "small entries as they were");
+    assert_eq!(states[1], state(4, 1));
+
+    // Read in place, a file is checked as strictly as one read whole.
+    let name = Checkpoints::state_name(2, 0);
+    let path = d.path().join(&name);
+    let good = std::fs::read(&path).unwrap();
+    for at in [0, 15, 40, good.len() / 2, good.len() - 1] {
+        let mut bad = good.clone();
+        bad[at] ^= 0x10;
+        std::fs::write(&path, &bad).unwrap();
+        let e = in_place.read_state(&name, None, 2, 0).unwrap_err().to_string();
+        assert!(["checksum", "not a Weir", "truncated"].iter().any(|w| e.contains(w)), "byte {at}: {e}");
+    }
+    std::fs::write(&path, &good[..good.len() - 3]).unwrap();
+    assert!(in_place.read_state(&name, None, 2, 0).is_err());
+    std::fs::write(&path, &good).unwrap();
+    assert!(in_place.read_state(&name, None, 2, 0).is_ok());
+}

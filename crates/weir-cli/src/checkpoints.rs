@@ -147,6 +147,7 @@ pub fn main(a: CheckpointsArgs) -> Result<()> {
                         NodeState::Operator(b) => format!("{} bytes of state", b.len()),
                         // Only ever written: read back, it is an Operator entry.
                         NodeState::Streamed(s) => format!("about {} bytes of state", s.size_hint()),
+                        NodeState::Stored { whole, .. } => format!("{} bytes of state", whole.len()),
                         NodeState::Changes { since, changes } => {
                             format!("{} bytes of changes since checkpoint {since}", changes.len())
                         }

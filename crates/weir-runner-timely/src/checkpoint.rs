@@ -43,6 +43,10 @@ pub struct CheckpointConfig {
     /// Keyed operators store only their changes since their previous
     /// snapshot (default), or every checkpoint is whole.
     pub incremental: bool,
+    /// Operator snapshots of at least this many bytes in a local
+    /// location are restored as they are read from their state file, not
+    /// read into memory first (default `weir_checkpoint::IN_PLACE_ABOVE`).
+    pub read_in_place_above: u64,
 }
 
 impl CheckpointConfig {
@@ -54,6 +58,7 @@ impl CheckpointConfig {
             retain: 3,
             start_over: false,
             incremental: true,
+            read_in_place_above: weir_checkpoint::IN_PLACE_ABOVE,
         }
     }
     /// Checkpoints every `interval` into the local directory `dir`.
@@ -75,6 +80,13 @@ impl CheckpointConfig {
     /// (see `weir_checkpoint::MAX_CHAIN`). `false`: every checkpoint whole.
     pub fn incremental(mut self, yes: bool) -> Self {
         self.incremental = yes;
+        self
+    }
+    /// Restore operator snapshots of at least `bytes` bytes of a local
+    /// location as they are read from their state files (state larger
+    /// than memory); smaller ones are read into memory first.
+    pub fn read_in_place_above(mut self, bytes: u64) -> Self {
+        self.read_in_place_above = bytes;
         self
     }
 }
@@ -119,7 +131,7 @@ pub(crate) fn recover(
     key_groups: u32,
     first_process: bool,
 ) -> Result<Start, PipelineError> {
-    let checkpoints = Checkpoints::new(cfg.store.clone());
+    let checkpoints = Checkpoints::new(cfg.store.clone()).read_in_place_above(cfg.read_in_place_above);
     let commits: Vec<&Arc<dyn EpochCommit>> = graph.nodes.iter().filter_map(|n| n.commit.as_ref()).collect();
     let merge = |whole: Vec<u8>, changes: &[Vec<u8>]| {
         weir_runtime::KeyedSnapshot::merge_encoded(whole, changes).map_err(|e| e.to_string())
@@ -532,6 +544,7 @@ impl WorkerCheckpoint {
                 NodeState::Source(p) => format!("{p:?}"),
                 NodeState::Changes { since, changes } => format!("{} bytes of changes since {since}", changes.len()),
                 NodeState::Streamed(s) => format!("about {} bytes, streamed", s.size_hint()),
+                NodeState::Stored { whole, .. } => format!("{} bytes in place", whole.len()),
             };
             eprintln!(
                 "ckpt w{} node {node} ({}) epoch {epoch} finished {finished}: {what}",

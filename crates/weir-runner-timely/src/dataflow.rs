@@ -12,8 +12,9 @@ use timely::dataflow::operators::generic::builder_rc::OperatorBuilder;
 use timely::dataflow::operators::probe::Handle as ProbeHandle;
 use timely::dataflow::operators::Probe;
 use timely::dataflow::Stream;
-use weir_checkpoint::NodeState;
+use weir_checkpoint::{Blob, NodeState};
 use weir_model::Timestamp;
+use weir_runtime::keyed::KeyedReader;
 use weir_runtime::{Emitter, Graph, KeyGroups, NodeKind, PipelineError, Rescale, Routing, WorkerInfo};
 
 use crate::board::WatermarkBoard;
@@ -142,16 +143,16 @@ fn restore_source(source: &mut dyn weir_runtime::Source, from: &NodeRestore<'_>,
         NodeRestore::Fresh => {}
         NodeRestore::Same(e) => match &e.state {
             NodeState::Source(position) => source.seek(position)?,
-            NodeState::Operator(_) | NodeState::Changes { .. } | NodeState::Streamed(_) => return Err(not_source()),
+            NodeState::Operator(_) | NodeState::Changes { .. } | NodeState::Streamed(_) | NodeState::Stored { .. } => {
+                return Err(not_source())
+            }
         },
         NodeRestore::Rescaled(es) => {
             let mut all = Vec::new();
             for e in es {
                 match &e.state {
                     NodeState::Source(position) => all.extend(position.iter().cloned()),
-                    NodeState::Operator(_) | NodeState::Changes { .. } | NodeState::Streamed(_) => {
-                        return Err(not_source())
-                    }
+                    _ => return Err(not_source()),
                 }
             }
             source.seek(&all)?;
@@ -161,6 +162,31 @@ fn restore_source(source: &mut dyn weir_runtime::Source, from: &NodeRestore<'_>,
 }
 
 type OpResultOf<T> = Result<T, PipelineError>;
+
+/// Restore an operator from a snapshot left in its state file: read as it
+/// goes if the operator can ([`Operator::restore_keyed`](weir_runtime::Operator::restore_keyed)),
+/// else read into memory with its changes folded in.
+fn restore_stored(op: &mut dyn weir_runtime::Operator, whole: &Blob, changes: &[Vec<u8>]) -> OpResultOf<()> {
+    if let Ok(mut reader) = KeyedReader::new(Box::new(whole.reader()), changes) {
+        match op.restore_keyed(&mut reader) {
+            Ok(true) => return Ok(()),
+            Ok(false) => {}
+            // A whole snapshot of an older Weir, not in key order: folded in memory.
+            Err(_) if reader.out_of_order() => {}
+            Err(e) => return Err(e),
+        }
+    }
+    op.restore(&read_stored(whole, changes)?)
+}
+
+/// A snapshot left in its state file, read into memory with its changes folded in.
+fn read_stored(whole: &Blob, changes: &[Vec<u8>]) -> OpResultOf<Vec<u8>> {
+    let bytes = whole.read_all().map_err(|e| PipelineError::Checkpoint(e.to_string()))?;
+    if changes.is_empty() {
+        return Ok(bytes);
+    }
+    weir_runtime::KeyedSnapshot::merge_encoded(bytes, changes)
+}
 
 /// Restore an operator instance from its snapshot, or on rescaling from
 /// every old instance's.
@@ -174,17 +200,28 @@ fn restore_operator(
     let not_operator = || PipelineError::Checkpoint(format!("the checkpoint holds a source for '{name}'"));
     match from {
         NodeRestore::Fresh => {}
-        NodeRestore::Same(e) => {
-            let NodeState::Operator(bytes) = &e.state else { return Err(not_operator()) };
-            if !op.stateless() {
-                op.restore(bytes)?;
-            }
-        }
+        NodeRestore::Same(e) => match &e.state {
+            _ if op.stateless() => {}
+            NodeState::Operator(bytes) => op.restore(bytes)?,
+            NodeState::Stored { whole, changes } => restore_stored(op, whole, changes)?,
+            NodeState::Source(_) | NodeState::Changes { .. } | NodeState::Streamed(_) => return Err(not_operator()),
+        },
         NodeRestore::Rescaled(es) => {
-            let mut snapshots = Vec::with_capacity(es.len());
+            let mut read = Vec::with_capacity(es.len());
             for e in es {
-                let NodeState::Operator(bytes) = &e.state else { return Err(not_operator()) };
-                snapshots.push(bytes.as_slice());
+                read.push(match &e.state {
+                    NodeState::Operator(_) => None,
+                    NodeState::Stored { whole, changes } => Some(read_stored(whole, changes)?),
+                    _ => return Err(not_operator()),
+                });
+            }
+            let mut snapshots = Vec::with_capacity(es.len());
+            for (e, read) in es.iter().zip(&read) {
+                snapshots.push(match (&e.state, read) {
+                    (_, Some(bytes)) => bytes.as_slice(),
+                    (NodeState::Operator(bytes), None) => bytes.as_slice(),
+                    _ => return Err(not_operator()),
+                });
             }
             if !op.stateless() {
                 let owned = (0..snapshots.len()).filter(|j| j % info.peers == info.index).collect();

@@ -217,7 +217,7 @@ pub struct KeyedReader<'a> {
     meta: Vec<u8>,
     /// Entries of `whole` not read yet.
     remaining: u64,
-    changes: std::iter::Peekable<std::collections::btree_map::IntoIter<&'a [u8], Option<&'a [u8]>>>,
+    changes: ChainMerge<'a>,
     /// Whether `key`/`value` hold an entry of `whole` not handed out yet.
     head: bool,
     key: Vec<u8>,
@@ -226,6 +226,8 @@ pub struct KeyedReader<'a> {
     check_order: bool,
     /// The previous key of `whole`, when checked.
     previous: Option<Vec<u8>>,
+    /// Reading failed because `whole` is not in key order.
+    out_of_order: bool,
 }
 
 impl<'a> KeyedReader<'a> {
@@ -245,13 +247,7 @@ impl<'a> KeyedReader<'a> {
         let mut meta = Vec::new();
         read_bytes(&mut whole, &mut meta)?;
         let remaining = read_u64(&mut whole)?;
-        let mut changed: std::collections::BTreeMap<&[u8], Option<&[u8]>> = Default::default();
-        for changes in chain {
-            for e in View::read(changes)?.entries() {
-                let (k, v) = e?;
-                changed.insert(k, v);
-            }
-        }
+        let changes = ChainMerge::new(chain)?;
         if let Some(last) = chain.last() {
             meta = View::read(last)?.meta.to_vec();
         }
@@ -259,12 +255,13 @@ impl<'a> KeyedReader<'a> {
             input: whole,
             meta,
             remaining,
-            changes: changed.into_iter().peekable(),
+            changes,
             head: false,
             key: Vec::new(),
             value: Vec::new(),
             check_order: !chain.is_empty(),
             previous: None,
+            out_of_order: false,
         })
     }
 
@@ -274,12 +271,12 @@ impl<'a> KeyedReader<'a> {
     }
 
     /// The next key and its state, `None` after the last.
-    pub fn next_entry(&mut self) -> Result<Option<(&[u8], &[u8])>, PipelineError> {
+    pub fn next_entry(&mut self) -> Result<Option<KeyAndState<'_>>, PipelineError> {
         loop {
             if !self.head && self.remaining > 0 {
                 self.read_head()?;
             }
-            let change = self.changes.peek().map(|(k, _)| *k);
+            let change = self.changes.peek_key();
             let take_change = match (self.head, change) {
                 (false, None) => return Ok(None),
                 (true, None) => false,
@@ -295,7 +292,7 @@ impl<'a> KeyedReader<'a> {
                 },
             };
             if take_change {
-                let (k, v) = self.changes.next().expect("peeked");
+                let (k, v) = self.changes.next()?.expect("peeked");
                 match v {
                     Some(v) => return Ok(Some((k, v))),
                     None => continue,
@@ -304,6 +301,13 @@ impl<'a> KeyedReader<'a> {
             self.head = false;
             return Ok(Some((&self.key, &self.value)));
         }
+    }
+
+    /// Whether reading failed because the whole snapshot is not in key
+    /// order (so changes cannot be folded in as it is read; folding them
+    /// in memory, [`KeyedSnapshot::merge_encoded`], still can).
+    pub fn out_of_order(&self) -> bool {
+        self.out_of_order
     }
 
     fn read_head(&mut self) -> Result<(), PipelineError> {
@@ -317,9 +321,10 @@ impl<'a> KeyedReader<'a> {
         if self.check_order {
             match &mut self.previous {
                 Some(p) if self.key <= *p => {
+                    self.out_of_order = true;
                     return Err(PipelineError::Checkpoint(
                         "a whole keyed snapshot to fold changes into is not in key order".into(),
-                    ))
+                    ));
                 }
                 Some(p) => p.clone_from(&self.key),
                 None => self.previous = Some(self.key.clone()),
@@ -328,6 +333,71 @@ impl<'a> KeyedReader<'a> {
         self.remaining -= 1;
         self.head = true;
         Ok(())
+    }
+}
+
+/// Change sets (each in key order, as they are written) merged in key
+/// order without copying them: for each key, the newest set's entry.
+struct ChainMerge<'a> {
+    /// Oldest first.
+    sets: Vec<SetCursor<'a>>,
+}
+
+/// Where one change set is read.
+struct SetCursor<'a> {
+    rest: &'a [u8],
+    remaining: u64,
+    head: Option<Entry<'a>>,
+}
+
+impl<'a> SetCursor<'a> {
+    fn advance(&mut self) -> Result<(), PipelineError> {
+        if self.remaining == 0 {
+            self.head = None;
+            return Ok(());
+        }
+        let k = take_bytes(&mut self.rest)?;
+        let v = match cut(&mut self.rest, 1)?[0] {
+            0 => None,
+            1 => Some(take_bytes(&mut self.rest)?),
+            t => return Err(PipelineError::Checkpoint(format!("a keyed snapshot has option tag {t}"))),
+        };
+        if self.head.is_some_and(|(previous, _)| k <= previous) {
+            return Err(PipelineError::Checkpoint("a change set is not in key order".into()));
+        }
+        self.head = Some((k, v));
+        self.remaining -= 1;
+        Ok(())
+    }
+}
+
+impl<'a> ChainMerge<'a> {
+    fn new(chain: &'a [Vec<u8>]) -> Result<Self, PipelineError> {
+        let mut sets = Vec::with_capacity(chain.len());
+        for changes in chain {
+            let view = View::read(changes)?;
+            let mut set = SetCursor { rest: view.keys, remaining: view.count, head: None };
+            set.advance()?;
+            sets.push(set);
+        }
+        Ok(ChainMerge { sets })
+    }
+
+    fn peek_key(&self) -> Option<&'a [u8]> {
+        self.sets.iter().filter_map(|s| s.head.map(|(k, _)| k)).min()
+    }
+
+    /// The smallest key left and its newest entry.
+    fn next(&mut self) -> Result<Option<Entry<'a>>, PipelineError> {
+        let Some(key) = self.peek_key() else { return Ok(None) };
+        let mut newest = None;
+        for set in &mut self.sets {
+            if let Some(entry) = set.head.filter(|(k, _)| *k == key) {
+                newest = Some(entry);
+                set.advance()?;
+            }
+        }
+        Ok(newest)
     }
 }
 
@@ -374,6 +444,9 @@ fn merge_sorted<'a>(
     out.extend(changes);
     out.retain(|(_, v)| v.is_some());
 }
+
+/// A key and its state, both encoded, as [`KeyedReader::next_entry`] gives them.
+pub type KeyAndState<'a> = (&'a [u8], &'a [u8]);
 
 /// A key and its state (`None`: removed), borrowed from encoded bytes.
 type Entry<'a> = (&'a [u8], Option<&'a [u8]>);
@@ -521,6 +594,14 @@ mod tests {
         assert!(r.next_entry().unwrap().is_some());
         let e = r.next_entry().unwrap_err().to_string();
         assert!(e.contains("not in key order"), "{e}");
+        assert!(r.out_of_order());
+        let unordered = vec![KeyedSnapshot { meta: vec![], keys: vec![(vec![3], None), (vec![1], None)] }.encode()];
+        let sorted = KeyedSnapshot { meta: vec![], keys: vec![(vec![1], Some(vec![1]))] }.encode();
+        let e = KeyedReader::new(Box::new(&sorted[..]), &unordered).and_then(|mut r| {
+            while r.next_entry()?.is_some() {}
+            Ok(())
+        });
+        assert!(e.unwrap_err().to_string().contains("not in key order"));
         // Without changes, any order is read as it is.
         let mut r = KeyedReader::new(Box::new(&whole[..]), &[]).unwrap();
         assert_eq!(r.next_entry().unwrap().unwrap().0, [2]);

@@ -97,6 +97,7 @@ fn grouping_entries(dir: &std::path::Path) -> Vec<(u64, Result<usize, usize>)> {
                 NodeState::Changes { changes, .. } => Err(changes.len()),
                 NodeState::Source(_) => panic!("a source entry for the grouping"),
                 NodeState::Streamed(_) => panic!("a streamed entry is read back as a whole one"),
+                NodeState::Stored { whole, .. } => Ok(whole.len() as usize),
             },
         ));
     }

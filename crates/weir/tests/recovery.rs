@@ -131,16 +131,30 @@ proptest! {
         mut items in prop::collection::vec((0u8..6, 0i64..2000), 50..600),
         crashes in prop::collection::vec(1u64..400, 1..5),
         workers in prop::collection::vec(1usize..5, 5),
+        lsm in any::<bool>(),
+        rescale in any::<bool>(),
     ) {
         // Each split reads in time order: no element is late.
         items.sort_by_key(|&(_, t)| t);
         let items = Arc::new(items);
         let expected = run(&items, &TimelyRunner::threads(workers[0]), None).unwrap();
         let dir = tempfile::tempdir().unwrap();
-        // Each run has its own number of workers: a run restores what the
-        // one before checkpointed on 1 to 4 workers (rescaling).
-        let runner = |i: usize| TimelyRunner::threads(workers[i])
-            .with_checkpoints(CheckpointConfig::local(dir.path(), StdDuration::from_millis(5)));
+        let state = tempfile::tempdir().unwrap();
+        // With `rescale`, each run has its own number of workers: a run
+        // restores what the one before checkpointed on 1 to 4 workers. With
+        // `lsm`, keyed state is on the LSM with 2 keys in memory, whole
+        // snapshots are streamed into the state files, and every snapshot
+        // is restored as it is read from its file (state larger than memory).
+        let runner = |i: usize| {
+            let config = CheckpointConfig::local(dir.path(), StdDuration::from_millis(5));
+            let r = TimelyRunner::threads(if rescale { workers[i] } else { workers[0] });
+            match lsm {
+                false => r.with_checkpoints(config),
+                true => r
+                    .with_state_backend(StateBackend::Lsm { dir: state.path().into(), resident_keys: 2 })
+                    .with_checkpoints(config.read_in_place_above(0)),
+            }
+        };
         for (i, crash) in crashes.iter().enumerate() {
             match run(&items, &runner(i), Some(*crash)) {
                 Err(e) => prop_assert!(e.to_string().contains("crash after"), "{e}"),

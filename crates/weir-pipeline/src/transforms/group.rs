@@ -172,17 +172,22 @@ fn snapshot_error(e: impl std::fmt::Display) -> PipelineError {
 /// encoded state.
 type DecodedGroup<K, Acc, Out> = (GroupSnapshot<K, Acc, Out>, Vec<(K, Vec<u8>)>);
 
-fn decode_group_snapshot<K: Key, Acc: Data, Out: Data>(
-    bytes: &[u8],
-) -> Result<DecodedGroup<K, Acc, Out>, PipelineError> {
-    let keyed = KeyedSnapshot::decode(bytes)?;
-    let (format, meta): (u32, GroupSnapshot<K, Acc, Out>) =
-        bincode::deserialize(&keyed.meta).map_err(snapshot_error)?;
+/// A grouping snapshot's meta (what belongs to no key), checked for its format.
+fn decode_meta<K: Key, Acc: Data, Out: Data>(meta: &[u8]) -> Result<GroupSnapshot<K, Acc, Out>, PipelineError> {
+    let (format, meta): (u32, GroupSnapshot<K, Acc, Out>) = bincode::deserialize(meta).map_err(snapshot_error)?;
     if format != GROUP_SNAPSHOT_FORMAT {
         return Err(PipelineError::Runner(format!(
             "a grouping snapshot of format {format}; this Weir reads format {GROUP_SNAPSHOT_FORMAT}"
         )));
     }
+    Ok(meta)
+}
+
+fn decode_group_snapshot<K: Key, Acc: Data, Out: Data>(
+    bytes: &[u8],
+) -> Result<DecodedGroup<K, Acc, Out>, PipelineError> {
+    let keyed = KeyedSnapshot::decode(bytes)?;
+    let meta = decode_meta(&keyed.meta)?;
     let mut keys = Vec::with_capacity(keyed.keys.len());
     for (k, v) in keyed.keys {
         let v = v.ok_or_else(|| snapshot_error("a whole snapshot with a removed key"))?;
@@ -272,6 +277,24 @@ where
     fn restore(&mut self, bytes: &[u8]) -> OpResult {
         let (meta, keys) = decode_group_snapshot::<K, A::Acc, A::Out>(bytes)?;
         self.restore_keys(meta, keys)
+    }
+
+    /// Key by key as the snapshot is read: a state larger than memory goes
+    /// back into the LSM store without being held whole.
+    fn restore_keyed(&mut self, snapshot: &mut weir_runtime::keyed::KeyedReader<'_>) -> Result<bool, PipelineError> {
+        let meta = decode_meta::<K, A::Acc, A::Out>(snapshot.meta())?;
+        let restoring = |e: weir_model::ModelError| PipelineError::Runner(format!("restoring a grouping: {e}"));
+        let store = open_store(&self.backend)?;
+        self.gbw =
+            GroupAlsoByWindow::restore_with(self.strategy.clone(), self.agg.clone(), store, meta).map_err(restoring)?;
+        while let Some((k, v)) = snapshot.next_entry()? {
+            let key: K = bincode::deserialize(k).map_err(snapshot_error)?;
+            let state: KeyStateOf<V, A> = bincode::deserialize(v).map_err(snapshot_error)?;
+            self.gbw.restore_key(&key, state).map_err(restoring)?;
+            self.check_store()?;
+        }
+        self.check_store()?;
+        Ok(true)
     }
 
     /// The (key, window) states of the key groups this worker owns, from

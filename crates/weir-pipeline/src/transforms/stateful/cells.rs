@@ -117,6 +117,16 @@ impl<K: Key> CellStore<K> {
     pub(super) fn encoded_changes(&mut self, meta: &[u8]) -> Vec<u8> {
         self.map.encoded_changes(meta)
     }
+    /// Whether cells may be on disk (an LSM store).
+    pub(super) fn spills(&self) -> bool {
+        self.map.spills()
+    }
+    /// A whole snapshot of an LSM store as a stream, `None` in memory
+    /// (see [`BackendKeys::snapshot_stream`]): each (key, window)'s cells
+    /// encoded as [`StoredCells`], the same bytes as a whole snapshot.
+    pub(super) fn snapshot_stream(&self, meta: Vec<u8>) -> Option<Box<dyn weir_runtime::SnapshotStream>> {
+        self.map.snapshot_stream(meta)
+    }
     /// Call `f` with every (key, window) with cells, in no particular order.
     pub(super) fn for_each(&self, f: &mut dyn FnMut(&Address<K>, &Cells)) {
         self.map.for_each(&mut |at, cells| f(at, &cells.0));

@@ -372,6 +372,39 @@ impl<D: StatefulDoFn> Operator for StatefulOp<D> {
         self.restore_snapshot(snap, cells)
     }
 
+    /// With an LSM store, the whole snapshot is streamed from a consistent
+    /// view of the cells by the checkpoint writer (state larger than memory).
+    fn snapshot_epoch_streamed(
+        &mut self,
+        _epoch: u64,
+    ) -> Result<Option<Box<dyn weir_runtime::SnapshotStream>>, PipelineError> {
+        if !self.cells.spills() {
+            return Ok(None);
+        }
+        self.cells.take_changed();
+        let stream = self.cells.snapshot_stream(self.encode_meta());
+        if let Some(e) = self.cells.peek_error() {
+            return Err(e);
+        }
+        Ok(stream)
+    }
+
+    /// (Key, window) by (key, window) as the snapshot is read: cells larger
+    /// than memory go back into the LSM store without being held whole.
+    fn restore_keyed(&mut self, snapshot: &mut weir_runtime::keyed::KeyedReader<'_>) -> Result<bool, PipelineError> {
+        let mut op = self.restored_without_cells(decode_meta(snapshot.meta())?)?;
+        while let Some((k, v)) = snapshot.next_entry()? {
+            let at: Address<D::Key> = bincode::deserialize(k).map_err(cannot_restore)?;
+            let stored: StoredCells = bincode::deserialize(v).map_err(cannot_restore)?;
+            op.live_cells += op.cells.insert_stored(at, stored) as u64;
+        }
+        *self = op;
+        match self.cells.take_error() {
+            Some(e) => Err(e),
+            None => Ok(true),
+        }
+    }
+
     /// The cells, timers, windows and time-sorted input of the keys this
     /// worker owns, from every old instance; the earliest input watermark
     /// and processing time of any. Buffered elements are renumbered in
@@ -419,15 +452,21 @@ fn cannot_restore(e: impl std::fmt::Display) -> PipelineError {
 /// A stateful operator's snapshot decoded: the rest, and the cells.
 type Decoded<K, V> = (OpSnapshot<K, V>, Vec<SnapCells<K>>);
 
-fn decode_snapshot<K: Key, V: Data>(bytes: &[u8]) -> Result<Decoded<K, V>, PipelineError> {
-    let keyed = KeyedSnapshot::decode(bytes)?;
-    let snap: OpSnapshot<K, V> = bincode::deserialize(&keyed.meta).map_err(cannot_restore)?;
+/// Everything of a snapshot but the cells, checked for its format.
+fn decode_meta<K: Key, V: Data>(meta: &[u8]) -> Result<OpSnapshot<K, V>, PipelineError> {
+    let snap: OpSnapshot<K, V> = bincode::deserialize(meta).map_err(cannot_restore)?;
     if snap.format != SNAPSHOT_FORMAT {
         return Err(PipelineError::Runner(format!(
             "stateful operator: a snapshot of format {}, this Weir reads format {SNAPSHOT_FORMAT}",
             snap.format
         )));
     }
+    Ok(snap)
+}
+
+fn decode_snapshot<K: Key, V: Data>(bytes: &[u8]) -> Result<Decoded<K, V>, PipelineError> {
+    let keyed = KeyedSnapshot::decode(bytes)?;
+    let snap = decode_meta(&keyed.meta)?;
     let mut cells = Vec::with_capacity(keyed.keys.len());
     for (k, v) in keyed.keys {
         let v = v.ok_or_else(|| cannot_restore("a whole snapshot with removed cells"))?;
@@ -459,10 +498,20 @@ impl<D: StatefulDoFn> StatefulOp<D> {
     }
 
     fn restore_snapshot(&mut self, snap: OpSnapshot<D::Key, D::Value>, cells: Vec<SnapCells<D::Key>>) -> OpResult {
-        let mut op = StatefulOp::with_backend(self.dofn.clone(), self.strategy.clone(), self.worker, &self.backend)?;
+        let mut op = self.restored_without_cells(snap)?;
         for (at, stored) in cells {
             op.live_cells += op.cells.insert_stored(at, stored) as u64;
         }
+        *self = op;
+        match self.cells.take_error() {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+
+    /// A fresh instance with everything of `snap` but the cells.
+    fn restored_without_cells(&self, snap: OpSnapshot<D::Key, D::Value>) -> Result<Self, PipelineError> {
+        let mut op = StatefulOp::with_backend(self.dofn.clone(), self.strategy.clone(), self.worker, &self.backend)?;
         for (k, w, f, tag, d, t, o) in snap.timers {
             op.insert_timer((k, w, Cow::Owned(f), tag), (d, t, o));
         }
@@ -471,10 +520,6 @@ impl<D: StatefulDoFn> StatefulOp<D> {
         op.next_seq = snap.next_seq;
         op.input_wm = snap.input_wm;
         op.processing_time = snap.processing_time;
-        *self = op;
-        match self.cells.take_error() {
-            Some(e) => Err(e),
-            None => Ok(()),
-        }
+        Ok(op)
     }
 }

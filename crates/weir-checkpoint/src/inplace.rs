@@ -156,7 +156,15 @@ pub(crate) fn read_state(name: &str, file: File, len: u64, blob_above: u64) -> R
                     NodeState::Operator(r.exactly(n).map_err(bad)?)
                 }
             }
-            1 => NodeState::Source(bincode::deserialize_from(&mut r).map_err(|e| corrupt(format!("a position: {e}")))?),
+            1 => {
+                // Bounded by what is left of the payload: a corrupt length
+                // is an error, not an allocation.
+                use bincode::Options;
+                let left = format::HEADER as u64 + payload - r.pos;
+                let options = bincode::DefaultOptions::new().with_fixint_encoding().allow_trailing_bytes();
+                let position = options.with_limit(left).deserialize_from(&mut r);
+                NodeState::Source(position.map_err(|e| corrupt(format!("a position: {e}")))?)
+            }
             2 => {
                 let since = r.u64().map_err(bad)?;
                 NodeState::Changes { since, changes: r.byte_vec().map_err(bad)? }

@@ -641,7 +641,14 @@ impl Checkpoints {
             match state {
                 NodeState::Operator(bytes) => break bytes,
                 NodeState::Stored { whole, .. } => {
+                    // Folded only when restored: checked now, so that a bad
+                    // one makes recovery choose an older checkpoint.
                     pending.reverse();
+                    for changes in &pending {
+                        weir_runtime::KeyedSnapshot::check_change_set(changes).map_err(|e| {
+                            CheckpointError::Corrupt { file: Self::state_name(epoch, worker), reason: e.to_string() }
+                        })?;
+                    }
                     return Ok(NodeState::Stored { whole, changes: pending });
                 }
                 NodeState::Source(_) | NodeState::Streamed(_) => {

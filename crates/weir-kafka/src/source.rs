@@ -8,7 +8,7 @@ use std::time::{Duration as StdDuration, Instant};
 
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::base_consumer::PartitionQueue;
-use rdkafka::consumer::{BaseConsumer, Consumer, DefaultConsumerContext};
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, DefaultConsumerContext};
 use rdkafka::error::{KafkaError as RdError, RDKafkaErrorCode};
 use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
@@ -516,24 +516,52 @@ impl<T: Data> Split for PartitionSplit<T> {
         Some(at)
     }
 
+    /// The consumer group's offset of the partition moves to the next
+    /// record after the checkpoint, for lag tools only (Weir resumes from
+    /// its checkpoints, never from the group's offsets). A failed commit is
+    /// reported and the job goes on.
+    fn committed(&mut self, position: &[u8]) -> Result<(), PipelineError> {
+        let Some(reader) = &self.reader else { return Ok(()) };
+        let next = decode_position(&self.id, position)?.0;
+        let mut tpl = TopicPartitionList::new();
+        let committed = tpl
+            .add_partition_offset(&self.shared.topic, self.partition, Offset::Offset(next))
+            .and_then(|()| reader.consumer.commit(&tpl, CommitMode::Async));
+        if let Err(e) = committed {
+            if self.warned.is_none_or(|t| t.elapsed() >= StdDuration::from_secs(30)) {
+                eprintln!(
+                    "weir: kafka: {}: committing the group's offset {next} failed (the job goes on): {e}",
+                    self.id
+                );
+                self.warned = Some(Instant::now());
+            }
+        }
+        Ok(())
+    }
+
     fn seek(&mut self, position: &[u8]) -> Result<(), PipelineError> {
-        let bad =
-            || PipelineError::Runner(format!("{}: a Kafka position is 16 bytes, not {}", self.id, position.len()));
-        if position.len() != 16 {
-            return Err(bad());
-        }
-        let (next, end) = position.split_at(8);
-        let next = i64::from_le_bytes(next.try_into().map_err(|_| bad())?);
-        if next < 0 {
-            return Err(PipelineError::Runner(format!("{}: a stored offset of {next}", self.id)));
-        }
+        let (next, end) = decode_position(&self.id, position)?;
         self.next = next;
-        let end = i64::from_le_bytes(end.try_into().map_err(|_| bad())?);
-        self.end = (end >= 0).then_some(end);
+        self.end = end;
         // The partition is assigned again at the new offset.
         self.close();
         Ok(())
     }
+}
+
+/// A split's position: the next offset, and the offset to stop at (bounded).
+fn decode_position(id: &str, position: &[u8]) -> Result<(i64, Option<i64>), PipelineError> {
+    let bad = || PipelineError::Runner(format!("{id}: a Kafka position is 16 bytes, not {}", position.len()));
+    if position.len() != 16 {
+        return Err(bad());
+    }
+    let (next, end) = position.split_at(8);
+    let next = i64::from_le_bytes(next.try_into().map_err(|_| bad())?);
+    if next < 0 {
+        return Err(PipelineError::Runner(format!("{id}: a stored offset of {next}")));
+    }
+    let end = i64::from_le_bytes(end.try_into().map_err(|_| bad())?);
+    Ok((next, (end >= 0).then_some(end)))
 }
 
 impl<T> PartitionSplit<T> {

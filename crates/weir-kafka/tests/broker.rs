@@ -203,9 +203,33 @@ fn commits(dir: &std::path::Path) -> u64 {
         .unwrap_or(0)
 }
 
+/// The offsets consumer group `group` committed for partitions
+/// `0..partitions` of `topic` (-1: none).
+fn group_offsets(group: &str, topic: &str, partitions: i32) -> Vec<i64> {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    let consumer: BaseConsumer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", testing::broker())
+        .set("group.id", group)
+        .create()
+        .expect("a consumer");
+    let mut tpl = rdkafka::TopicPartitionList::new();
+    for p in 0..partitions {
+        tpl.add_partition(topic, p);
+    }
+    let committed = consumer.committed_offsets(tpl, StdDuration::from_secs(10)).expect("the group's offsets");
+    (0..partitions)
+        .map(|p| match committed.find_partition(topic, p).expect("asked for").offset() {
+            rdkafka::Offset::Offset(o) => o,
+            _ => -1,
+        })
+        .collect()
+}
+
 /// A run that fails part way resumes, with the same checkpoint location,
 /// from the offsets of its last checkpoint: each record is counted once,
-/// and what the checkpoint covers is not read again.
+/// and what the checkpoint covers is not read again. While it runs, the
+/// consumer group's offsets follow the committed checkpoints (for lag
+/// tools).
 #[test]
 fn a_failed_run_resumes_at_the_offsets_of_its_last_checkpoint() {
     let b = testing::broker();
@@ -255,6 +279,16 @@ fn a_failed_run_resumes_at_the_offsets_of_its_last_checkpoint() {
     while commits(dir.path()) < seen + 3 {
         assert!(Instant::now() < deadline, "no checkpoint after the first batch");
         std::thread::sleep(StdDuration::from_millis(10));
+    }
+    // The group's offsets reach the end of the first batch (2,500 records
+    // a partition) once checkpoints after it are committed.
+    loop {
+        let offsets = group_offsets("weir-resumed", "resumed", 4);
+        if offsets == vec![2_500; 4] {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the group's offsets stayed at {offsets:?}");
+        std::thread::sleep(StdDuration::from_millis(50));
     }
     // The second batch, then one record past the stop time per partition.
     load_with(b, "resumed", 4, batch(10_000), ONE_RECORD_PER_BATCH).unwrap();

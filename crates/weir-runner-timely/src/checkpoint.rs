@@ -156,7 +156,18 @@ pub(crate) fn recover(
             }
             Ok(Start::Completed)
         }
-        Recovery::Resume { manifest, states, skipped } => {
+        Recovery::Resume { manifest, mut states, skipped } => {
+            if manifest.workers as usize != workers {
+                // Every worker of a rescaled run reads every old snapshot:
+                // those left in their files are read once, here.
+                for state in &mut states {
+                    for entry in &mut state.nodes {
+                        if let NodeState::Stored { whole, changes } = &entry.state {
+                            entry.state = NodeState::Operator(crate::dataflow::read_stored(whole, changes)?);
+                        }
+                    }
+                }
+            }
             for s in &skipped {
                 eprintln!("weir: skipping checkpoint: {s}");
             }
@@ -267,6 +278,10 @@ pub(crate) struct Checkpointer {
     ended: Mutex<BTreeMap<u64, Instant>>,
     /// The latest epoch a source of this process is in.
     latest: AtomicU64,
+    /// One more than the newest epoch whose checkpoint is known to be
+    /// committed (0: none): by this process's writer, or told by worker 0
+    /// of the cluster.
+    committed_upto: AtomicU64,
 }
 
 /// Attempts of a storage operation before a checkpoint is given up.
@@ -335,6 +350,7 @@ impl Checkpointer {
             committed: Mutex::new(Vec::new()),
             ended: Mutex::new(BTreeMap::new()),
             latest: AtomicU64::new(base),
+            committed_upto: AtomicU64::new(0),
         });
         let me = ck.clone();
         let retain = cfg.retain;
@@ -389,6 +405,7 @@ impl Checkpointer {
         });
         match committed {
             Ok(Some(m)) => {
+                self.learn_committed(epoch);
                 if savepoint {
                     eprintln!("weir: checkpoint {epoch} is a savepoint, as asked: kept until removed by hand");
                     if let Err(e) = self.checkpoints.savepoint_taken() {
@@ -454,6 +471,16 @@ impl Checkpointer {
         if let Some(tx) = &*self.jobs.lock().unwrap_or_else(|p| p.into_inner()) {
             let _ = tx.send(job);
         }
+    }
+
+    /// The newest epoch whose checkpoint is known to be committed.
+    pub fn committed_epoch(&self) -> Option<u64> {
+        self.committed_upto.load(Ordering::Acquire).checked_sub(1)
+    }
+
+    /// Checkpoint `epoch` is committed (learnt from the cluster's committer).
+    pub fn learn_committed(&self, epoch: u64) {
+        self.committed_upto.fetch_max(epoch + 1, Ordering::AcqRel);
     }
 
     /// Every worker's state of `epoch` is durable: commit it (process 0).

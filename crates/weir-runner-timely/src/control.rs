@@ -35,6 +35,8 @@ const LEAVE_GRACE: Duration = Duration::from_secs(3);
 const BEAT: u8 = 0;
 const ABORT: u8 = 1;
 const LEAVING: u8 = 2;
+/// Worker 0 committed the checkpoint of the epoch in the text.
+const COMMITTED: u8 = 3;
 
 type Msg = (u8, u64, String);
 
@@ -42,6 +44,7 @@ type Msg = (u8, u64, String);
 struct Received {
     abort: Option<(u64, String)>,
     leaving: std::collections::BTreeSet<u64>,
+    committed: Option<u64>,
 }
 
 /// The control dataflow of one worker.
@@ -71,6 +74,11 @@ impl Control {
                         ABORT if r.abort.is_none() => r.abort = Some((*origin, text.clone())),
                         LEAVING => {
                             r.leaving.insert(*origin);
+                        }
+                        COMMITTED => {
+                            if let Ok(e) = text.parse::<u64>() {
+                                r.committed = r.committed.max(Some(e));
+                            }
                         }
                         _ => {}
                     }
@@ -121,6 +129,10 @@ impl WorkerLoop {
         checkpointed: Option<crate::dataflow::Checkpointed>,
     ) {
         let mut control = self.cluster.as_ref().map(|_| Control::build(worker));
+        // Sources learn which checkpoints are committed: from this
+        // process's writer, or on a cluster from worker 0's broadcast.
+        let checkpointer = checkpointed.as_ref().map(|c| c.worker.borrow().checkpointer().clone());
+        let mut told = None;
         // Worker 0 of the cluster commits each checkpoint once it is
         // durable on every worker (the probe of the acks passed it).
         let committer = checkpointed.filter(|_| worker.index() == 0);
@@ -131,6 +143,15 @@ impl WorkerLoop {
                 if durable != u64::MAX && durable > next_commit {
                     c.worker.borrow().checkpointer().request_commit(durable - 1);
                     next_commit = durable;
+                }
+            }
+            if let (Some(c), Some(ck)) = (&mut control, &checkpointer) {
+                if worker.index() == 0 && ck.committed_epoch() > told {
+                    told = ck.committed_epoch();
+                    c.send(COMMITTED, told.map(|e| e.to_string()).unwrap_or_default());
+                }
+                if let Some(e) = c.received.borrow().committed {
+                    ck.learn_committed(e);
                 }
             }
             if let (Some(c), Some((monitor, silence))) = (&control, &self.cluster) {

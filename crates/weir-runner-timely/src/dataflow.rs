@@ -180,7 +180,7 @@ fn restore_stored(op: &mut dyn weir_runtime::Operator, whole: &Blob, changes: &[
 }
 
 /// A snapshot left in its state file, read into memory with its changes folded in.
-fn read_stored(whole: &Blob, changes: &[Vec<u8>]) -> OpResultOf<Vec<u8>> {
+pub(crate) fn read_stored(whole: &Blob, changes: &[Vec<u8>]) -> OpResultOf<Vec<u8>> {
     let bytes = whole.read_all().map_err(|e| PipelineError::Checkpoint(e.to_string()))?;
     if changes.is_empty() {
         return Ok(bytes);
@@ -201,27 +201,17 @@ fn restore_operator(
     match from {
         NodeRestore::Fresh => {}
         NodeRestore::Same(e) => match &e.state {
+            NodeState::Source(_) | NodeState::Changes { .. } | NodeState::Streamed(_) => return Err(not_operator()),
             _ if op.stateless() => {}
             NodeState::Operator(bytes) => op.restore(bytes)?,
             NodeState::Stored { whole, changes } => restore_stored(op, whole, changes)?,
-            NodeState::Source(_) | NodeState::Changes { .. } | NodeState::Streamed(_) => return Err(not_operator()),
         },
         NodeRestore::Rescaled(es) => {
-            let mut read = Vec::with_capacity(es.len());
-            for e in es {
-                read.push(match &e.state {
-                    NodeState::Operator(_) => None,
-                    NodeState::Stored { whole, changes } => Some(read_stored(whole, changes)?),
-                    _ => return Err(not_operator()),
-                });
-            }
+            // (A rescaled run's snapshots were read into memory once, by `recover`.)
             let mut snapshots = Vec::with_capacity(es.len());
-            for (e, read) in es.iter().zip(&read) {
-                snapshots.push(match (&e.state, read) {
-                    (_, Some(bytes)) => bytes.as_slice(),
-                    (NodeState::Operator(bytes), None) => bytes.as_slice(),
-                    _ => return Err(not_operator()),
-                });
+            for e in es {
+                let NodeState::Operator(bytes) = &e.state else { return Err(not_operator()) };
+                snapshots.push(bytes.as_slice());
             }
             if !op.stateless() {
                 let owned = (0..snapshots.len()).filter(|j| j % info.peers == info.index).collect();
@@ -374,6 +364,7 @@ pub(crate) fn build_dataflow(
                             epoch: base,
                             ckpt: ckpt.clone(),
                             entered: std::time::Instant::now(),
+                            uncommitted: Default::default(),
                         };
                         builder.build_reschedule(move |mut caps| {
                             for cap in caps.iter_mut() {

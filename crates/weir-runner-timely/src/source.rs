@@ -51,6 +51,9 @@ pub(crate) struct SourceDriver {
     pub ckpt: Option<SharedWorkerCheckpoint>,
     /// When the source entered its epoch.
     pub entered: std::time::Instant,
+    /// The positions recorded at the end of epochs whose checkpoint is not
+    /// known to be committed yet, oldest first.
+    pub uncommitted: std::collections::VecDeque<(u64, weir_runtime::SourcePosition)>,
 }
 
 /// What the driver asks timely after a step.
@@ -66,6 +69,21 @@ pub(crate) enum Next {
 impl SourceDriver {
     fn process(&self) -> usize {
         self.worker / self.shared.threads
+    }
+
+    /// Tell the source the newest of its recorded positions that a
+    /// committed checkpoint holds.
+    fn acknowledge_committed(&mut self) -> Result<(), PipelineError> {
+        let Some(ckpt) = &self.ckpt else { return Ok(()) };
+        let Some(committed) = ckpt.borrow().checkpointer().committed_epoch() else { return Ok(()) };
+        let mut newest = None;
+        while self.uncommitted.front().is_some_and(|(e, _)| *e <= committed) {
+            newest = self.uncommitted.pop_front();
+        }
+        match newest {
+            Some((_, position)) => self.source.checkpoint_committed(&position),
+            None => Ok(()),
+        }
     }
 
     fn position(&self) -> Result<weir_runtime::SourcePosition, PipelineError> {
@@ -101,6 +119,7 @@ impl SourceDriver {
             }
             return Ok(Next::Now);
         }
+        self.acknowledge_committed()?;
         // A new epoch starts whatever flow control says, so that a
         // checkpoint completes under backpressure too.
         if let Some(ckpt) = &self.ckpt {
@@ -108,6 +127,7 @@ impl SourceDriver {
             if may {
                 let position = self.position()?;
                 ckpt.borrow().checkpointer().epoch_ended(self.epoch);
+                self.uncommitted.push_back((self.epoch, position.clone()));
                 ckpt.borrow_mut().record(self.node, self.epoch, NodeState::Source(position), false);
                 self.epoch += 1;
                 self.entered = std::time::Instant::now();

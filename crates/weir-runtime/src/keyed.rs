@@ -62,6 +62,30 @@ impl KeyedSnapshot {
         Ok(KeyedSnapshot { meta: view.meta.to_vec(), keys })
     }
 
+    /// Check an encoded change set as [`KeyedReader`] will read it: its
+    /// marker, format and entries, in strictly increasing key order.
+    ///
+    /// ```
+    /// use weir_runtime::KeyedSnapshot;
+    /// let ok = KeyedSnapshot { meta: vec![], keys: vec![(vec![1], None), (vec![2], Some(vec![0]))] };
+    /// assert!(KeyedSnapshot::check_change_set(&ok.encode()).is_ok());
+    /// let unordered = KeyedSnapshot { meta: vec![], keys: vec![(vec![2], None), (vec![1], None)] };
+    /// assert!(KeyedSnapshot::check_change_set(&unordered.encode()).is_err());
+    /// assert!(KeyedSnapshot::check_change_set(b"WKS1").is_err());
+    /// ```
+    pub fn check_change_set(bytes: &[u8]) -> Result<(), PipelineError> {
+        let view = View::read(bytes)?;
+        let mut set = SetCursor { rest: view.keys, remaining: view.count, head: None };
+        set.advance()?;
+        while set.head.is_some() {
+            set.advance()?;
+        }
+        if !set.rest.is_empty() {
+            return Err(PipelineError::Checkpoint("a change set has bytes after its last key".into()));
+        }
+        Ok(())
+    }
+
     /// Fold encoded change sets `chain` (oldest first) into encoded
     /// snapshot `whole`, in one pass over its bytes (read in place, not
     /// decoded key by key): the cost of a chain is about that of copying

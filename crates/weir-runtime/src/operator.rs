@@ -370,4 +370,16 @@ pub trait Source: Send {
         let _ = position;
         Err(PipelineError::Runner("this source cannot seek".to_string()))
     }
+    /// A checkpoint holding `position` (a [`position`](Source::position)
+    /// this instance gave at the end of an epoch) completed: the job will
+    /// never read again what came before it, so the source may acknowledge
+    /// it upstream (JetStream acks, Kafka consumer-group offsets for lag
+    /// tools). Called on the instance's worker, oldest first, for the
+    /// newest completed checkpoint it knows of (some may be skipped); never
+    /// before the checkpoint's manifest is committed, and not at all in a
+    /// run without checkpoints. The default does nothing.
+    fn checkpoint_committed(&mut self, position: &SourcePosition) -> OpResult {
+        let _ = position;
+        Ok(())
+    }
 }

@@ -125,6 +125,13 @@ pub trait Split: Send + 'static {
         let _ = position;
         Err(PipelineError::Runner(format!("split {} cannot seek", self.id())))
     }
+    /// A checkpoint holding this split's `position` completed (see
+    /// [`Source::checkpoint_committed`]): acknowledge upstream what the
+    /// split read before it. The default does nothing.
+    fn committed(&mut self, position: &[u8]) -> OpResult {
+        let _ = position;
+        Ok(())
+    }
 }
 
 /// Plans the splits of a source.
@@ -488,6 +495,17 @@ impl<S: Split> Source for SplitReader<S> {
             s.split.seek(&stored.split)?;
             s.estimator.load(&stored.estimator);
             s.done = stored.done;
+        }
+        Ok(())
+    }
+
+    /// Each of this reader's splits in `position` is told its position.
+    fn checkpoint_committed(&mut self, position: &SourcePosition) -> OpResult {
+        for (id, bytes) in position {
+            let Some(s) = self.splits.iter_mut().find(|s| &s.id == id) else { continue };
+            let stored: StoredPosition = bincode::deserialize(bytes)
+                .map_err(|e| PipelineError::Runner(format!("split {id}: unreadable position: {e}")))?;
+            s.split.committed(&stored.split)?;
         }
         Ok(())
     }

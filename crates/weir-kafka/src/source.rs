@@ -164,9 +164,11 @@ impl<T: Data> KafkaSource<T> {
         self
     }
 
-    /// The consumer group (for [`StartFrom::GroupOffsets`]). Weir never
-    /// joins the group: partitions are dealt to workers by Weir, and
-    /// positions live in Weir's checkpoints.
+    /// The consumer group (default `weir-<topic>`): where
+    /// [`StartFrom::GroupOffsets`] starts, and whose offsets follow the
+    /// job's committed checkpoints (for lag tools). Weir never joins the
+    /// group: partitions are dealt to workers by Weir, and positions live
+    /// in Weir's checkpoints.
     pub fn group_id(mut self, group: impl Into<String>) -> Self {
         self.group = Some(group.into());
         self

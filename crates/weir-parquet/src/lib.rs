@@ -11,6 +11,10 @@
 //! the value ([`ParquetSource::event_time`]); files are bounded input, read
 //! as a batch unless a watermark policy says otherwise.
 //!
+//! [`ParquetSinkExt::write_parquet`] writes rows as Parquet files through
+//! the transactional file sink: a file per worker and epoch, visible once
+//! the checkpoint covering the epoch is committed (exactly once).
+//!
 //! Codecs: Snappy, LZ4 and gzip (pure Rust); not zstd or brotli yet.
 //!
 //! ```no_run
@@ -24,6 +28,9 @@
 //! ```
 
 #![warn(missing_docs)]
+
+mod sink;
+pub use sink::ParquetSinkExt;
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -61,6 +68,9 @@ pub enum ParquetError {
     /// The path holds no Parquet file.
     #[error("parquet: {0} holds no .parquet file")]
     Empty(String),
+    /// A sink's schema is not one it can write.
+    #[error("parquet: a schema the sink cannot write: {0}")]
+    Schema(String),
 }
 
 type Decode<T> = Arc<dyn Fn(&Row) -> Result<T, String> + Send + Sync>;

@@ -266,6 +266,10 @@ impl Runner for ReferenceRunner {
                 }
             }
         }
+        // The run completed: transactional sinks make their output visible.
+        for c in graph.nodes.iter().filter_map(|n| n.commit.as_ref()) {
+            c.commit(u64::MAX)?;
+        }
         Ok(RunResult { metrics: graph.metrics(), peak_in_flight: None, run_id: None, recovery: None })
     }
 }

@@ -1,0 +1,165 @@
+//! Transforms made of the others, as Beam's SDK makes them: `KvSwap`,
+//! `Distinct` and `Latest`.
+
+use std::marker::PhantomData;
+
+use weir_model::Timestamp;
+
+use crate::transforms::combine::{CombineFn, Count};
+use crate::transforms::elementwise::{DoFn, ElementwiseExt, KvElementwiseExt, ProcessContext};
+use crate::transforms::group::{CombineGloballyExt, GroupExt};
+use crate::{Data, Key, PCollection};
+
+/// `kv_swap`: (key, value) pairs turned around (Beam's `KvSwap`).
+pub trait KvSwapExt<K: Data, V: Data> {
+    /// Each (key, value) as (value, key), with its timestamp, window and pane.
+    ///
+    /// ```
+    /// use weir_pipeline::prelude::*;
+    /// let p = Pipeline::new();
+    /// let swapped = p.create(vec![("a".to_string(), 1u32)]).kv_swap().collect();
+    /// p.run_with(&weir_runner_reference::ReferenceRunner::default()).unwrap();
+    /// assert_eq!(swapped.values(), vec![(1, "a".to_string())]);
+    /// ```
+    fn kv_swap(&self) -> PCollection<(V, K)>;
+}
+
+impl<K: Data, V: Data> KvSwapExt<K, V> for PCollection<(K, V)> {
+    fn kv_swap(&self) -> PCollection<(V, K)> {
+        self.map(|(k, v)| (v, k)).named("KvSwap")
+    }
+}
+
+/// `distinct`: each distinct element once per window (Beam's `Distinct`).
+pub trait DistinctExt<T: Key> {
+    /// Each distinct element once per window and pane, as Beam's
+    /// `Distinct.create()` (a `Combine.perKey` on the element, then its
+    /// keys): with the default trigger, once per window, at the end of the
+    /// window; with early or late panes, once per pane that has it.
+    ///
+    /// ```
+    /// use weir_pipeline::prelude::*;
+    /// let p = Pipeline::new();
+    /// let distinct = p.create(vec![3u32, 1, 3, 2, 1]).distinct().collect();
+    /// p.run_with(&weir_runner_reference::ReferenceRunner::default()).unwrap();
+    /// let mut got = distinct.values();
+    /// got.sort();
+    /// assert_eq!(got, vec![1, 2, 3]);
+    /// ```
+    fn distinct(&self) -> PCollection<T>;
+}
+
+impl<T: Key> DistinctExt<T> for PCollection<T> {
+    fn distinct(&self) -> PCollection<T> {
+        self.map(|v| (v, ())).named("Distinct/Key").combine_per_key(Count).named("Distinct/Combine").keys()
+    }
+}
+
+/// The latest of the values added (by timestamp; among equal timestamps,
+/// the one whose encoding is greatest, so that every runner agrees).
+#[derive(Clone)]
+pub struct LatestFn<V>(PhantomData<fn(V)>);
+
+impl<V> Default for LatestFn<V> {
+    fn default() -> Self {
+        LatestFn(PhantomData)
+    }
+}
+
+fn later<V: Data>(a: &(Timestamp, V), b: &(Timestamp, V)) -> bool {
+    match a.0.cmp(&b.0) {
+        std::cmp::Ordering::Equal => {
+            let encode = |v: &V| bincode::serialize(v).unwrap_or_default();
+            encode(&a.1) > encode(&b.1)
+        }
+        order => order == std::cmp::Ordering::Greater,
+    }
+}
+
+impl<V: Data> CombineFn<(Timestamp, V)> for LatestFn<V> {
+    type Acc = Option<(Timestamp, V)>;
+    type Out = Option<V>;
+    fn create_accumulator(&self) -> Self::Acc {
+        None
+    }
+    fn add_input(&self, acc: &mut Self::Acc, input: (Timestamp, V)) {
+        if acc.as_ref().is_none_or(|held| later(&input, held)) {
+            *acc = Some(input);
+        }
+    }
+    fn merge_accumulators(&self, acc: &mut Self::Acc, other: Self::Acc) {
+        if let Some(other) = other {
+            self.add_input(acc, other);
+        }
+    }
+    fn extract_output(&self, acc: &Self::Acc) -> Option<V> {
+        acc.as_ref().map(|(_, v)| v.clone())
+    }
+}
+
+/// Pairs each element with its timestamp.
+#[derive(Clone)]
+struct Reify<T>(PhantomData<fn(T)>);
+
+impl<T: Data> DoFn for Reify<T> {
+    type In = T;
+    type Out = (Timestamp, T);
+    fn process(&mut self, cx: &mut ProcessContext<'_, T, (Timestamp, T)>) {
+        let t = cx.timestamp();
+        let v = cx.element().clone();
+        cx.output((t, v));
+    }
+}
+
+/// `latest_globally`: the element with the latest timestamp (Beam's `Latest`).
+pub trait LatestExt<T: Data> {
+    /// Per window, the element with the latest event timestamp (among
+    /// equal timestamps, the one whose encoding is greatest); nothing for
+    /// a window without elements (Beam gives `null` there).
+    ///
+    /// ```
+    /// use weir_pipeline::prelude::*;
+    /// let p = Pipeline::new();
+    /// let events = p.create(vec![(1i64, "a"), (3, "c"), (2, "b")]);
+    /// let latest = events
+    ///     .with_timestamps(|(t, _)| Timestamp::from_millis(*t))
+    ///     .map(|(_, s)| s.to_string())
+    ///     .latest_globally()
+    ///     .collect();
+    /// p.run_with(&weir_runner_reference::ReferenceRunner::default()).unwrap();
+    /// assert_eq!(latest.values(), vec!["c".to_string()]);
+    /// ```
+    fn latest_globally(&self) -> PCollection<T>;
+}
+
+impl<T: Data> LatestExt<T> for PCollection<T> {
+    fn latest_globally(&self) -> PCollection<T> {
+        self.par_do(Reify(PhantomData))
+            .named("Latest/Reify")
+            .combine_globally_without_defaults(LatestFn::default())
+            .named("Latest")
+            .flat_map(|v: Option<T>| v)
+            .named("Latest/Present")
+    }
+}
+
+/// `latest_per_key`: per key, the value with the latest timestamp.
+pub trait KvLatestExt<K: Key, V: Data> {
+    /// Per key and window, the value with the latest event timestamp
+    /// (among equal timestamps, the one whose encoding is greatest), as
+    /// Beam's `Latest.perKey()`.
+    fn latest_per_key(&self) -> PCollection<(K, V)>;
+}
+
+impl<K: Key, V: Data> KvLatestExt<K, V> for PCollection<(K, V)> {
+    fn latest_per_key(&self) -> PCollection<(K, V)> {
+        self.par_do(Reify(PhantomData))
+            .named("LatestPerKey/Reify")
+            .map(|(t, (k, v))| (k, (t, v)))
+            .named("LatestPerKey/Key")
+            .combine_per_key(LatestFn::default())
+            .named("LatestPerKey")
+            .flat_map(|(k, v): (K, Option<V>)| v.map(|v| (k, v)))
+            .named("LatestPerKey/Present")
+    }
+}

@@ -1,0 +1,110 @@
+//! `kv_swap`, `distinct`, `latest_globally` and `latest_per_key` on every
+//! runner, ported from Beam's Java tests: `KvSwapTest` (testKvSwap,
+//! testKvSwapEmpty), `DistinctTest` (testDistinct, testDistinctEmpty,
+//! testWindowedDistinct) and `LatestTest` (testGloballyEventTiming,
+//! testGloballyEmptyCollection — Beam outputs null there, Weir nothing —,
+//! testPerKeyEventTimestamp, testPerKeyEmptyCollection). Each runs on every
+//! runner of `weir::testing::runners()`, which must agree.
+
+use weir::prelude::*;
+use weir::testing::{assert_that, on_every_runner};
+
+fn at(ms: i64) -> Timestamp {
+    Timestamp::from_millis(ms)
+}
+
+#[test]
+fn kv_swap_turns_every_pair_around() {
+    let out = on_every_runner(|p| {
+        p.create(vec![("k1".to_string(), 1u32), ("k2".into(), 2), ("k3".into(), 3), ("k4".into(), 4), ("k5".into(), 4)])
+            .kv_swap()
+            .collect()
+    });
+    assert_that(&out).contains_in_any_order([
+        (1, "k1".to_string()),
+        (2, "k2".into()),
+        (3, "k3".into()),
+        (4, "k4".into()),
+        (4, "k5".into()),
+    ]);
+    let empty = on_every_runner(|p| p.create(Vec::<(String, u32)>::new()).kv_swap().collect());
+    assert!(empty.is_empty());
+}
+
+#[test]
+fn distinct_keeps_each_element_once() {
+    let words = ["k1", "k5", "k5", "k2", "k1", "k2", "k3"].map(String::from);
+    let out = on_every_runner(|p| p.create(words.clone()).distinct().collect());
+    assert_that(&out).contains_in_any_order(["k1", "k2", "k3", "k5"].map(String::from));
+    let empty = on_every_runner(|p| p.create(Vec::<String>::new()).distinct().collect());
+    assert!(empty.is_empty());
+}
+
+/// Beam's testWindowedDistinct: in 30-second windows, each element once
+/// per window.
+#[test]
+fn distinct_is_per_window() {
+    let events = [("k1", 0i64), ("k2", 1_000), ("k1", 2_000), ("k3", 31_000), ("k1", 32_000), ("k3", 59_000)];
+    let out = on_every_runner(|p| {
+        p.create(events.map(|(s, t)| (s.to_string(), t)))
+            .with_timestamps(|(_, t)| at(*t))
+            .map(|(s, _)| s)
+            .window_into(WindowingStrategy::new(FixedWindows::of(Duration::from_millis(30_000)).unwrap()))
+            .distinct()
+            .collect()
+    });
+    let first = Window::interval(0, 30_000);
+    let second = Window::interval(30_000, 60_000);
+    assert_that(&out).in_window(first).contains_in_any_order(["k1", "k2"].map(String::from));
+    assert_that(&out).in_window(second).contains_in_any_order(["k1", "k3"].map(String::from));
+    assert_eq!(out.len(), 4);
+}
+
+/// Beam's testGloballyEventTiming: the element with the latest timestamp,
+/// whatever the order they come in.
+#[test]
+fn latest_globally_is_the_element_with_the_latest_timestamp() {
+    let events = [("foo", 100i64), ("bar", 300), ("baz", 200)];
+    let out = on_every_runner(|p| {
+        p.create(events.map(|(s, t)| (s.to_string(), t)))
+            .with_timestamps(|(_, t)| at(*t))
+            .map(|(s, _)| s)
+            .latest_globally()
+            .collect()
+    });
+    assert_that(&out).contains_in_any_order(["bar".to_string()]);
+    let empty = on_every_runner(|p| p.create(Vec::<String>::new()).latest_globally().collect());
+    assert!(empty.is_empty(), "an empty input has no latest element");
+}
+
+/// Beam's testPerKeyEventTimestamp, with a tie broken the same way on
+/// every runner, and per window.
+#[test]
+fn latest_per_key_is_per_key_and_window() {
+    let events =
+        [("A", "foo", 100i64), ("B", "bar", 200), ("A", "baz", 300), ("B", "qux", 150), ("C", "x", 5), ("C", "y", 5)];
+    let out = on_every_runner(|p| {
+        p.create(events.map(|(k, v, t)| (k.to_string(), (v.to_string(), t))))
+            .with_timestamps(|(_, (_, t))| at(*t))
+            .map(|(k, (v, _))| (k, v))
+            .latest_per_key()
+            .collect()
+    });
+    let got: Vec<(String, String)> = out.iter().map(|v| v.value.clone()).collect();
+    assert_eq!(got.len(), 3);
+    assert!(got.contains(&("A".into(), "baz".into())), "{got:?}");
+    assert!(got.contains(&("B".into(), "bar".into())), "{got:?}");
+    // A tie: the greater encoding ("y") on every runner.
+    assert!(got.contains(&("C".into(), "y".into())), "{got:?}");
+    let windowed = on_every_runner(|p| {
+        p.create(vec![("A".to_string(), 1i64), ("A".into(), 2), ("A".into(), 11)])
+            .with_timestamps(|(_, t)| at(*t))
+            .window_into(WindowingStrategy::new(FixedWindows::of(Duration::from_millis(10)).unwrap()))
+            .latest_per_key()
+            .collect()
+    });
+    assert_that(&windowed).in_window(Window::interval(0, 10)).contains_in_any_order([("A".to_string(), 2)]);
+    assert_that(&windowed).in_window(Window::interval(10, 20)).contains_in_any_order([("A".to_string(), 11)]);
+    let empty = on_every_runner(|p| p.create(Vec::<(String, u32)>::new()).latest_per_key().collect());
+    assert!(empty.is_empty());
+}

@@ -154,9 +154,42 @@ impl fmt::Debug for Duration {
     }
 }
 
+/// In days, hours, minutes and seconds, exactly: `1h30m`, `2.5s`, `250ms`,
+/// `1d2h`, `0s`.
+///
+/// ```
+/// use weir_model::Duration;
+/// let shown = |ms: i64| Duration::from_millis(ms).to_string();
+/// assert_eq!(shown(0), "0s");
+/// assert_eq!(shown(250), "250ms");
+/// assert_eq!(shown(2_500), "2.5s");
+/// assert_eq!(shown(90_000), "1m30s");
+/// assert_eq!(shown(5_400_000), "1h30m");
+/// assert_eq!(shown(93_600_001), "1d2h0.001s");
+/// assert_eq!(shown(-60_000), "-1m");
+/// ```
 impl fmt::Display for Duration {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}ms", self.0)
+        if self.0 == 0 {
+            return f.write_str("0s");
+        }
+        if self.0 < 0 {
+            f.write_str("-")?;
+        }
+        let ms = self.0.unsigned_abs();
+        let (d, h, m) = (ms / 86_400_000, ms / 3_600_000 % 24, ms / 60_000 % 60);
+        let (s, rest) = (ms / 1_000 % 60, ms % 1_000);
+        for (n, unit) in [(d, "d"), (h, "h"), (m, "m")] {
+            if n > 0 {
+                write!(f, "{n}{unit}")?;
+            }
+        }
+        match (s, rest) {
+            (0, 0) => Ok(()),
+            (0, rest) if ms < 1_000 => write!(f, "{rest}ms"),
+            (s, 0) => write!(f, "{s}s"),
+            (s, rest) => write!(f, "{s}.{}s", format!("{rest:03}").trim_end_matches('0')),
+        }
     }
 }
 

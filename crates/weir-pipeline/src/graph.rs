@@ -245,7 +245,20 @@ impl<T: Data> PCollection<T> {
         NodeInput { node: self.node, port: self.port, routing }
     }
     /// Name the transform that produced this collection (its counters are
-    /// reported under that name).
+    /// reported under that name, and checkpoints check it). Names are
+    /// unique within a pipeline: a name already taken gets `#2`, `#3`, ...
+    /// appended (`Parse`, `Parse#2`), in the order the transforms are
+    /// added, so a pipeline built the same way always gets the same names.
+    ///
+    /// ```
+    /// use weir_pipeline::prelude::*;
+    /// let p = Pipeline::new();
+    /// let a = p.create(vec![1u32]).map(|n| n + 1).named("Step");
+    /// let _b = a.map(|n| n * 2).named("Step");
+    /// let r = p.run_with(&weir_runner_reference::ReferenceRunner::default()).unwrap();
+    /// let names: Vec<String> = r.metrics.all().into_iter().map(|(name, _)| name).collect();
+    /// assert!(names.contains(&"Step".to_string()) && names.contains(&"Step#2".to_string()), "{names:?}");
+    /// ```
     pub fn named(self, name: &str) -> Self {
         self.pipeline.rename_node(self.node, name);
         self

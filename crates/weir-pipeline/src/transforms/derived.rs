@@ -120,10 +120,10 @@ pub trait LatestExt<T: Data> {
     /// ```
     /// use weir_pipeline::prelude::*;
     /// let p = Pipeline::new();
-    /// let events = p.create(vec![(1i64, "a"), (3, "c"), (2, "b")]);
+    /// let events = p.create(vec![(1i64, "a".to_string()), (3, "c".into()), (2, "b".into())]);
     /// let latest = events
     ///     .with_timestamps(|(t, _)| Timestamp::from_millis(*t))
-    ///     .map(|(_, s)| s.to_string())
+    ///     .map(|(_, s)| s)
     ///     .latest_globally()
     ///     .collect();
     /// p.run_with(&weir_runner_reference::ReferenceRunner::default()).unwrap();

@@ -3,7 +3,8 @@
 //! testKvSwapEmpty), `DistinctTest` (testDistinct, testDistinctEmpty,
 //! testWindowedDistinct) and `LatestTest` (testGloballyEventTiming,
 //! testGloballyEmptyCollection — Beam outputs null there, Weir nothing —,
-//! testPerKeyEventTimestamp, testPerKeyEmptyCollection). Each runs on every
+//! testPerKeyEventTimestamp, testPerKeyEmptyCollection) and composed
+//! combiners (`CombineFnsTest.testComposedCombine`). Each runs on every
 //! runner of `weir::testing::runners()`, which must agree.
 
 use weir::prelude::*;
@@ -107,4 +108,42 @@ fn latest_per_key_is_per_key_and_window() {
     assert_that(&windowed).in_window(Window::interval(10, 20)).contains_in_any_order([("A".to_string(), 11)]);
     let empty = on_every_runner(|p| p.create(Vec::<(String, u32)>::new()).latest_per_key().collect());
     assert!(empty.is_empty());
+}
+
+/// A composed combiner (Beam's `CombineFns.compose()`, ported from
+/// `CombineFnsTest.testComposedCombine`: per key, two aggregates of parts
+/// of one input) gives per key what each of its members gives alone.
+#[test]
+fn a_composed_combiner_equals_its_members_run_alone() {
+    let hits: Vec<(String, (u64, u64))> = (0..300u64).map(|i| (format!("u{}", i % 7), (i % 13, i * 3 % 101))).collect();
+    let composed = on_every_runner(|p| {
+        p.create(hits.clone())
+            .with_timestamps(|(_, (t, _))| at(*t as i64))
+            .window_into(WindowingStrategy::new(FixedWindows::of(Duration::from_millis(5)).unwrap()))
+            .combine_per_key((Count, on(|h: &(u64, u64)| h.1, Sum::new()), on(|h: &(u64, u64)| h.1, Max::new())))
+            .collect()
+    });
+    let alone = on_every_runner(|p| {
+        let keyed = p
+            .create(hits.clone())
+            .with_timestamps(|(_, (t, _))| at(*t as i64))
+            .window_into(WindowingStrategy::new(FixedWindows::of(Duration::from_millis(5)).unwrap()));
+        let counts = keyed.combine_per_key(Count).map(|(k, n)| (k, (n, 0u64, None::<u64>)));
+        let sums = keyed.map(|(k, h)| (k, h.1)).combine_per_key(Sum::new()).map(|(k, s)| (k, (0, s, None)));
+        let maxes = keyed.map(|(k, h)| (k, h.1)).combine_per_key(Max::new()).map(|(k, m)| (k, (0, 0, m)));
+        counts.flatten_with(&[sums, maxes]).collect()
+    });
+    // Put the members' results of each key and window together.
+    let mut merged: std::collections::BTreeMap<(String, Window), (u64, u64, Option<u64>)> = Default::default();
+    for v in &alone {
+        let e = merged.entry((v.value.0.clone(), v.window)).or_default();
+        let (n, s, m) = v.value.1;
+        *e = (e.0 + n, e.1 + s, e.2.max(m));
+    }
+    let got: std::collections::BTreeMap<(String, Window), (u64, u64, Option<u64>)> =
+        composed.iter().map(|v| ((v.value.0.clone(), v.window), v.value.1)).collect();
+    assert_eq!(got.len(), composed.len(), "one result per key and window");
+    assert_eq!(got, merged);
+    let total: u64 = got.values().map(|v| v.0).sum();
+    assert_eq!(total, 300);
 }

@@ -1,6 +1,7 @@
 //! The transforms, as extension traits of [`PCollection`](crate::PCollection).
 
 pub mod combine;
+pub mod composed;
 pub mod derived;
 pub mod elementwise;
 pub mod failures;
@@ -13,6 +14,7 @@ pub use combine::{
     ApproxDistinct, CombineAggregator, CombineFn, Count, HyperLogLog, Max, Mean, Min, Partial, PartialAggregator, Sum,
     TopN,
 };
+pub use composed::{on, On};
 pub use derived::{DistinctExt, KvLatestExt, KvSwapExt, LatestExt, LatestFn};
 pub use elementwise::{
     apply_fn, DoFn, ElementwiseExt, ErasedTag, KvElementwiseExt, OutputTag, ParDoOutputs, ProcessContext,

@@ -437,7 +437,12 @@ fn a_cluster_checkpoint_resumes_on_one_process() {
         let started = Instant::now();
         while !committed(&ck) {
             assert!(started.elapsed() < Duration::from_secs(120), "no checkpoint committed in 120 s");
-            assert!(p.iter_mut().all(|c| c.try_wait().unwrap().is_none()), "the cluster ended before a checkpoint");
+            if let Some(i) = (0..p.len()).find(|&i| p[i].try_wait().unwrap().is_some()) {
+                let c = &mut p[i];
+                let mut e = String::new();
+                std::io::Read::read_to_string(&mut c.stderr.take().unwrap(), &mut e).unwrap();
+                panic!("the cluster ended before a checkpoint ({:?}): {e}", c.try_wait().unwrap());
+            }
             std::thread::sleep(Duration::from_millis(5));
         }
         for c in &mut p {

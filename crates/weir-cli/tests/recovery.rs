@@ -437,11 +437,24 @@ fn a_cluster_checkpoint_resumes_on_one_process() {
         let started = Instant::now();
         while !committed(&ck) {
             assert!(started.elapsed() < Duration::from_secs(120), "no checkpoint committed in 120 s");
-            if let Some(i) = (0..p.len()).find(|&i| p[i].try_wait().unwrap().is_some()) {
-                let c = &mut p[i];
-                let mut e = String::new();
-                std::io::Read::read_to_string(&mut c.stderr.take().unwrap(), &mut e).unwrap();
-                panic!("the cluster ended before a checkpoint ({:?}): {e}", c.try_wait().unwrap());
+            if p.iter_mut().any(|c| c.try_wait().unwrap().is_some()) {
+                // Both processes' ends: the first to stop often only names
+                // the other.
+                let ends: Vec<String> = p
+                    .iter_mut()
+                    .enumerate()
+                    .map(|(i, c)| {
+                        if c.try_wait().unwrap().is_none() {
+                            std::thread::sleep(Duration::from_secs(2));
+                            let _ = c.kill();
+                        }
+                        let status = c.wait().unwrap();
+                        let mut e = String::new();
+                        std::io::Read::read_to_string(&mut c.stderr.take().unwrap(), &mut e).unwrap();
+                        format!("process {i} ({status}): {e}")
+                    })
+                    .collect();
+                panic!("the cluster ended before a checkpoint:\n{}", ends.join("\n"));
             }
             std::thread::sleep(Duration::from_millis(5));
         }

@@ -20,6 +20,10 @@ use weir_runtime::{Batch, Emitter, NodeCounters, OpContext, Operator, PipelineEr
 use weir_checkpoint::NodeState;
 
 use crate::board::WatermarkBoard;
+
+/// The longest an operator works through its waiting messages in one
+/// activation before it lets the worker step the rest of the dataflow.
+const SLICE: StdDuration = StdDuration::from_millis(50);
 use crate::checkpoint::SharedWorkerCheckpoint;
 use crate::clock::Clock;
 use crate::flow::Flow;
@@ -214,16 +218,27 @@ impl OpDriver {
                 return Err(e);
             }
         }
-        loop {
+        // A bounded slice of work per activation: a backlog (an epoch's
+        // messages released at once after a checkpoint, say) is worked off
+        // over several steps, so the worker keeps stepping its other
+        // operators and the cluster's heartbeats.
+        let deadline = std::time::Instant::now() + SLICE;
+        let mut yielded = false;
+        while !yielded {
             for port in 0..self.stashes.len() {
-                self.process_ready(port, wms[port], epochs[port], now)?;
+                yielded |= self.process_ready(port, wms[port], epochs[port], now, deadline)?;
             }
-            if !self.complete_epoch(&epochs)? {
+            if yielded || !self.complete_epoch(&epochs)? {
                 break;
             }
         }
+        if yielded {
+            // Ready messages left for the next activation stay in flight
+            // (not parked), so that flow control keeps holding the sources.
+            activator.activate();
+        }
         for port in 0..self.stashes.len() {
-            if !self.stashes[port].is_empty() {
+            if !yielded && !self.stashes[port].is_empty() {
                 // Parked until progress: not in flight any more (the stash is
                 // bounded by STASH_LIMIT), so paused sources can move the frontier.
                 let n = self.stashes[port].park_all();
@@ -268,13 +283,16 @@ impl OpDriver {
     /// more of the open epoch (its frontier's oldest epoch `port_epoch` is
     /// later), the epoch's messages are all processed, so that the epoch
     /// can complete: each still at a watermark no higher than the port's.
+    /// Stops once `deadline` has passed (after one message at least) and
+    /// returns whether it did so with ready messages left.
     fn process_ready(
         &mut self,
         port: usize,
         frontier: Timestamp,
         port_epoch: u64,
         now: Timestamp,
-    ) -> Result<(), PipelineError> {
+        deadline: std::time::Instant,
+    ) -> Result<bool, PipelineError> {
         let epoch_done = self.ckpt.is_some() && port_epoch > self.epoch;
         // In time order: once drained, a message no longer holds the
         // frontier back, so the port's watermark must never pass a
@@ -302,8 +320,12 @@ impl OpDriver {
             self.process(port, s.batch, now)?;
             self.flow.in_flight.sub(s.counted);
             self.flow.in_flight.unpark(s.parked);
+            let more = self.stashes[port].min_time().is_some_and(|t| t.outer <= self.epoch);
+            if more && std::time::Instant::now() >= deadline {
+                return Ok(true);
+            }
         }
-        Ok(())
+        Ok(false)
     }
 
     /// If the open epoch is complete here (every port's frontier is past

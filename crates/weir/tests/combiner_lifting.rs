@@ -45,6 +45,7 @@ fn check(strategy: WindowingStrategy, lifted: bool, windowed: u64, dropped: u64)
         let c = result.counters("CombinePerKey").unwrap();
         let g = result.counters("GroupByKey").unwrap();
         assert_eq!((c.dropped_expired, g.dropped_expired), (dropped, dropped), "{name}: drops counted in elements");
+        assert_eq!((c.elements_in, g.elements_in), (windowed, windowed), "{name}: inputs counted in elements");
         let partial = result.counters("CombinePerKey/Partial");
         assert_eq!(partial.is_some(), lifted, "{name}: lifting");
         if let Some(partial) = partial {

@@ -256,12 +256,12 @@ impl<K: Data, V: Data> KvElementwiseExt<K, V> for PCollection<(K, V)> {
 ///
 /// ```
 /// use weir_pipeline::OutputTag;
-/// let errors: OutputTag<String> = OutputTag::new("errors");
-/// assert_eq!(errors.id(), "errors");
+/// const ERRORS: OutputTag<String> = OutputTag::new("errors");
+/// assert_eq!(ERRORS.id(), "errors");
 /// ```
 #[derive(Debug)]
 pub struct OutputTag<T> {
-    id: Arc<str>,
+    id: std::borrow::Cow<'static, str>,
     _t: PhantomData<fn() -> T>,
 }
 
@@ -272,9 +272,20 @@ impl<T> Clone for OutputTag<T> {
 }
 
 impl<T: Data> OutputTag<T> {
-    /// A tag with a name unique within its `DoFn`.
-    pub fn new(id: &str) -> Self {
-        OutputTag { id: id.into(), _t: PhantomData }
+    /// A tag with a name unique within its `DoFn`; `const`, so that tags
+    /// can be declared as constants beside a DoFn's state and timers.
+    pub const fn new(id: &'static str) -> Self {
+        OutputTag { id: std::borrow::Cow::Borrowed(id), _t: PhantomData }
+    }
+    /// A tag whose name is made at run time (e.g. one per category).
+    ///
+    /// ```
+    /// use weir_pipeline::prelude::*;
+    /// let tags: Vec<OutputTag<u32>> = (0..3).map(|i| OutputTag::named(format!("bucket-{i}"))).collect();
+    /// assert_eq!(tags[2].id(), "bucket-2");
+    /// ```
+    pub fn named(id: impl Into<String>) -> Self {
+        OutputTag { id: std::borrow::Cow::Owned(id.into()), _t: PhantomData }
     }
     /// The tag's name.
     pub fn id(&self) -> &str {
@@ -282,7 +293,7 @@ impl<T: Data> OutputTag<T> {
     }
     /// The tag without its type, to declare the output.
     pub fn erased(&self) -> ErasedTag {
-        ErasedTag { id: self.id.clone(), make: Arc::new(|| Box::new(Vec::<WindowedValue<T>>::new())) }
+        ErasedTag { id: Arc::from(self.id.as_ref()), make: Arc::new(|| Box::new(Vec::<WindowedValue<T>>::new())) }
     }
 }
 

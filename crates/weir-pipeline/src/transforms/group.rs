@@ -345,7 +345,13 @@ where
         // before it fire first, and triggers see it (pastFirstElementInPane).
         self.gbw.advance_processing_time(cx.processing_time, &mut self.scratch);
         let input = batch.into_vec::<(K, V)>()?;
-        NodeCounters::add(&cx.counters.elements_in, input.len() as u64);
+        // A lifted combine counts the elements its partials stand for, as
+        // the unlifted one would.
+        let elements = match self.weigh {
+            Some(weigh) => input.iter().map(|v| weigh(&v.value.1)).sum(),
+            None => input.len() as u64,
+        };
+        NodeCounters::add(&cx.counters.elements_in, elements);
         // One bundle per key per batch (Beam's keyed bundles).
         for v in input {
             self.by_key.entry(v.value.0).or_default().push((v.value.1, v.timestamp, v.window));

@@ -1,5 +1,6 @@
 //! The transforms, as extension traits of [`PCollection`](crate::PCollection).
 
+pub mod batching;
 pub mod combine;
 pub mod composed;
 pub mod derived;
@@ -7,9 +8,12 @@ pub mod elementwise;
 pub mod failures;
 pub mod group;
 pub mod other;
+pub mod regex;
+pub mod sample;
 pub mod side;
 pub mod stateful;
 
+pub use batching::{Batching, Dedup, DeduplicateExt, GroupIntoBatchesExt, KvDeduplicateExt};
 pub use combine::{
     ApproxDistinct, CombineAggregator, CombineFn, Count, HyperLogLog, Max, Mean, Min, Partial, PartialAggregator, Sum,
     TopN,
@@ -22,6 +26,8 @@ pub use elementwise::{
 pub use failures::{Failure, TryElementwiseExt, WithFailures};
 pub use group::{CoGrouped, CombineGloballyExt, GroupExt, Grouped, Keyed, LateReason, Retractable, Union2, WindowExt};
 pub use other::{ApplyExt, CollectExt, FlattenExt, PTransform, PartitionExt, ReshuffleKeyExt, TestEvent, TestStream};
+pub use regex::RegexExt;
+pub use sample::{KvSampleExt, SampleExt, SampleFixedSize, TopBy};
 pub use side::{ErasedSide, SideInput, SideInputExt, SideInputs, SideParDoExt};
 pub use stateful::{
     BagState, CombiningState, MapState, OrderedListState, SetState, StateContext, StatefulDoFn, StatefulExt,

@@ -94,16 +94,23 @@ struct SideValues<T> {
     empty: WindowValues<T>,
 }
 
-/// The values of one side-input window, and the view built from them once
-/// (a multimap), dropped when more values arrive.
+/// The values of one side-input window, and the views built from them
+/// once (a multimap, a map), dropped when more values arrive.
 struct WindowValues<T> {
     values: Vec<T>,
     view: OnceLock<Box<dyn std::any::Any + Send + Sync>>,
+    map: OnceLock<Box<dyn std::any::Any + Send + Sync>>,
 }
 
 impl<T> Default for WindowValues<T> {
     fn default() -> Self {
-        WindowValues { values: Vec::new(), view: OnceLock::new() }
+        WindowValues::new(Vec::new())
+    }
+}
+
+impl<T> WindowValues<T> {
+    fn new(values: Vec<T>) -> Self {
+        WindowValues { values, view: OnceLock::new(), map: OnceLock::new() }
     }
 }
 
@@ -119,6 +126,7 @@ impl<T: Data> SideStore for SideValues<T> {
             let w = self.by_window.entry(v.window).or_default();
             w.values.push(v.value);
             w.view.take();
+            w.map.take();
         }
         Ok(())
     }
@@ -132,8 +140,7 @@ impl<T: Data> SideStore for SideValues<T> {
     fn decode(&mut self, bytes: &[u8]) -> OpResult {
         let windows: Vec<(Window, Vec<T>)> = bincode::deserialize(bytes)
             .map_err(|e| PipelineError::Checkpoint(format!("a side input cannot restore this snapshot: {e}")))?;
-        self.by_window =
-            windows.into_iter().map(|(w, values)| (w, WindowValues { values, view: OnceLock::new() })).collect();
+        self.by_window = windows.into_iter().map(|(w, values)| (w, WindowValues::new(values))).collect();
         Ok(())
     }
 }
@@ -187,6 +194,68 @@ impl<'a, I, O: Data> ProcessContext<'a, I, O> {
             [one] => Ok(one),
             vs => Err(format!("singleton side input {view:?} has {} values in window {}", vs.len(), self.sides.window)),
         }
+    }
+
+    /// Every value of the side input in the window this element maps to,
+    /// as a list (Beam's `View.asList`; the same as
+    /// [`side_iterable`](Self::side_iterable)).
+    pub fn side_list<T: Data>(&self, view: &SideInput<T>) -> &[T] {
+        self.sides.values(view)
+    }
+
+    /// The side input as a map from keys to their single values, in the
+    /// window this element maps to (Beam's `View.asMap`): `Err` (a message
+    /// naming the view and the key) if a key has several values. Built once
+    /// per side-input window, like [`side_multimap`](Self::side_multimap).
+    ///
+    /// ```
+    /// use weir_pipeline::prelude::*;
+    /// #[derive(Clone)]
+    /// struct Price(SideInput<(String, u32)>);
+    /// impl DoFn for Price {
+    ///     type In = String;
+    ///     type Out = (String, u32);
+    ///     fn process(&mut self, cx: &mut ProcessContext<'_, String, (String, u32)>) {
+    ///         let price = match cx.side_map(&self.0) {
+    ///             Ok(prices) => prices.get(cx.element()).copied().unwrap_or(0),
+    ///             Err(e) => return cx.fail(e),
+    ///         };
+    ///         let item = cx.element().clone();
+    ///         cx.output((item, price));
+    ///     }
+    /// }
+    /// let p = Pipeline::new();
+    /// let prices = p.create([("tea".to_string(), 3u32), ("cake".into(), 5)]).as_side_input();
+    /// let priced = p
+    ///     .create(["cake".to_string()])
+    ///     .par_do_with_side_inputs(Price(prices.clone()), &prices, ())
+    ///     .main
+    ///     .collect();
+    /// p.run_with(&weir_runner_reference::ReferenceRunner::default()).unwrap();
+    /// assert_eq!(priced.values(), vec![("cake".to_string(), 5)]);
+    /// ```
+    pub fn side_map<K: Key, V: Data>(&self, view: &SideInput<(K, V)>) -> Result<&HashMap<K, V>, String> {
+        let w = self.sides.window_values(view);
+        let built = w.map.get_or_init(|| {
+            let mut m: HashMap<K, V> = HashMap::with_capacity(w.values.len());
+            let mut duplicate = None;
+            for (k, v) in &w.values {
+                if m.insert(k.clone(), v.clone()).is_some() && duplicate.is_none() {
+                    duplicate = Some(k.clone());
+                }
+            }
+            let built: Result<HashMap<K, V>, String> = match duplicate {
+                None => Ok(m),
+                Some(k) => Err(format!(
+                    "map side input {view:?} has several values for key {k:?} in window {} \
+                     (use side_multimap for several values per key)",
+                    self.sides.window
+                )),
+            };
+            Box::new(built)
+        });
+        let built = built.downcast_ref::<Result<HashMap<K, V>, String>>().expect("a view is built with its types");
+        built.as_ref().map_err(Clone::clone)
     }
 
     /// The side input as a multimap from keys to their values, in the

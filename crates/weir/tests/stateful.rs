@@ -248,3 +248,77 @@ fn live_state_returns_to_zero_after_windows_expire() {
         assert!(got.iter().all(|(_, n)| *n == 10), "{name}");
     }
 }
+
+/// Tagged outputs of a stateful DoFn, from `process` and from a timer: an
+/// alert the moment a card's spending passes 100, and a summary per card
+/// when its window ends.
+#[derive(Clone)]
+struct Spending;
+const SPENT: ValueState<u32> = ValueState::new("spent");
+const WINDOW_END: TimerSpec = TimerSpec::event_time("window-end");
+const ALERTS: OutputTag<String> = OutputTag::new("alerts");
+const SUMMARIES: OutputTag<(String, u32)> = OutputTag::new("summaries");
+
+impl StatefulDoFn for Spending {
+    type Key = String;
+    type Value = u32;
+    type Out = (String, u32);
+    fn process(&mut self, cx: &mut StateContext<'_, String, (String, u32)>, amount: u32) {
+        let before = SPENT.read(cx).unwrap_or(0);
+        SPENT.write(cx, before + amount);
+        let end = cx.window().max_timestamp();
+        WINDOW_END.set(cx, end);
+        if before <= 100 && before + amount > 100 {
+            let alert = format!("{} passed 100", cx.key());
+            cx.output_to(&ALERTS, alert);
+        }
+        let card = cx.key().clone();
+        cx.output((card, amount));
+    }
+    fn on_timer(&mut self, cx: &mut StateContext<'_, String, (String, u32)>, _t: &TimerFiring) {
+        let card = cx.key().clone();
+        let spent = SPENT.read(cx).unwrap_or(0);
+        cx.output_to(&SUMMARIES, (card, spent));
+    }
+}
+
+#[test]
+fn a_stateful_dofn_writes_tagged_outputs_from_elements_and_timers() {
+    let e = |k: &str, v: u32, t: i64| ((k.to_string(), v), ts(t));
+    for (name, runner) in runners() {
+        let p = Pipeline::new();
+        let out = p
+            .test_stream(
+                TestStream::new()
+                    .add_elements([e("c1", 60, 1), e("c2", 5, 2), e("c1", 50, 3)])
+                    .advance_watermark_to(ts(5))
+                    .add_elements([e("c1", 70, 12), e("c2", 200, 13)])
+                    .advance_watermark_to(Timestamp::MAX),
+            )
+            .window_into(WindowingStrategy::new(FixedWindows::of(Duration::from_millis(10)).unwrap()))
+            .par_do_stateful_with_outputs(Spending, &[ALERTS.erased(), SUMMARIES.erased()]);
+        let alerts = out.get(&ALERTS).unwrap().collect();
+        let summaries = out.get(&SUMMARIES).unwrap().collect();
+        let main = out.main.collect();
+        let result = p.run_with(&*runner()).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let mut got: Vec<(String, Timestamp)> = alerts.windowed().into_iter().map(|v| (v.value, v.timestamp)).collect();
+        got.sort();
+        // c1 passes 100 at 3 in [0, 10) (not again at 12: a new window, 70);
+        // c2 at 13 in [10, 20).
+        assert_eq!(got, vec![("c1 passed 100".to_string(), ts(3)), ("c2 passed 100".into(), ts(13))], "{name}");
+        let mut got: Vec<((String, u32), Timestamp)> =
+            summaries.windowed().into_iter().map(|v| (v.value, v.timestamp)).collect();
+        got.sort();
+        let mut want = vec![
+            (("c1".to_string(), 110), ts(9)),
+            (("c1".into(), 70), ts(19)),
+            (("c2".into(), 5), ts(9)),
+            (("c2".into(), 200), ts(19)),
+        ];
+        want.sort();
+        assert_eq!(got, want, "{name}: a summary per card and window, at the window's end");
+        assert_eq!(main.values().len(), 5, "{name}");
+        let counters = result.counters("StatefulParDo").unwrap();
+        assert_eq!(counters.elements_out, 5 + 2 + 4, "{name}: every output counted");
+    }
+}

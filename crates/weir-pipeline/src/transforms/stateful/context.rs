@@ -25,6 +25,7 @@ pub struct StateContext<'a, K, O> {
     pub(super) cells: &'a mut Cells,
     pub(super) timers: &'a mut Vec<TimerRequest>,
     pub(super) out: &'a mut Vec<WindowedValue<O>>,
+    pub(super) tagged: &'a mut [(Arc<str>, Box<dyn TaggedBuffer>)],
     pub(super) error: &'a mut Option<String>,
 }
 
@@ -57,6 +58,19 @@ impl<K, O: Data> StateContext<'_, K, O> {
             return;
         }
         self.out.push(WindowedValue::new(value, t, self.window, weir_model::PaneInfo::NO_FIRING));
+    }
+    /// Emit to an additional output declared with
+    /// [`par_do_stateful_with_outputs`](StatefulExt::par_do_stateful_with_outputs),
+    /// with the current timestamp and window (Flink's side outputs: an
+    /// alert beside the main stream, say).
+    pub fn output_to<T: Data>(&mut self, tag: &OutputTag<T>, value: T) {
+        let v = WindowedValue::new(value, self.timestamp, self.window, weir_model::PaneInfo::NO_FIRING);
+        match self.tagged.iter_mut().find(|(id, _)| **id == *tag.id()) {
+            Some((_, buf)) => buf.as_any().downcast_mut::<Vec<WindowedValue<T>>>().expect("tag type").push(v),
+            None => {
+                self.error.get_or_insert(format!("output tag '{}' was not declared", tag.id()));
+            }
+        }
     }
     /// Stop the pipeline with an error naming this transform.
     pub fn fail(&mut self, message: impl Into<String>) {

@@ -49,6 +49,7 @@ use weir_model::{Duration, Timestamp, Window, WindowFn, WindowingStrategy};
 
 use crate::graph::PCollection;
 use crate::transforms::combine::CombineFn;
+use crate::transforms::elementwise::{ErasedTag, OutputTag, OutputTags, ParDoOutputs, TaggedBuffer};
 use weir_runtime::batch::Batch;
 use weir_runtime::data::{Data, Key, WindowedValue};
 use weir_runtime::error::PipelineError;
@@ -158,19 +159,70 @@ pub trait StatefulExt<K: Key, V: Data> {
     /// and timers are scoped to (key, window). Merging window functions are
     /// rejected when the pipeline is built.
     fn par_do_stateful<D: StatefulDoFn<Key = K, Value = V>>(&self, dofn: D) -> PCollection<D::Out>;
+    /// `par_do_stateful` with additional outputs, written with
+    /// [`StateContext::output_to`].
+    ///
+    /// ```
+    /// use weir_pipeline::prelude::*;
+    /// use weir_pipeline::transforms::stateful::*;
+    ///
+    /// /// Sums each card's spending; an alert once it passes 100.
+    /// #[derive(Clone)]
+    /// struct Spending;
+    /// const TOTAL: ValueState<u32> = ValueState::new("total");
+    /// const ALERTS: OutputTag<String> = OutputTag::new("alerts");
+    /// impl StatefulDoFn for Spending {
+    ///     type Key = String;
+    ///     type Value = u32;
+    ///     type Out = (String, u32);
+    ///     fn process(&mut self, cx: &mut StateContext<'_, String, (String, u32)>, amount: u32) {
+    ///         let before = TOTAL.read(cx).unwrap_or(0);
+    ///         TOTAL.write(cx, before + amount);
+    ///         if before <= 100 && before + amount > 100 {
+    ///             let alert = format!("card {} spent over 100", cx.key());
+    ///             cx.output_to(&ALERTS, alert);
+    ///         }
+    ///         let card = cx.key().clone();
+    ///         cx.output((card, before + amount));
+    ///     }
+    /// }
+    /// let p = Pipeline::new();
+    /// let payments = p.create([("c1".to_string(), 60), ("c1".to_string(), 50), ("c2".to_string(), 5)]);
+    /// let out = payments.par_do_stateful_with_outputs(Spending, &[ALERTS.erased()]);
+    /// let alerts = out.get(&ALERTS).unwrap().collect();
+    /// let totals = out.main.collect();
+    /// p.run_with(&weir_runner_reference::ReferenceRunner::default()).unwrap();
+    /// assert_eq!(alerts.values(), vec!["card c1 spent over 100".to_string()]);
+    /// assert_eq!(totals.values().len(), 3);
+    /// ```
+    fn par_do_stateful_with_outputs<D: StatefulDoFn<Key = K, Value = V>>(
+        &self,
+        dofn: D,
+        tags: impl OutputTags,
+    ) -> ParDoOutputs<D::Out>;
 }
 
 impl<K: Key, V: Data> StatefulExt<K, V> for PCollection<(K, V)> {
     fn par_do_stateful<D: StatefulDoFn<Key = K, Value = V>>(&self, dofn: D) -> PCollection<D::Out> {
+        self.par_do_stateful_with_outputs(dofn, ()).main
+    }
+
+    fn par_do_stateful_with_outputs<D: StatefulDoFn<Key = K, Value = V>>(
+        &self,
+        dofn: D,
+        tags: impl OutputTags,
+    ) -> ParDoOutputs<D::Out> {
+        let tags: Vec<ErasedTag> = tags.erased_tags();
+        let t2 = tags.clone();
         let p = self.pipeline().clone();
         let strategy = self.windowing().clone();
         let s2 = strategy.clone();
         let idx = p.add_node(
             "StatefulParDo",
             vec![self.as_input(Routing::by_key::<K, V>())],
-            1,
+            1 + tags.len(),
             NodeKind::Operator(Arc::new(move |w: &WorkerInfo| {
-                match StatefulOp::with_backend(dofn.clone(), s2.clone(), w.index, &w.state) {
+                match StatefulOp::with_backend(dofn.clone(), s2.clone(), w.index, &w.state, &t2) {
                     Ok(op) => Box::new(op) as Box<dyn Operator>,
                     Err(e) => Box::new(weir_runtime::FailedOperator(e)) as Box<dyn Operator>,
                 }
@@ -182,6 +234,6 @@ impl<K: Key, V: Data> StatefulExt<K, V> for PCollection<(K, V)> {
                 "stateful processing needs a non-merging window function (state is per window)",
             );
         }
-        p.collection(idx, 0, strategy)
+        ParDoOutputs::new(p.collection(idx, 0, strategy), &tags)
     }
 }

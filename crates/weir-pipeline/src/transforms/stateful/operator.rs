@@ -40,6 +40,10 @@ pub(super) struct StatefulOp<D: StatefulDoFn> {
     pub(super) processing_time: Timestamp,
     /// Outputs of the current call to the operator, emitted as one batch.
     pub(super) out: Vec<WindowedValue<D::Out>>,
+    /// The additional outputs' buffers, emitted on ports 1, 2, …
+    pub(super) tagged: Vec<(Arc<str>, Box<dyn TaggedBuffer>)>,
+    /// The additional outputs declared (to make a restored instance).
+    pub(super) tags: Vec<ErasedTag>,
     pub(super) worker: usize,
 }
 
@@ -76,7 +80,8 @@ impl<D: StatefulDoFn> StatefulOp<D> {
     /// An operator keeping its cells in memory.
     #[cfg(test)]
     pub(super) fn new(dofn: D, strategy: Arc<WindowingStrategy>, worker: usize) -> Self {
-        Self::with_backend(dofn, strategy, worker, &StateBackend::Memory).expect("a memory store cannot fail to open")
+        Self::with_backend(dofn, strategy, worker, &StateBackend::Memory, &[])
+            .expect("a memory store cannot fail to open")
     }
 
     /// An operator keeping its cells in `backend`.
@@ -85,6 +90,7 @@ impl<D: StatefulDoFn> StatefulOp<D> {
         strategy: Arc<WindowingStrategy>,
         worker: usize,
         backend: &StateBackend,
+        tags: &[ErasedTag],
     ) -> Result<Self, PipelineError> {
         Ok(StatefulOp {
             sorted_input: dofn.requires_time_sorted_input(),
@@ -102,6 +108,8 @@ impl<D: StatefulDoFn> StatefulOp<D> {
             input_wm: Timestamp::MIN,
             processing_time: Timestamp::MIN,
             out: Vec::new(),
+            tagged: tags.iter().map(ErasedTag::instantiate).collect(),
+            tags: tags.to_vec(),
             worker,
         })
     }
@@ -142,6 +150,7 @@ impl<D: StatefulDoFn> StatefulOp<D> {
                 cells,
                 timers: &mut requests,
                 out: &mut self.out,
+                tagged: &mut self.tagged,
                 error: &mut error,
             };
             match what {
@@ -258,10 +267,14 @@ impl<D: StatefulDoFn> StatefulOp<D> {
     }
 
     fn flush(&mut self, cx: &mut OpContext<'_>) {
-        NodeCounters::add(&cx.counters.elements_out, self.out.len() as u64);
+        let mut n = self.out.len() as u64;
         if !self.out.is_empty() {
             cx.out.emit(0, std::mem::take(&mut self.out));
         }
+        for (port, (_, buf)) in self.tagged.iter_mut().enumerate() {
+            n += buf.flush(port + 1, cx);
+        }
+        NodeCounters::add(&cx.counters.elements_out, n);
         cx.counters.publish_state(self.worker, self.live_cells, self.timers.len() as u64);
     }
 }
@@ -511,7 +524,8 @@ impl<D: StatefulDoFn> StatefulOp<D> {
 
     /// A fresh instance with everything of `snap` but the cells.
     fn restored_without_cells(&self, snap: OpSnapshot<D::Key, D::Value>) -> Result<Self, PipelineError> {
-        let mut op = StatefulOp::with_backend(self.dofn.clone(), self.strategy.clone(), self.worker, &self.backend)?;
+        let mut op =
+            StatefulOp::with_backend(self.dofn.clone(), self.strategy.clone(), self.worker, &self.backend, &self.tags)?;
         for (k, w, f, tag, d, t, o) in snap.timers {
             op.insert_timer((k, w, Cow::Owned(f), tag), (d, t, o));
         }

@@ -19,6 +19,7 @@ struct Builder {
     errors: Vec<PipelineError>,
     max_key_groups: Option<u32>,
     state_backend: Option<weir_runtime::StateBackend>,
+    control: weir_runtime::JobControl,
 }
 
 /// A pipeline under construction.
@@ -139,7 +140,33 @@ impl Pipeline {
             nodes: b.nodes.clone(),
             max_key_groups: b.max_key_groups,
             state_backend: b.state_backend.clone(),
+            control: b.control.clone(),
         }))
+    }
+
+    /// The handle that stops this pipeline's runs from outside: drain
+    /// (sources stop, every window fires, the run ends normally) or cancel
+    /// (the run stops now with `PipelineError::Cancelled`). See
+    /// [`JobControl`](weir_runtime::JobControl).
+    ///
+    /// ```
+    /// use weir_pipeline::prelude::*;
+    /// use weir_pipeline::{QueueSource, WatermarkPolicy};
+    /// let p = Pipeline::new();
+    /// let queue = QueueSource::<u32>::new(&["live"]); // never closed: unbounded
+    /// let input = p.read_unbounded(queue.clone(), WatermarkPolicy::bounded_out_of_orderness(Duration::ZERO));
+    /// let sums = input.combine_globally(Sum::new()).collect();
+    /// let control = p.control();
+    /// queue.push(0, 7, Timestamp::from_millis(1));
+    /// std::thread::spawn(move || {
+    ///     std::thread::sleep(std::time::Duration::from_millis(50));
+    ///     control.drain();
+    /// });
+    /// p.run_with(&weir_runner_reference::ReferenceRunner::default()).unwrap();
+    /// assert_eq!(sums.values(), vec![7]);
+    /// ```
+    pub fn control(&self) -> weir_runtime::JobControl {
+        self.inner.borrow().control.clone()
     }
 
     /// Set the number of key groups (default: 128, or more for a first run

@@ -190,11 +190,22 @@ impl Runner for ReferenceRunner {
             };
 
         loop {
+            if graph.control.is_cancelled() {
+                return Err(PipelineError::Cancelled);
+            }
+            let draining = graph.control.is_draining();
             let mut progressed = false;
             let mut all_idle = true;
             for i in 0..n {
                 if let Instance::Source(src) = &mut instances[i] {
                     if out_wm[i] == Timestamp::MAX {
+                        continue;
+                    }
+                    if draining {
+                        // Drained: the source reads no more, as if its input ended.
+                        out_wm[i] = Timestamp::MAX;
+                        graph.nodes[i].counters.publish_watermarks(0, out_wm[i], out_wm[i]);
+                        progressed = true;
                         continue;
                     }
                     let node = &graph.nodes[i];

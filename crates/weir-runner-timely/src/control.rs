@@ -37,6 +37,8 @@ const ABORT: u8 = 1;
 const LEAVING: u8 = 2;
 /// Worker 0 committed the checkpoint of the epoch in the text.
 const COMMITTED: u8 = 3;
+/// The job is drained (asked on the origin's process).
+const DRAIN: u8 = 4;
 
 type Msg = (u8, u64, String);
 
@@ -45,6 +47,7 @@ struct Received {
     abort: Option<(u64, String)>,
     leaving: std::collections::BTreeSet<u64>,
     committed: Option<u64>,
+    drain: bool,
 }
 
 /// The control dataflow of one worker.
@@ -75,6 +78,7 @@ impl Control {
                         LEAVING => {
                             r.leaving.insert(*origin);
                         }
+                        DRAIN => r.drain = true,
                         COMMITTED => {
                             if let Ok(e) = text.parse::<u64>() {
                                 r.committed = r.committed.max(Some(e));
@@ -107,6 +111,8 @@ pub(crate) struct WorkerLoop {
     /// On a cluster: the connection monitor, and how long a peer may stay
     /// silent.
     pub cluster: Option<(Arc<Monitor>, Duration)>,
+    /// Cancel and drain, from outside.
+    pub control: weir_runtime::JobControl,
 }
 
 fn is_set(error: &SharedError) -> bool {
@@ -137,7 +143,21 @@ impl WorkerLoop {
         // durable on every worker (the probe of the acks passed it).
         let committer = checkpointed.filter(|_| worker.index() == 0);
         let mut next_commit = committer.as_ref().map_or(0, |c| c.worker.borrow().checkpointer().base);
+        let mut told_drain = false;
         loop {
+            if self.control.is_cancelled() {
+                set(&self.error, PipelineError::Cancelled);
+            }
+            // A drain asked on one process drains every process.
+            if let Some(c) = &mut control {
+                if self.control.is_draining() && !told_drain {
+                    told_drain = true;
+                    c.send(DRAIN, String::new());
+                }
+                if c.received.borrow().drain {
+                    self.control.drain();
+                }
+            }
             if let Some(c) = &committer {
                 let durable = c.probe.with_frontier(|f| f.iter().map(|t| t.outer).min().unwrap_or(u64::MAX));
                 if durable != u64::MAX && durable > next_commit {

@@ -152,6 +152,7 @@ impl Runner for TimelyRunner {
         let worker_loop = Arc::new(control::WorkerLoop {
             error: error.clone(),
             cluster: monitor.clone().map(|m| (m, self.peer_timeout)),
+            control: graph.control.clone(),
         });
         let guards = timely::execute::execute_from(builders, others, WorkerConfig::default(), move |worker| {
             let main = worker.next_dataflow_index();

@@ -93,6 +93,17 @@ impl SourceDriver {
     }
 
     /// One activation.
+    /// The input ended (or the job is drained): the last position is the
+    /// source's final one, and its capabilities go.
+    fn end_of_input(&mut self, caps: &mut Vec<Capability<Time>>) -> Result<Next, PipelineError> {
+        if let Some(ckpt) = &self.ckpt {
+            let position = self.position()?;
+            ckpt.borrow_mut().record(self.node, self.epoch, NodeState::Source(position), true);
+        }
+        caps.clear();
+        Ok(Next::Done)
+    }
+
     pub fn step(&mut self, caps: &mut Vec<Capability<Time>>) -> Result<Next, PipelineError> {
         if caps.is_empty() {
             return Ok(Next::Done);
@@ -137,6 +148,12 @@ impl SourceDriver {
                 }
             }
         }
+        if self.shared.graph.control.is_draining() {
+            // Drained: no more reading; the end of the input, as if it ended.
+            self.shared.board.publish(self.node, self.worker, Timestamp::MAX, Timestamp::MAX);
+            self.counters.publish_watermarks(self.worker, Timestamp::MAX, Timestamp::MAX);
+            return self.end_of_input(caps);
+        }
         let local = process * threads..(process + 1) * threads;
         if self.flow.in_flight.over_limit()
             || self.flow.in_flight.too_far_ahead(&self.shared.board, self.node, self.last_wm, &local)
@@ -167,12 +184,7 @@ impl SourceDriver {
         self.counters.publish_watermarks(self.worker, status.watermark, status.watermark);
         self.last_wm = status.watermark;
         if status.watermark == Timestamp::MAX {
-            if let Some(ckpt) = &self.ckpt {
-                let position = self.position()?;
-                ckpt.borrow_mut().record(self.node, self.epoch, NodeState::Source(position), true);
-            }
-            caps.clear();
-            return Ok(Next::Done);
+            return self.end_of_input(caps);
         }
         let t = at(self.epoch, status.watermark);
         for cap in caps.iter_mut() {

@@ -32,6 +32,9 @@ pub enum PipelineError {
     /// location cannot be used for this run (another job's, none usable).
     #[error("checkpoint: {0}")]
     Checkpoint(String),
+    /// The job was cancelled through its [`JobControl`](crate::JobControl).
+    #[error("the job was cancelled")]
+    Cancelled,
     /// A broken invariant inside Weir (a corrupted or mistyped batch, …):
     /// a bug to report, never the user's fault.
     #[error("internal error (a bug in Weir): {0}")]

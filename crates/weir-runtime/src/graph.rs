@@ -120,12 +120,14 @@ pub struct Graph {
     /// Where keyed operators keep their state, as the pipeline asks
     /// (`None`: as the runner says, by default in memory).
     pub state_backend: Option<crate::operator::StateBackend>,
+    /// How the job is stopped from outside (cancel, drain).
+    pub control: crate::JobControl,
 }
 
 impl Graph {
     /// A graph of `nodes` with the default number of key groups.
     pub fn new(nodes: Vec<Node>) -> Graph {
-        Graph { nodes, max_key_groups: None, state_backend: None }
+        Graph { nodes, max_key_groups: None, state_backend: None, control: Default::default() }
     }
     /// Counters of every transform, by name.
     pub fn metrics(&self) -> Metrics {

@@ -22,6 +22,7 @@
 #![warn(missing_docs)]
 
 pub mod batch;
+pub mod control;
 pub mod data;
 pub mod error;
 pub mod graph;
@@ -32,6 +33,7 @@ pub mod operator;
 pub mod split;
 
 pub use batch::Batch;
+pub use control::JobControl;
 pub use data::{Data, Key, WindowedValue};
 pub use error::{panic_message, PipelineError};
 pub use graph::{

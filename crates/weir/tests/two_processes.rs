@@ -180,3 +180,120 @@ fn two_processes_equal_one() {
     assert_eq!(single.len(), 65 + 6 + 4 + 3 + 65);
     assert_eq!(union, single);
 }
+
+const DRAIN_CHILD: &str = "WEIR_TEST_DRAIN_PROCESS";
+
+/// A drain asked on process 1 only drains the whole cluster: process 0
+/// learns it over the control dataflow, its source ends too, every window
+/// fires on both processes and both end normally. Each process reads one of
+/// the two splits of an in-memory queue that is never closed; process 1
+/// drains once both processes read their 20 elements (each leaves a marker
+/// file), so that the result is exact.
+#[test]
+fn a_drain_on_one_process_drains_the_cluster() {
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    use std::sync::Arc;
+    use weir::pipeline::{QueueSource, WatermarkPolicy};
+
+    if let Ok(index) = std::env::var(DRAIN_CHILD) {
+        let index: usize = index.parse().unwrap();
+        let out = std::path::PathBuf::from(std::env::var(OUT).unwrap());
+        let hostfile = out.with_extension("hosts");
+        std::fs::write(&hostfile, std::env::var(ADDRS).unwrap().replace(',', "\n")).unwrap();
+        let p = Pipeline::new();
+        let queue = QueueSource::new(&["a", "b"]);
+        for i in 0..40u64 {
+            queue.push((i % 2) as usize, (i % 3, i), Timestamp::from_millis(i as i64));
+        }
+        let read = Arc::new(AtomicUsize::new(0));
+        let r = read.clone();
+        let sums = p
+            .read_unbounded(queue, WatermarkPolicy::bounded_out_of_orderness(Duration::ZERO))
+            .map(move |kv| {
+                r.fetch_add(1, Ordering::SeqCst);
+                kv
+            })
+            .window_into(WindowingStrategy::new(FixedWindows::of(Duration::from_millis(10)).unwrap()))
+            .combine_per_key(Sum::new())
+            .collect();
+        let control = p.control();
+        let done = Arc::new(AtomicBool::new(false));
+        let d = done.clone();
+        let marker = |i: usize| out.with_file_name(format!("read-{i}"));
+        let (mine, theirs) = (marker(index), marker(1 - index));
+        let watcher = std::thread::spawn(move || {
+            let deadline = Instant::now() + StdDuration::from_secs(60);
+            while read.load(Ordering::SeqCst) < 20 && Instant::now() < deadline {
+                std::thread::sleep(StdDuration::from_millis(2));
+            }
+            std::fs::write(&mine, "").unwrap();
+            if index == 1 {
+                while !theirs.exists() && Instant::now() < deadline {
+                    std::thread::sleep(StdDuration::from_millis(2));
+                }
+                control.drain();
+            }
+            // Not ended within the minute: cancel, so that the test fails
+            // instead of hanging.
+            while !d.load(Ordering::SeqCst) && Instant::now() < deadline {
+                std::thread::sleep(StdDuration::from_millis(10));
+            }
+            control.cancel();
+        });
+        let runner = TimelyRunner::cluster_from_hostfile(1, index, &hostfile).unwrap();
+        let result = p.run_with(&runner);
+        done.store(true, Ordering::SeqCst);
+        watcher.join().unwrap();
+        result.unwrap();
+        let lines: Vec<String> = sums.windowed().iter().map(|v| format!("{:?} {:?}", v.window, v.value)).collect();
+        std::fs::write(&out, lines.join("\n")).unwrap();
+        return;
+    }
+
+    let dir = tempfile::tempdir().unwrap();
+    let addrs = format!("127.0.0.1:{},127.0.0.1:{}", free_port(), free_port());
+    let exe = std::env::current_exe().unwrap();
+    let mut children: Vec<_> = (0..2)
+        .map(|i| {
+            Command::new(&exe)
+                .args(["a_drain_on_one_process_drains_the_cluster", "--exact", "--nocapture", "--test-threads=1"])
+                .env(DRAIN_CHILD, i.to_string())
+                .env(ADDRS, &addrs)
+                .env(OUT, dir.path().join(format!("out-{i}.txt")))
+                .stdout(Stdio::null())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let deadline = Instant::now() + StdDuration::from_secs(120);
+    for (i, child) in children.iter_mut().enumerate() {
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                assert!(status.success(), "process {i} failed: {status}");
+                break;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("process {i} did not finish within 120 s");
+            }
+            std::thread::sleep(StdDuration::from_millis(20));
+        }
+    }
+    let mut union: Vec<String> = (0..2)
+        .flat_map(|i| {
+            let text = std::fs::read_to_string(dir.path().join(format!("out-{i}.txt"))).unwrap();
+            text.lines().filter(|l| !l.is_empty()).map(String::from).collect::<Vec<_>>()
+        })
+        .collect();
+    union.sort();
+    let mut want: Vec<String> = Vec::new();
+    for w in 0..4i64 {
+        for k in 0..3u64 {
+            let sum: u64 = (w as u64 * 10..w as u64 * 10 + 10).filter(|i| i % 3 == k).sum();
+            want.push(format!("{:?} {:?}", Window::interval(w * 10, w * 10 + 10), (k, sum)));
+        }
+    }
+    want.sort();
+    // [30, 40) fires only because the drain reached process 0 as well.
+    assert_eq!(union, want);
+}

@@ -12,6 +12,9 @@
 //!   dead-letter output and are counted, and never stop the job.
 //! - [`TextSinkExt::write_text`]: sharded output files, one per worker,
 //!   written under a temporary name and renamed when complete.
+//! - [`windowed::WindowedTextSinkExt::write_windowed_text`]: a set of files
+//!   per window and pane, each visible as soon as it is complete (with
+//!   checkpoints: when its checkpoint commits, exactly once).
 //! - [`StdoutExt::print`]: one line per element on standard output.
 
 #![warn(missing_docs)]
@@ -26,6 +29,7 @@ use serde::de::DeserializeOwned;
 pub mod epochs;
 pub mod sink;
 pub mod stripes;
+pub mod windowed;
 use sink::ShardFile;
 use stripes::{LinePosition, LineSplit};
 use weir_model::{Duration, Timestamp, WindowingStrategy};

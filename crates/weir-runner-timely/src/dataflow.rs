@@ -242,7 +242,13 @@ pub(crate) fn build_dataflow(
         }
     }
     let splits_for = p.checkpointer.as_ref().map_or(worker.peers(), |c| c.splits_for);
-    let info = WorkerInfo { index: worker.index(), peers: worker.peers(), splits_for, state: p.state.clone() };
+    let info = WorkerInfo {
+        index: worker.index(),
+        peers: worker.peers(),
+        splits_for,
+        state: p.state.clone(),
+        checkpointed: p.checkpointer.is_some(),
+    };
     let process = info.index / threads;
     let local = info.index % threads;
     let ckpt = p.checkpointer.as_ref().map(|c| WorkerCheckpoint::new(c.clone(), info.index, local, graph));

@@ -48,13 +48,16 @@ pub struct WorkerInfo {
     pub splits_for: usize,
     /// Where keyed operators keep their state.
     pub state: StateBackend,
+    /// Whether the run takes checkpoints (sinks then make their output
+    /// visible when a checkpoint commits, not before).
+    pub checkpointed: bool,
 }
 
 impl WorkerInfo {
     /// Worker `index` of `peers`, planning splits for `peers` workers,
     /// keeping state in memory.
     pub fn new(index: usize, peers: usize) -> Self {
-        WorkerInfo { index, peers, splits_for: peers, state: StateBackend::Memory }
+        WorkerInfo { index, peers, splits_for: peers, state: StateBackend::Memory, checkpointed: false }
     }
 }
 

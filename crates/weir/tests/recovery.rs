@@ -5,11 +5,13 @@
 //! holds restored, sources rewound to their positions, on the same or on
 //! another number of workers.
 
+use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration as StdDuration;
 
 use proptest::prelude::*;
+use weir::io::windowed::WindowedTextSinkExt;
 use weir::pipeline::{ReadResult, UnboundedSource, WatermarkPolicy};
 use weir::prelude::*;
 use weir::CheckpointConfig;
@@ -98,18 +100,21 @@ fn diff(got: &Out, want: &Out) -> String {
 /// Per key and 50 ms window: the sum of the timestamps (a grouping with
 /// state per window); a count per key in the global window; and per key
 /// and 100 ms bucket the sum of the timestamps ([`Buckets`]).
+/// The sums are also written as windowed text files into `files`.
 fn run(
     items: &Arc<Vec<(u8, i64)>>,
     runner: &TimelyRunner,
     crash_after: Option<u64>,
+    files: &Path,
 ) -> Result<(Out, Out), PipelineError> {
     let p = Pipeline::new();
     let source = Flaky { items: items.clone(), splits: 3, crash_after, read: Arc::default() };
     let input = p.read_unbounded(source, WatermarkPolicy::bounded_out_of_orderness(Duration::from_millis(0)));
     let sums = input
         .window_into(WindowingStrategy::new(FixedWindows::of(Duration::from_millis(50)).unwrap()))
-        .combine_per_key(Sum::new())
-        .collect();
+        .combine_per_key(Sum::new());
+    sums.write_windowed_text(files, "sums", |(k, s): &(u8, i64)| format!("{k},{s}"));
+    let sums = sums.collect();
     let counts = input.map(|(k, _)| (k, 1i64)).combine_per_key(Sum::new());
     let buckets = input.par_do_stateful(Buckets);
     let counts = counts.flatten_with(&[buckets]).collect();
@@ -121,6 +126,24 @@ fn run(
     a.sort();
     b.sort();
     Ok((a, b))
+}
+
+/// The lines of the windowed text files in `dir`, each with its file's
+/// window and pane (what the name says before the epoch), sorted.
+fn windowed_lines(dir: &Path) -> Vec<String> {
+    let mut lines = Vec::new();
+    for entry in std::fs::read_dir(dir).map(|d| d.map(|e| e.unwrap().path()).collect()).unwrap_or(Vec::new()) {
+        let name = entry.file_name().unwrap().to_string_lossy().into_owned();
+        assert!(!name.starts_with('.'), "a pending or temporary file is left: {name}");
+        // "<prefix>-<window>-pane-<index>-<timing>-e<epoch>-w<worker>-<n>.txt"
+        let before_worker = &name[..name.rfind("-w").expect("a worker in the name")];
+        let pane = &before_worker[..before_worker.rfind("-e").expect("an epoch in the name")];
+        for line in std::fs::read_to_string(&entry).unwrap().lines() {
+            lines.push(format!("{pane} {line}"));
+        }
+    }
+    lines.sort();
+    lines
 }
 
 proptest! {
@@ -137,7 +160,10 @@ proptest! {
         // Each split reads in time order: no element is late.
         items.sort_by_key(|&(_, t)| t);
         let items = Arc::new(items);
-        let expected = run(&items, &TimelyRunner::threads(workers[0]), None).unwrap();
+        let (uninterrupted, files) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let expected = run(&items, &TimelyRunner::threads(workers[0]), None, uninterrupted.path()).unwrap();
+        let expected_lines = windowed_lines(uninterrupted.path());
+        prop_assert_eq!(expected_lines.len(), expected.0.len());
         let dir = tempfile::tempdir().unwrap();
         let state = tempfile::tempdir().unwrap();
         // With `rescale`, each run has its own number of workers: a run
@@ -156,16 +182,19 @@ proptest! {
             }
         };
         for (i, crash) in crashes.iter().enumerate() {
-            match run(&items, &runner(i), Some(*crash)) {
+            match run(&items, &runner(i), Some(*crash), files.path()) {
                 Err(e) => prop_assert!(e.to_string().contains("crash after"), "{e}"),
                 // Fewer records than the crash point were left to read.
                 Ok(got) => {
                     prop_assert!(got == expected, "{} / {}", diff(&got.0, &expected.0), diff(&got.1, &expected.1));
+                    prop_assert_eq!(windowed_lines(files.path()), expected_lines);
                     return Ok(());
                 }
             }
         }
-        let got = run(&items, &runner(crashes.len()), None).unwrap();
+        let got = run(&items, &runner(crashes.len()), None, files.path()).unwrap();
+        // Every windowed line exactly once, in its window's and pane's files.
+        prop_assert_eq!(windowed_lines(files.path()), expected_lines);
         prop_assert!(got.0 == expected.0, "windowed sums: {}", diff(&got.0, &expected.0));
         prop_assert!(got.1 == expected.1, "global counts and buckets: {}", diff(&got.1, &expected.1));
     }
@@ -179,7 +208,8 @@ fn a_location_belongs_to_one_job() {
     let dir = tempfile::tempdir().unwrap();
     let runner =
         TimelyRunner::threads(2).with_checkpoints(CheckpointConfig::local(dir.path(), StdDuration::from_millis(5)));
-    assert!(run(&items, &runner, Some(200)).is_err());
+    let files = tempfile::tempdir().unwrap();
+    assert!(run(&items, &runner, Some(200), files.path()).is_err());
     let p = Pipeline::new();
     p.create(vec![1u64]).map(|x| x + 1).collect();
     let e = p.run_with(&runner).unwrap_err().to_string();

@@ -1,0 +1,329 @@
+//! Windowed text output (Beam's windowed `FileIO.write`): a set of files
+//! per window and pane, each visible as soon as it is complete, so that a
+//! streaming job's results can be read while it runs.
+//!
+//! A file is named
+//! `<prefix>-<window>-pane-<index>-<timing>-e<epoch>-w<worker>-<n>.txt`:
+//! `<window>` is `global` or `<start>_<end>` (milliseconds since the Unix
+//! epoch), `<index>` and `<timing>` (`early`, `ontime`, `late`, `unknown`)
+//! are the pane's, `<epoch>` the checkpoint epoch that wrote it (`0`
+//! without checkpoints), `<worker>` and `<n>` make it unique. A pane's
+//! lines may be spread over several files (one per worker that held some
+//! of its keys, and one per watermark step); a file holds one pane of one
+//! window.
+//!
+//! When a file appears:
+//! - without checkpoints: when the sink's input watermark next moves after
+//!   its lines arrived (right after the pane fired, in practice), written
+//!   under a temporary name and renamed, so a name means a complete file;
+//! - with checkpoints: when the checkpoint covering its epoch is committed
+//!   (Flink's file sink does the same), so that a job killed any number of
+//!   times ends with every line written exactly once.
+//!
+//! A run that starts from the beginning removes the files of this prefix
+//! that an earlier run left in the folder (on the Timely runner, which
+//! recovers sinks); one that resumes from a checkpoint keeps what that
+//! checkpoint committed.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::marker::PhantomData;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use weir_model::{PaneInfo, Timing, Window};
+use weir_pipeline::PCollection;
+use weir_runtime::{
+    Batch, Data, EpochCommit, NodeCounters, NodeKind, OpContext, OpResult, Operator, PipelineError, Rescale, Routing,
+    WorkerInfo,
+};
+
+use crate::IoError;
+
+/// The format of the sink's snapshot (its open epoch).
+const SINK_FORMAT: u32 = 1;
+/// The mark of a file written in a checkpointed epoch, before its commit.
+const PENDING: &str = ".pending-";
+
+fn io(path: &Path, source: std::io::Error) -> IoError {
+    IoError::Io { path: path.display().to_string(), source }
+}
+
+fn pe(e: IoError) -> PipelineError {
+    PipelineError::Checkpoint(format!("windowed output: {e}"))
+}
+
+/// The folder of a windowed text sink, and its commits.
+#[derive(Clone, Debug)]
+pub struct WindowedDir {
+    dir: PathBuf,
+    prefix: String,
+}
+
+impl WindowedDir {
+    /// Files `<prefix>-…` in `dir`.
+    pub fn new(dir: impl Into<PathBuf>, prefix: &str) -> Self {
+        WindowedDir { dir: dir.into(), prefix: prefix.to_string() }
+    }
+
+    /// The name of a file of `window` and `pane`, written by `worker` in
+    /// `epoch`, its `n`th.
+    pub fn file_name(&self, window: &Window, pane: &PaneInfo, epoch: u64, worker: usize, n: u64) -> String {
+        let window = match window {
+            Window::Global => "global".to_string(),
+            Window::Interval(w) => format!("{}_{}", w.start.millis(), w.end.millis()),
+        };
+        let timing = match pane.timing {
+            Timing::Early => "early",
+            Timing::OnTime => "ontime",
+            Timing::Late => "late",
+            Timing::Unknown => "unknown",
+        };
+        format!("{}-{window}-pane-{}-{timing}-e{epoch}-w{worker}-{n}.txt", self.prefix, pane.index)
+    }
+
+    /// Write `bytes` as file `name`: visible at once (`pending: None`), or
+    /// pending until the checkpoint of `epoch` commits.
+    fn write(&self, name: &str, pending: Option<u64>, bytes: &[u8]) -> Result<(), IoError> {
+        std::fs::create_dir_all(&self.dir).map_err(|e| io(&self.dir, e))?;
+        let tmp = self.dir.join(format!(".{name}.tmp"));
+        let target = match pending {
+            None => self.dir.join(name),
+            Some(epoch) => self.dir.join(format!("{PENDING}{epoch:020}-{name}")),
+        };
+        let mut f = std::fs::File::create(&tmp).map_err(|e| io(&tmp, e))?;
+        f.write_all(bytes).and_then(|_| f.sync_all()).map_err(|e| io(&tmp, e))?;
+        std::fs::rename(&tmp, &target).map_err(|e| io(&tmp, e))
+    }
+
+    /// Whether `name` is a final name of this sink (`<prefix>-<window>-pane-…txt`).
+    fn is_mine(&self, name: &str) -> bool {
+        let Some(rest) = name.strip_prefix(self.prefix.as_str()).and_then(|r| r.strip_prefix('-')) else {
+            return false;
+        };
+        let Some((window, _)) = rest.split_once("-pane-") else { return false };
+        let numbers =
+            |w: &str| w.split_once('_').is_some_and(|(a, b)| a.parse::<i64>().is_ok() && b.parse::<i64>().is_ok());
+        name.ends_with(".txt") && (window == "global" || numbers(window))
+    }
+
+    /// This sink's entries of the folder: its files, pending files and
+    /// temporary files.
+    fn entries(&self) -> Result<Vec<String>, IoError> {
+        let entries = match std::fs::read_dir(&self.dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(io(&self.dir, e)),
+        };
+        let mut out = Vec::new();
+        for entry in entries {
+            let name = entry.map_err(|e| io(&self.dir, e))?.file_name().to_string_lossy().into_owned();
+            let temporary = name.strip_prefix('.').and_then(|n| n.strip_suffix(".tmp"));
+            if self.is_mine(&name)
+                || pending(&name).is_some_and(|(_, n)| self.is_mine(n))
+                || temporary.is_some_and(|n| self.is_mine(n))
+            {
+                out.push(name);
+            }
+        }
+        out.sort();
+        Ok(out)
+    }
+
+    fn sync(&self) {
+        if let Ok(d) = std::fs::File::open(&self.dir) {
+            let _ = d.sync_all();
+        }
+    }
+}
+
+/// A pending file's epoch and final name.
+fn pending(name: &str) -> Option<(u64, &str)> {
+    let rest = name.strip_prefix(PENDING)?;
+    Some((rest.get(..20)?.parse().ok()?, rest.get(21..)?))
+}
+
+impl EpochCommit for WindowedDir {
+    fn commit(&self, epoch: u64) -> Result<(), PipelineError> {
+        for name in self.entries().map_err(pe)? {
+            if let Some((_, target)) = pending(&name).filter(|(e, _)| *e <= epoch) {
+                let from = self.dir.join(&name);
+                std::fs::rename(&from, self.dir.join(target)).map_err(|e| pe(io(&from, e)))?;
+            }
+        }
+        self.sync();
+        Ok(())
+    }
+
+    fn recover(&self, epoch: Option<u64>) -> Result<(), PipelineError> {
+        if let Some(e) = epoch {
+            self.commit(e)?;
+        }
+        for name in self.entries().map_err(pe)? {
+            // From the beginning: nothing of an earlier run stays. From
+            // checkpoint `epoch`: what came after it is written again.
+            let stale = match pending(&name) {
+                Some((e, _)) => epoch.is_none_or(|c| e > c),
+                None => name.starts_with('.') || epoch.is_none(),
+            };
+            if stale {
+                let path = self.dir.join(&name);
+                std::fs::remove_file(&path).map_err(|err| pe(io(&path, err)))?;
+            }
+        }
+        self.sync();
+        Ok(())
+    }
+}
+
+struct WindowedTextOp<T, F> {
+    dir: WindowedDir,
+    format: F,
+    /// Lines waiting, by window and pane.
+    waiting: BTreeMap<(Window, i64, u8), (PaneInfo, String)>,
+    worker: usize,
+    checkpointed: bool,
+    /// The open epoch, and the next file's number.
+    open: u64,
+    n: u64,
+    _t: PhantomData<fn(T)>,
+}
+
+fn timing_order(t: Timing) -> u8 {
+    match t {
+        Timing::Early => 0,
+        Timing::OnTime => 1,
+        Timing::Late => 2,
+        Timing::Unknown => 3,
+    }
+}
+
+impl<T, F> WindowedTextOp<T, F> {
+    /// Every waiting pane to its file.
+    fn write(&mut self, cx: &OpContext<'_>) -> OpResult {
+        for ((window, _, _), (pane, text)) in std::mem::take(&mut self.waiting) {
+            let name = self.dir.file_name(&window, &pane, self.open, self.worker, self.n);
+            self.n += 1;
+            let pending = self.checkpointed.then_some(self.open);
+            self.dir.write(&name, pending, text.as_bytes()).map_err(|e| cx.error(e.to_string()))?;
+        }
+        Ok(())
+    }
+}
+
+impl<T: Data, F: Fn(&T) -> String + Send> Operator for WindowedTextOp<T, F> {
+    fn process(&mut self, _port: usize, batch: Batch, cx: &mut OpContext<'_>) -> OpResult {
+        let values = batch.into_vec::<T>()?;
+        NodeCounters::add(&cx.counters.elements_in, values.len() as u64);
+        for v in &values {
+            let key = (v.window, v.pane.index, timing_order(v.pane.timing));
+            let (_, text) = self.waiting.entry(key).or_insert_with(|| (v.pane, String::new()));
+            text.push_str(&(self.format)(&v.value));
+            text.push('\n');
+        }
+        Ok(())
+    }
+
+    /// The watermark moved: the panes that fired are written.
+    fn advance(&mut self, cx: &mut OpContext<'_>) -> OpResult {
+        self.write(cx)
+    }
+
+    fn finish(&mut self, cx: &mut OpContext<'_>) -> OpResult {
+        self.write(cx)
+    }
+
+    /// The epoch's panes become pending files; the next epoch opens.
+    fn snapshot_epoch(&mut self, epoch: u64) -> Result<Vec<u8>, PipelineError> {
+        self.open = epoch;
+        for ((window, _, _), (pane, text)) in std::mem::take(&mut self.waiting) {
+            let name = self.dir.file_name(&window, &pane, epoch, self.worker, self.n);
+            self.n += 1;
+            self.dir.write(&name, Some(epoch), text.as_bytes()).map_err(pe)?;
+        }
+        self.open = epoch + 1;
+        self.n = 0;
+        self.snapshot()
+    }
+
+    fn snapshot(&self) -> Result<Vec<u8>, PipelineError> {
+        Ok([SINK_FORMAT.to_le_bytes().as_slice(), &self.open.to_le_bytes()].concat())
+    }
+
+    fn restore(&mut self, bytes: &[u8]) -> OpResult {
+        if bytes.len() != 12 || bytes[..4] != SINK_FORMAT.to_le_bytes() {
+            return Err(PipelineError::Checkpoint("a windowed text sink's snapshot this Weir cannot read".into()));
+        }
+        self.open = u64::from_le_bytes(bytes[4..].try_into().expect("8 bytes"));
+        self.n = 0;
+        Ok(())
+    }
+
+    /// Every old instance's snapshot holds the same open epoch.
+    fn restore_rescaled(&mut self, from: &Rescale<'_>) -> OpResult {
+        match from.snapshots.iter().max_by_key(|b| b.get(4..12).map(|e| e.to_vec())) {
+            Some(bytes) => self.restore(bytes),
+            None => Ok(()),
+        }
+    }
+}
+
+/// `write_windowed_text`: a set of text files per window and pane.
+pub trait WindowedTextSinkExt<T: Data> {
+    /// Write one line per element, formatted by `format`, into files of
+    /// `dir` per window and pane, each visible as soon as it is complete
+    /// (see the [module](self) for names and when files appear).
+    ///
+    /// ```
+    /// use weir_io::windowed::WindowedTextSinkExt;
+    /// use weir_pipeline::prelude::*;
+    /// let dir = tempfile::tempdir().unwrap();
+    /// let p = Pipeline::new();
+    /// p.create_timestamped([(("a".to_string(), 1u64), Timestamp::from_millis(5)), (("a".into(), 2), Timestamp::from_millis(15))])
+    ///     .window_into(WindowingStrategy::new(FixedWindows::of(Duration::from_millis(10)).unwrap()))
+    ///     .combine_per_key(Sum::new())
+    ///     .write_windowed_text(dir.path(), "sums", |(k, n): &(String, u64)| format!("{k},{n}"));
+    /// p.run_with(&weir_runner_reference::ReferenceRunner::default()).unwrap();
+    /// let mut names: Vec<String> =
+    ///     std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+    /// names.sort();
+    /// assert_eq!(names, ["sums-0_10-pane-0-ontime-e0-w0-0.txt", "sums-10_20-pane-0-ontime-e0-w0-1.txt"]);
+    /// assert_eq!(std::fs::read_to_string(dir.path().join(&names[1])).unwrap(), "a,2\n");
+    /// ```
+    fn write_windowed_text(
+        &self,
+        dir: impl AsRef<Path>,
+        prefix: &str,
+        format: impl Fn(&T) -> String + Clone + Send + Sync + 'static,
+    );
+}
+
+impl<T: Data> WindowedTextSinkExt<T> for PCollection<T> {
+    fn write_windowed_text(
+        &self,
+        dir: impl AsRef<Path>,
+        prefix: &str,
+        format: impl Fn(&T) -> String + Clone + Send + Sync + 'static,
+    ) {
+        let out = WindowedDir::new(dir.as_ref(), prefix);
+        let op_dir = out.clone();
+        let idx = self.pipeline().add_node(
+            "WriteWindowedText",
+            vec![self.as_input(Routing::Forward)],
+            0,
+            NodeKind::Operator(Arc::new(move |w: &WorkerInfo| {
+                Box::new(WindowedTextOp {
+                    dir: op_dir.clone(),
+                    format: format.clone(),
+                    waiting: BTreeMap::new(),
+                    worker: w.index,
+                    checkpointed: w.checkpointed,
+                    open: 0,
+                    n: 0,
+                    _t: PhantomData,
+                }) as Box<dyn Operator>
+            })),
+        );
+        self.pipeline().set_commit(idx, Arc::new(out));
+    }
+}

@@ -132,7 +132,9 @@ fn run(
 /// window and pane (what the name says before the epoch), sorted.
 fn windowed_lines(dir: &Path) -> Vec<String> {
     let mut lines = Vec::new();
-    for entry in std::fs::read_dir(dir).map(|d| d.map(|e| e.unwrap().path()).collect()).unwrap_or(Vec::new()) {
+    let entries: Vec<std::path::PathBuf> =
+        std::fs::read_dir(dir).map(|d| d.map(|e| e.unwrap().path()).collect()).unwrap_or_default();
+    for entry in entries {
         let name = entry.file_name().unwrap().to_string_lossy().into_owned();
         assert!(!name.starts_with('.'), "a pending or temporary file is left: {name}");
         // "<prefix>-<window>-pane-<index>-<timing>-e<epoch>-w<worker>-<n>.txt"

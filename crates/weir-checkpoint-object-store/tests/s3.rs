@@ -151,7 +151,7 @@ impl UnboundedSource for Numbers {
     fn splits(&self) -> Vec<(String, u64)> {
         vec![("even".into(), 0), ("odd".into(), 1)]
     }
-    fn read(&self, next: &mut u64, _max: usize, out: &mut Vec<(u64, Timestamp)>) -> ReadResult {
+    fn read(&self, next: &mut u64, _max: usize, out: &mut SourceOutput<'_, '_, u64>) -> ReadResult {
         std::thread::sleep(StdDuration::from_micros(500));
         for _ in 0..5 {
             if *next >= 3000 {
@@ -160,7 +160,7 @@ impl UnboundedSource for Numbers {
             if *next == 2000 && CRASH.load(Ordering::SeqCst) {
                 panic!("crash");
             }
-            out.push((*next, Timestamp::from_millis(*next as i64)));
+            out.push(*next, Timestamp::from_millis(*next as i64));
             *next += 2;
         }
         ReadResult::Data

@@ -16,20 +16,21 @@ pub mod unbounded;
 
 pub use graph::{Collected, PCollection, Pipeline};
 pub use transforms::*;
-pub use unbounded::{QueueSource, UnboundedSource};
+pub use unbounded::{QueueSource, SourceOutput, UnboundedSource};
 /// The runtime's contracts, for transform authors and runners.
 pub use weir_runtime as runtime;
 pub use weir_runtime::split::{BoundedOutOfOrderness, ReadResult, WatermarkEstimator, WatermarkPolicy};
 pub use weir_runtime::{
-    panic_message, Batch, CounterSnapshot, Data, Emitter, Graph, HoldBack, Key, Metrics, Node, NodeCounters, NodeInput,
-    NodeKind, OpContext, OpResult, Operator, Partitioner, PipelineError, Routing, RunResult, Runner, Source,
-    SourceStatus, SplitState, StateBackend, WatermarkSnapshot, WindowedValue, WorkerInfo,
+    panic_message, Batch, CounterSnapshot, Data, Emitter, Graph, HoldBack, JobControl, Key, Metrics, Node,
+    NodeCounters, NodeInput, NodeKind, OpContext, OpResult, Operator, Partitioner, PipelineError, Routing, RunResult,
+    Runner, Source, SourceStatus, SplitState, StateBackend, WatermarkSnapshot, WindowedValue, WorkerInfo,
 };
 
 /// Everything needed to write pipelines.
 pub mod prelude {
     pub use crate::transforms::*;
     pub use crate::{Collected, Data, Key, PCollection, Pipeline, PipelineError, StateBackend, WindowedValue};
+    pub use crate::{QueueSource, ReadResult, SourceOutput, UnboundedSource, WatermarkPolicy};
     pub use weir_model::{
         AccumulationMode, ClosingBehavior, Duration, FixedWindows, GlobalWindows, OnTimeBehavior, PaneInfo, Sessions,
         SlidingWindows, Timestamp, TimestampCombiner, Timing, Trigger, Window, WindowFn, WindowingStrategy,

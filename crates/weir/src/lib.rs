@@ -67,4 +67,5 @@ pub mod prelude {
     pub use weir_pipeline::{
         Collected, Data, Key, PCollection, Pipeline, PipelineError, RunResult, StateBackend, WindowedValue,
     };
+    pub use weir_pipeline::{JobControl, QueueSource, ReadResult, SourceOutput, UnboundedSource, WatermarkPolicy};
 }

@@ -17,9 +17,11 @@ impl UnboundedSource for Generator {
     fn splits(&self) -> Vec<(String, (u64, u64))> {
         vec![("even".into(), (0, TOTAL / 2)), ("odd".into(), (TOTAL / 2, TOTAL))]
     }
-    fn read(&self, split: &mut (u64, u64), max: usize, out: &mut Vec<(u64, Timestamp)>) -> ReadResult {
+    fn read(&self, split: &mut (u64, u64), max: usize, out: &mut SourceOutput<'_, '_, u64>) -> ReadResult {
         let end = (split.0 + max as u64).min(split.1);
-        out.extend((split.0..end).map(|i| (i, Timestamp::from_millis(i as i64))));
+        for i in split.0..end {
+            out.push(i, Timestamp::from_millis(i as i64));
+        }
         split.0 = end;
         if split.0 == split.1 {
             ReadResult::Done
@@ -71,7 +73,7 @@ impl UnboundedSource for Uneven {
     fn splits(&self) -> Vec<(String, (u64, u64, usize))> {
         vec![("fast".into(), (0, 1, usize::MAX)), ("slow".into(), (0, 100, 10))]
     }
-    fn read(&self, split: &mut (u64, u64, usize), max: usize, out: &mut Vec<(u64, Timestamp)>) -> ReadResult {
+    fn read(&self, split: &mut (u64, u64, usize), max: usize, out: &mut SourceOutput<'_, '_, u64>) -> ReadResult {
         if split.2 != usize::MAX {
             std::thread::sleep(std::time::Duration::from_millis(1));
         }
@@ -79,7 +81,7 @@ impl UnboundedSource for Uneven {
             if split.0 >= SPAN_MS {
                 return ReadResult::Done;
             }
-            out.push((split.0, Timestamp::from_millis(split.0 as i64)));
+            out.push(split.0, Timestamp::from_millis(split.0 as i64));
             split.0 += split.1;
         }
         ReadResult::Data

@@ -40,7 +40,7 @@ impl UnboundedSource for Input {
     fn splits(&self) -> Vec<(String, u32)> {
         vec![("all".to_string(), 0)]
     }
-    fn read(&self, next: &mut u32, max: usize, out: &mut Vec<(u32, Timestamp)>) -> ReadResult {
+    fn read(&self, next: &mut u32, max: usize, out: &mut SourceOutput<'_, '_, u32>) -> ReadResult {
         if *next >= MANY + SLOW {
             return ReadResult::Done;
         }
@@ -52,7 +52,7 @@ impl UnboundedSource for Input {
             if self.crash_at.is_some_and(|c| self.read.fetch_add(1, Ordering::SeqCst) >= c) {
                 panic!("crash at {}", *next);
             }
-            out.push((item(*next), Timestamp::from_millis(*next as i64)));
+            out.push(item(*next), Timestamp::from_millis(*next as i64));
             *next += 1;
         }
         ReadResult::Data

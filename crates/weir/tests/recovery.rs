@@ -32,7 +32,7 @@ impl UnboundedSource for Flaky {
     fn splits(&self) -> Vec<(String, usize)> {
         (0..self.splits).map(|i| (format!("split-{i}"), i)).collect()
     }
-    fn read(&self, next: &mut usize, max: usize, out: &mut Vec<((u8, i64), Timestamp)>) -> ReadResult {
+    fn read(&self, next: &mut usize, max: usize, out: &mut SourceOutput<'_, '_, (u8, i64)>) -> ReadResult {
         std::thread::sleep(StdDuration::from_micros(300));
         for _ in 0..max.min(7) {
             let Some(&(k, t)) = self.items.get(*next) else { return ReadResult::Done };
@@ -41,7 +41,7 @@ impl UnboundedSource for Flaky {
                     panic!("crash after {limit} records");
                 }
             }
-            out.push(((k, t), Timestamp::from_millis(t)));
+            out.push((k, t), Timestamp::from_millis(t));
             *next += self.splits;
         }
         ReadResult::Data

@@ -277,10 +277,10 @@ impl TimelyRunner {
         }
         let names: Vec<&str> = graph.nodes.iter().map(|n| n.name.as_str()).collect();
         d.push_str(&format!(
-            "pipeline of {} transforms ({}) over {:?} key groups, shape {:016x}",
+            "pipeline of {} transforms ({}) over {} key groups, shape {:016x}",
             names.len(),
             names.join(", "),
-            graph.max_key_groups,
+            graph.max_key_groups.map_or("the default number of".to_string(), |n| n.to_string()),
             fnv1a(shape.bytes())
         ));
         d

@@ -39,7 +39,7 @@ impl std::fmt::Debug for Routing {
 
 impl Routing {
     /// Each value to the worker that owns the key group of
-    /// `hash(&value)` (a [`key_hash`](crate::keys::key_hash)).
+    /// `hash(&value)` (a [`key_hash`]).
     pub fn by_hash<T: Data>(hash: impl Fn(&T) -> u64 + Send + Sync + 'static) -> Routing {
         Routing::Partitioned(Arc::new(move |batch: Batch, groups: &KeyGroups| {
             let mut parts: Vec<Vec<WindowedValue<T>>> = (0..groups.workers()).map(|_| Vec::new()).collect();
@@ -115,7 +115,7 @@ pub struct Graph {
     /// The number of key groups: the most workers that can share keyed
     /// state, fixed for the life of the pipeline's checkpoints. `None`:
     /// chosen from the first run's worker count by
-    /// [`default_key_groups`](crate::keys::default_key_groups).
+    /// [`default_key_groups`].
     pub max_key_groups: Option<u32>,
     /// Where keyed operators keep their state, as the pipeline asks
     /// (`None`: as the runner says, by default in memory).

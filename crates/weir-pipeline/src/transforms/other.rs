@@ -486,8 +486,10 @@ impl<T: Data> Operator for CollectOp<T> {
 
 /// `collect`: gather a collection in memory (tests, small results).
 pub trait CollectExt<T: Data> {
-    /// Collect every element (with timestamp, window and pane) of every
-    /// worker of this process; read it after the run.
+    /// Collect every element (with timestamp, window and pane); read it
+    /// after the run. Every element goes to worker 0, so on a cluster the
+    /// whole result is on process 0, and the other processes' `Collected`
+    /// is empty.
     fn collect(&self) -> Collected<T>;
 }
 
@@ -497,7 +499,8 @@ impl<T: Data> CollectExt<T> for PCollection<T> {
         let into = c.inner.clone();
         self.pipeline().add_node(
             "Collect",
-            vec![self.as_input(Routing::Forward)],
+            // Key hash 0 is in key group 0, which worker 0 owns.
+            vec![self.as_input(Routing::by_hash::<T>(|_| 0))],
             0,
             NodeKind::Operator(Arc::new(move |_: &WorkerInfo| {
                 Box::new(CollectOp { into: into.clone(), mine: Vec::new(), done: false }) as Box<dyn Operator>

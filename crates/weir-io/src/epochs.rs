@@ -31,6 +31,48 @@ use weir_runtime::{EpochCommit, PipelineError};
 
 use crate::IoError;
 
+/// The format of a transactional sink's snapshot: the epoch it has open.
+const OPEN_EPOCH_FORMAT: u32 = 1;
+
+/// A transactional sink's snapshot: the epoch it has open (what it writes
+/// next is pending for that epoch).
+///
+/// ```
+/// use weir_io::epochs::{decode_open_epoch, encode_open_epoch};
+/// assert_eq!(decode_open_epoch("sink", &encode_open_epoch(7)).unwrap(), 7);
+/// assert!(decode_open_epoch("sink", b"garbage").is_err());
+/// ```
+pub fn encode_open_epoch(open: u64) -> Vec<u8> {
+    [OPEN_EPOCH_FORMAT.to_le_bytes().as_slice(), &open.to_le_bytes()].concat()
+}
+
+/// The open epoch of [`encode_open_epoch`]'s bytes; a clear error naming
+/// `sink` for bytes this Weir cannot read.
+pub fn decode_open_epoch(sink: &str, bytes: &[u8]) -> Result<u64, PipelineError> {
+    if bytes.len() != 12 || bytes[..4] != OPEN_EPOCH_FORMAT.to_le_bytes() {
+        return Err(PipelineError::Checkpoint(format!("{sink}: a snapshot this Weir cannot read")));
+    }
+    Ok(u64::from_le_bytes(bytes[4..].try_into().expect("8 bytes")))
+}
+
+/// The open epoch after a rescaled restore: every old instance's snapshot
+/// holds the same one (`None`: no snapshot).
+pub fn rescaled_open_epoch(sink: &str, from: &weir_runtime::Rescale<'_>) -> Result<Option<u64>, PipelineError> {
+    let mut open = None;
+    for bytes in from.snapshots.iter() {
+        open = open.max(Some(decode_open_epoch(sink, bytes)?));
+    }
+    Ok(open)
+}
+
+/// Write `bytes` to `tmp`, sync it and rename it to `target`: a name
+/// always means a complete file.
+pub fn write_atomically(tmp: &Path, target: &Path, bytes: &[u8]) -> Result<(), IoError> {
+    let mut f = std::fs::File::create(tmp).map_err(|e| io(tmp, e))?;
+    f.write_all(bytes).and_then(|_| f.sync_all()).map_err(|e| io(tmp, e))?;
+    std::fs::rename(tmp, target).map_err(|e| io(tmp, e))
+}
+
 /// A folder of per-epoch output files (see the module docs).
 #[derive(Clone, Debug)]
 pub struct EpochDir {
@@ -70,9 +112,7 @@ impl EpochDir {
         let name = self.name(epoch, worker, seq);
         let tmp = self.dir.join(format!(".{name}.tmp"));
         let target = self.dir.join(format!("{name}{PENDING}"));
-        let mut f = std::fs::File::create(&tmp).map_err(|e| io(&tmp, e))?;
-        f.write_all(bytes).and_then(|_| f.sync_all()).map_err(|e| io(&tmp, e))?;
-        std::fs::rename(&tmp, &target).map_err(|e| io(&tmp, e))
+        write_atomically(&tmp, &target, bytes)
     }
 
     /// Every file of the folder: (name, epoch, committed).

@@ -26,7 +26,6 @@
 //! checkpoint committed.
 
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::marker::PhantomData;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -38,10 +37,9 @@ use weir_runtime::{
     WorkerInfo,
 };
 
+use crate::epochs::{decode_open_epoch, encode_open_epoch, rescaled_open_epoch};
 use crate::IoError;
 
-/// The format of the sink's snapshot (its open epoch).
-const SINK_FORMAT: u32 = 1;
 /// The mark of a file written in a checkpointed epoch, before its commit.
 const PENDING: &str = ".pending-";
 
@@ -91,9 +89,7 @@ impl WindowedDir {
             None => self.dir.join(name),
             Some(epoch) => self.dir.join(format!("{PENDING}{epoch:020}-{name}")),
         };
-        let mut f = std::fs::File::create(&tmp).map_err(|e| io(&tmp, e))?;
-        f.write_all(bytes).and_then(|_| f.sync_all()).map_err(|e| io(&tmp, e))?;
-        std::fs::rename(&tmp, &target).map_err(|e| io(&tmp, e))
+        crate::epochs::write_atomically(&tmp, &target, bytes)
     }
 
     /// Whether `name` is a final name of this sink (`<prefix>-<window>-pane-…txt`).
@@ -128,6 +124,27 @@ impl WindowedDir {
         }
         out.sort();
         Ok(out)
+    }
+
+    /// Every line of the visible files, each with the window and pane of
+    /// its file (`<prefix>-<window>-pane-<index>-<timing>`), sorted; and
+    /// how many of this sink's files are still pending or temporary.
+    pub fn read_lines(&self) -> Result<(Vec<(String, String)>, usize), IoError> {
+        let mut lines = Vec::new();
+        let mut hidden = 0;
+        for name in self.entries()? {
+            if name.starts_with('.') {
+                hidden += 1;
+                continue;
+            }
+            let pane = name.rfind("-w").and_then(|w| name[..w].rfind("-e")).map_or(name.as_str(), |e| &name[..e]);
+            let path = self.dir.join(&name);
+            for line in std::fs::read_to_string(&path).map_err(|e| io(&path, e))?.lines() {
+                lines.push((pane.to_string(), line.to_string()));
+            }
+        }
+        lines.sort();
+        Ok((lines, hidden))
     }
 
     fn sync(&self) {
@@ -247,24 +264,20 @@ impl<T: Data, F: Fn(&T) -> String + Send> Operator for WindowedTextOp<T, F> {
     }
 
     fn snapshot(&self) -> Result<Vec<u8>, PipelineError> {
-        Ok([SINK_FORMAT.to_le_bytes().as_slice(), &self.open.to_le_bytes()].concat())
+        Ok(encode_open_epoch(self.open))
     }
 
     fn restore(&mut self, bytes: &[u8]) -> OpResult {
-        if bytes.len() != 12 || bytes[..4] != SINK_FORMAT.to_le_bytes() {
-            return Err(PipelineError::Checkpoint("a windowed text sink's snapshot this Weir cannot read".into()));
-        }
-        self.open = u64::from_le_bytes(bytes[4..].try_into().expect("8 bytes"));
+        self.open = decode_open_epoch("a windowed text sink", bytes)?;
         self.n = 0;
         Ok(())
     }
 
-    /// Every old instance's snapshot holds the same open epoch.
     fn restore_rescaled(&mut self, from: &Rescale<'_>) -> OpResult {
-        match from.snapshots.iter().max_by_key(|b| b.get(4..12).map(|e| e.to_vec())) {
-            Some(bytes) => self.restore(bytes),
-            None => Ok(()),
+        if let Some(open) = rescaled_open_epoch("a windowed text sink", from)? {
+            (self.open, self.n) = (open, 0);
         }
+        Ok(())
     }
 }
 

@@ -14,7 +14,7 @@ use parquet::schema::parser::parse_message_type;
 use parquet::schema::types::Type;
 use serde::Serialize;
 use serde_json::Value;
-use weir_io::epochs::EpochDir;
+use weir_io::epochs::{decode_open_epoch, encode_open_epoch, rescaled_open_epoch, EpochDir};
 use weir_pipeline::PCollection;
 use weir_runtime::{
     Batch, Data, NodeCounters, NodeKind, OpContext, OpResult, Operator, PipelineError, Rescale, Routing,
@@ -24,8 +24,6 @@ use crate::ParquetError;
 
 /// Rows a worker keeps before it writes them as a file of their own.
 const ROWS_PER_FILE: usize = 1 << 17;
-/// The format of the sink's snapshot (its open epoch).
-const SINK_FORMAT: u32 = 1;
 
 /// The flat schema's columns: name, physical type, optional.
 type Columns = Vec<(String, Physical, bool)>;
@@ -174,24 +172,20 @@ impl<T: Data + Serialize> Operator for ParquetSinkOp<T> {
     }
 
     fn snapshot(&self) -> Result<Vec<u8>, PipelineError> {
-        Ok([SINK_FORMAT.to_le_bytes().as_slice(), &self.open.to_le_bytes()].concat())
+        Ok(encode_open_epoch(self.open))
     }
 
     fn restore(&mut self, bytes: &[u8]) -> OpResult {
-        if bytes.len() != 12 || bytes[..4] != SINK_FORMAT.to_le_bytes() {
-            return Err(PipelineError::Checkpoint(format!("{}: a snapshot this Weir cannot read", self.name)));
-        }
-        self.open = u64::from_le_bytes(bytes[4..].try_into().expect("8 bytes"));
+        self.open = decode_open_epoch(&self.name, bytes)?;
         self.seq = 0;
         Ok(())
     }
 
-    /// Every old instance's snapshot holds the same open epoch.
     fn restore_rescaled(&mut self, from: &Rescale<'_>) -> OpResult {
-        match from.snapshots.iter().max_by_key(|b| b.get(4..12).map(|e| e.to_vec())) {
-            Some(bytes) => self.restore(bytes),
-            None => Ok(()),
+        if let Some(open) = rescaled_open_epoch(&self.name, from)? {
+            (self.open, self.seq) = (open, 0);
         }
+        Ok(())
     }
 }
 

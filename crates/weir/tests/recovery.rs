@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Duration as StdDuration;
 
 use proptest::prelude::*;
-use weir::io::windowed::WindowedTextSinkExt;
+use weir::io::windowed::{WindowedDir, WindowedTextSinkExt};
 use weir::pipeline::{ReadResult, UnboundedSource, WatermarkPolicy};
 use weir::prelude::*;
 use weir::CheckpointConfig;
@@ -128,24 +128,12 @@ fn run(
     Ok((a, b))
 }
 
-/// The lines of the windowed text files in `dir`, each with its file's
-/// window and pane (what the name says before the epoch), sorted.
+/// The lines of the windowed text files in `dir`, each after its file's
+/// window and pane; no file may be left pending or temporary.
 fn windowed_lines(dir: &Path) -> Vec<String> {
-    let mut lines = Vec::new();
-    let entries: Vec<std::path::PathBuf> =
-        std::fs::read_dir(dir).map(|d| d.map(|e| e.unwrap().path()).collect()).unwrap_or_default();
-    for entry in entries {
-        let name = entry.file_name().unwrap().to_string_lossy().into_owned();
-        assert!(!name.starts_with('.'), "a pending or temporary file is left: {name}");
-        // "<prefix>-<window>-pane-<index>-<timing>-e<epoch>-w<worker>-<n>.txt"
-        let before_worker = &name[..name.rfind("-w").expect("a worker in the name")];
-        let pane = &before_worker[..before_worker.rfind("-e").expect("an epoch in the name")];
-        for line in std::fs::read_to_string(&entry).unwrap().lines() {
-            lines.push(format!("{pane} {line}"));
-        }
-    }
-    lines.sort();
-    lines
+    let (lines, hidden) = WindowedDir::new(dir, "sums").read_lines().unwrap();
+    assert_eq!(hidden, 0, "pending or temporary files are left");
+    lines.into_iter().map(|(pane, line)| format!("{pane} {line}")).collect()
 }
 
 proptest! {

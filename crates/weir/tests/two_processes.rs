@@ -116,30 +116,18 @@ fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
-#[test]
-fn two_processes_equal_one() {
-    if let Ok(index) = std::env::var(CHILD) {
-        // A cluster process.
-        // The addresses come as a host file, one per line.
-        let hostfile = std::path::PathBuf::from(format!("{}.hosts", std::env::var(OUT).unwrap()));
-        std::fs::write(&hostfile, std::env::var(ADDRS).unwrap().replace(',', "\n# next process\n")).unwrap();
-        let p = Pipeline::new();
-        let outputs = build(&p);
-        let result =
-            p.run_with(&TimelyRunner::cluster_from_hostfile(1, index.parse().unwrap(), &hostfile).unwrap()).unwrap();
-        assert_no_state_left(&result, &format!("process {index}"));
-        std::fs::write(std::env::var(OUT).unwrap(), render(&outputs).join("\n")).unwrap();
-        return;
-    }
-
+/// Run `test` of this binary as the two processes of a cluster (`child`
+/// set to each one's index), wait for both to succeed, and return the
+/// union of the lines each wrote to its `OUT` file, sorted.
+fn run_cluster(test: &str, child: &str) -> Vec<String> {
     let dir = tempfile::tempdir().unwrap();
     let addrs = format!("127.0.0.1:{},127.0.0.1:{}", free_port(), free_port());
     let exe = std::env::current_exe().unwrap();
     let mut children: Vec<_> = (0..2)
         .map(|i| {
             Command::new(&exe)
-                .args(["two_processes_equal_one", "--exact", "--nocapture", "--test-threads=1"])
-                .env(CHILD, i.to_string())
+                .args([test, "--exact", "--nocapture", "--test-threads=1"])
+                .env(child, i.to_string())
                 .env(ADDRS, &addrs)
                 .env(OUT, dir.path().join(format!("out-{i}.txt")))
                 .stdout(Stdio::null())
@@ -168,6 +156,26 @@ fn two_processes_equal_one() {
         })
         .collect();
     union.sort();
+    union
+}
+
+#[test]
+fn two_processes_equal_one() {
+    if let Ok(index) = std::env::var(CHILD) {
+        // A cluster process.
+        // The addresses come as a host file, one per line.
+        let hostfile = std::path::PathBuf::from(format!("{}.hosts", std::env::var(OUT).unwrap()));
+        std::fs::write(&hostfile, std::env::var(ADDRS).unwrap().replace(',', "\n# next process\n")).unwrap();
+        let p = Pipeline::new();
+        let outputs = build(&p);
+        let result =
+            p.run_with(&TimelyRunner::cluster_from_hostfile(1, index.parse().unwrap(), &hostfile).unwrap()).unwrap();
+        assert_no_state_left(&result, &format!("process {index}"));
+        std::fs::write(std::env::var(OUT).unwrap(), render(&outputs).join("\n")).unwrap();
+        return;
+    }
+
+    let union = run_cluster("two_processes_equal_one", CHILD);
 
     let p = Pipeline::new();
     let outputs = build(&p);
@@ -250,42 +258,7 @@ fn a_drain_on_one_process_drains_the_cluster() {
         return;
     }
 
-    let dir = tempfile::tempdir().unwrap();
-    let addrs = format!("127.0.0.1:{},127.0.0.1:{}", free_port(), free_port());
-    let exe = std::env::current_exe().unwrap();
-    let mut children: Vec<_> = (0..2)
-        .map(|i| {
-            Command::new(&exe)
-                .args(["a_drain_on_one_process_drains_the_cluster", "--exact", "--nocapture", "--test-threads=1"])
-                .env(DRAIN_CHILD, i.to_string())
-                .env(ADDRS, &addrs)
-                .env(OUT, dir.path().join(format!("out-{i}.txt")))
-                .stdout(Stdio::null())
-                .spawn()
-                .unwrap()
-        })
-        .collect();
-    let deadline = Instant::now() + StdDuration::from_secs(120);
-    for (i, child) in children.iter_mut().enumerate() {
-        loop {
-            if let Some(status) = child.try_wait().unwrap() {
-                assert!(status.success(), "process {i} failed: {status}");
-                break;
-            }
-            if Instant::now() > deadline {
-                let _ = child.kill();
-                panic!("process {i} did not finish within 120 s");
-            }
-            std::thread::sleep(StdDuration::from_millis(20));
-        }
-    }
-    let mut union: Vec<String> = (0..2)
-        .flat_map(|i| {
-            let text = std::fs::read_to_string(dir.path().join(format!("out-{i}.txt"))).unwrap();
-            text.lines().filter(|l| !l.is_empty()).map(String::from).collect::<Vec<_>>()
-        })
-        .collect();
-    union.sort();
+    let union = run_cluster("a_drain_on_one_process_drains_the_cluster", DRAIN_CHILD);
     let mut want: Vec<String> = Vec::new();
     for w in 0..4i64 {
         for k in 0..3u64 {

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration as StdDuration, Instant};
 
-use weir::io::windowed::WindowedTextSinkExt;
+use weir::io::windowed::{WindowedDir, WindowedTextSinkExt};
 use weir::pipeline::{QueueSource, WatermarkPolicy};
 use weir::prelude::*;
 use weir::testing::runners;
@@ -17,22 +17,12 @@ fn ts(ms: i64) -> Timestamp {
     Timestamp::from_millis(ms)
 }
 
-/// Each file's lines as "<what the name says of window and pane> <line>".
+/// The lines of the windowed text files in `dir`, each after its file's
+/// window and pane; no file may be left pending or temporary.
 fn files(dir: &Path) -> Vec<String> {
-    let mut lines = Vec::new();
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let path = entry.unwrap().path();
-        let name = path.file_name().unwrap().to_string_lossy().into_owned();
-        assert!(!name.starts_with('.'), "a temporary or pending file is left: {name}");
-        // "<prefix>-<window>-pane-<index>-<timing>-e<epoch>-w<worker>-<n>.txt"
-        let before_worker = &name[..name.rfind("-w").expect("a worker in the name")];
-        let pane = &before_worker[..before_worker.rfind("-e").expect("an epoch in the name")];
-        for line in std::fs::read_to_string(&path).unwrap().lines() {
-            lines.push(format!("{pane} {line}"));
-        }
-    }
-    lines.sort();
-    lines
+    let (lines, hidden) = WindowedDir::new(dir, "sums").read_lines().unwrap();
+    assert_eq!(hidden, 0, "pending or temporary files are left");
+    lines.into_iter().map(|(pane, line)| format!("{pane} {line}")).collect()
 }
 
 fn timing(p: &PaneInfo) -> &'static str {

@@ -1,6 +1,7 @@
 //! The transforms, as extension traits of [`PCollection`](crate::PCollection).
 
 pub mod batching;
+pub mod cogroup;
 pub mod combine;
 pub mod composed;
 pub mod derived;
@@ -14,6 +15,7 @@ pub mod side;
 pub mod stateful;
 
 pub use batching::{Batching, Dedup, DeduplicateExt, GroupIntoBatchesExt, KvDeduplicateExt};
+pub use cogroup::{CoGbkResult, CoGroup, CoGroupTag};
 pub use combine::{
     ApproxDistinct, CombineAggregator, CombineFn, Count, HyperLogLog, Max, Mean, Min, Partial, PartialAggregator, Sum,
     TopN,

@@ -81,8 +81,11 @@ impl CoGbkResult {
 /// assert_eq!(got, vec![("amy".to_string(), 1, vec![111], vec![]), ("carl".to_string(), 0, vec![222], vec![3])]);
 /// ```
 pub struct CoGroup<K: Key> {
-    tagged: Vec<PCollection<(K, (usize, Vec<u8>))>>,
+    tagged: Vec<Tagged<K>>,
 }
+
+/// An input's values, each with its input's index and encoded.
+type Tagged<K> = PCollection<(K, (usize, Vec<u8>))>;
 
 impl<K: Key> Default for CoGroup<K> {
     fn default() -> Self {

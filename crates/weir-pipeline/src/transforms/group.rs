@@ -575,22 +575,89 @@ fn signed<T>(v: T, retraction: bool) -> Retractable<T> {
     }
 }
 
-impl<K: Key, V: Data> GroupExt<K, V> for PCollection<(K, V)> {
-    fn group_by_key(&self) -> PCollection<(K, Vec<V>)> {
+/// What the key-value transforms (`group_by_key`, `combine_per_key`,
+/// `par_do_stateful`, …) need: a collection of `(key, value)` pairs. On
+/// any other collection they are missing, and the compiler says that this
+/// bound is not met: make pairs first, e.g. `.map(|x| (key_of(&x), x))`.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a (key, value) pair: key-value transforms need a `PCollection<(K, V)>`",
+    label = "not a (key, value) pair",
+    note = "make pairs first, e.g. `.map(|x| (key_of(&x), x))`"
+)]
+pub trait KeyValue: Data + sealed::Pair {
+    /// The key.
+    type Key: Key;
+    /// The value.
+    type Value: Data;
+}
+
+impl<K: Key, V: Data> KeyValue for (K, V) {
+    type Key = K;
+    type Value = V;
+}
+
+mod sealed {
+    /// Only pairs are key-value pairs.
+    pub trait Pair {}
+    impl<K, V> Pair for (K, V) {}
+}
+
+/// The same collection, typed as the pairs it holds.
+pub(crate) fn as_pairs<T: KeyValue>(c: &PCollection<T>) -> PCollection<(T::Key, T::Value)> {
+    c.pipeline().collection(c.node, c.port, c.windowing().clone())
+}
+
+impl<T: KeyValue> GroupExt<T::Key, T::Value> for PCollection<T> {
+    fn group_by_key(&self) -> Grouped<T::Key, T::Value> {
+        as_pairs(self).group_by_key_()
+    }
+    fn group_by_key_with_late(&self) -> (Grouped<T::Key, T::Value>, Keyed<T::Key, T::Value>) {
+        as_pairs(self).group_by_key_with_late_()
+    }
+    fn group_by_key_retracting(&self) -> PCollection<(T::Key, Retractable<Vec<T::Value>>)> {
+        as_pairs(self).group_by_key_retracting_()
+    }
+    fn combine_per_key<C: CombineFn<T::Value>>(&self, c: C) -> PCollection<(T::Key, C::Out)> {
+        as_pairs(self).combine_per_key_(c)
+    }
+    fn combine_per_key_retracting<C: CombineFn<T::Value>>(&self, c: C) -> PCollection<(T::Key, Retractable<C::Out>)> {
+        as_pairs(self).combine_per_key_retracting_(c)
+    }
+    fn count_per_key(&self) -> PCollection<(T::Key, u64)> {
+        as_pairs(self).count_per_key_()
+    }
+    fn co_group_by_key<W: Data>(&self, other: &Keyed<T::Key, W>) -> CoGrouped<T::Key, T::Value, W> {
+        as_pairs(self).co_group_by_key_(other)
+    }
+}
+
+/// The groupings on a collection typed as pairs.
+trait PairGroups<K: Key, V: Data> {
+    fn group_by_key_(&self) -> PCollection<(K, Vec<V>)>;
+    fn group_by_key_with_late_(&self) -> (Grouped<K, V>, Keyed<K, V>);
+    fn group_by_key_retracting_(&self) -> PCollection<(K, Retractable<Vec<V>>)>;
+    fn combine_per_key_<C: CombineFn<V>>(&self, c: C) -> PCollection<(K, C::Out)>;
+    fn combine_per_key_retracting_<C: CombineFn<V>>(&self, c: C) -> PCollection<(K, Retractable<C::Out>)>;
+    fn count_per_key_(&self) -> PCollection<(K, u64)>;
+    fn co_group_by_key_<W: Data>(&self, other: &Keyed<K, W>) -> CoGrouped<K, V, W>;
+}
+
+impl<K: Key, V: Data> PairGroups<K, V> for PCollection<(K, V)> {
+    fn group_by_key_(&self) -> PCollection<(K, Vec<V>)> {
         no_retractions("GroupByKey", self, || "group_by_key_retracting".into());
         group_node(self, "GroupByKey", Buffer, plain::<Vec<V>>, None).0
     }
 
-    fn group_by_key_with_late(&self) -> (Grouped<K, V>, Keyed<K, V>) {
+    fn group_by_key_with_late_(&self) -> (Grouped<K, V>, Keyed<K, V>) {
         no_retractions("GroupByKey", self, || "group_by_key_retracting".into());
         group_node(self, "GroupByKey", Buffer, plain::<Vec<V>>, None)
     }
 
-    fn group_by_key_retracting(&self) -> PCollection<(K, Retractable<Vec<V>>)> {
+    fn group_by_key_retracting_(&self) -> PCollection<(K, Retractable<Vec<V>>)> {
         group_node(self, "GroupByKey", Buffer, signed::<Vec<V>>, None).0
     }
 
-    fn combine_per_key<C: CombineFn<V>>(&self, c: C) -> PCollection<(K, C::Out)> {
+    fn combine_per_key_<C: CombineFn<V>>(&self, c: C) -> PCollection<(K, C::Out)> {
         no_retractions("CombinePerKey", self, || "combine_per_key_retracting".into());
         if !liftable(self.windowing()) {
             return group_node(self, "CombinePerKey", CombineAggregator::new(c), plain::<C::Out>, None).0;
@@ -616,15 +683,15 @@ impl<K: Key, V: Data> GroupExt<K, V> for PCollection<(K, V)> {
         group_node(&partials, "CombinePerKey", PartialAggregator::new(c), plain::<C::Out>, Some(weigh)).0
     }
 
-    fn combine_per_key_retracting<C: CombineFn<V>>(&self, c: C) -> PCollection<(K, Retractable<C::Out>)> {
+    fn combine_per_key_retracting_<C: CombineFn<V>>(&self, c: C) -> PCollection<(K, Retractable<C::Out>)> {
         group_node(self, "CombinePerKey", CombineAggregator::new(c), signed::<C::Out>, None).0
     }
 
-    fn count_per_key(&self) -> PCollection<(K, u64)> {
-        self.combine_per_key(Count).named("CountPerKey")
+    fn count_per_key_(&self) -> PCollection<(K, u64)> {
+        self.combine_per_key_(Count).named("CountPerKey")
     }
 
-    fn co_group_by_key<W: Data>(&self, other: &Keyed<K, W>) -> CoGrouped<K, V, W> {
+    fn co_group_by_key_<W: Data>(&self, other: &Keyed<K, W>) -> CoGrouped<K, V, W> {
         let left = self.map(|(k, v)| (k, Union2::A(v))).named("CoGroupByKey/TagLeft");
         let right = other.map(|(k, w)| (k, Union2::B(w))).named("CoGroupByKey/TagRight");
         left.flatten_with(&[right])

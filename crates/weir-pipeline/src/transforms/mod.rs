@@ -26,7 +26,9 @@ pub use elementwise::{
     apply_fn, DoFn, ElementwiseExt, ErasedTag, KvElementwiseExt, OutputTag, ParDoOutputs, ProcessContext,
 };
 pub use failures::{Failure, TryElementwiseExt, WithFailures};
-pub use group::{CoGrouped, CombineGloballyExt, GroupExt, Grouped, Keyed, LateReason, Retractable, Union2, WindowExt};
+pub use group::{
+    CoGrouped, CombineGloballyExt, GroupExt, Grouped, KeyValue, Keyed, LateReason, Retractable, Union2, WindowExt,
+};
 pub use other::{ApplyExt, CollectExt, FlattenExt, PTransform, PartitionExt, ReshuffleKeyExt, TestEvent, TestStream};
 pub use regex::RegexExt;
 pub use sample::{KvSampleExt, SampleExt, SampleFixedSize, TopBy};

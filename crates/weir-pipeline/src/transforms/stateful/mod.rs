@@ -50,6 +50,7 @@ use weir_model::{Duration, Timestamp, Window, WindowFn, WindowingStrategy};
 use crate::graph::PCollection;
 use crate::transforms::combine::CombineFn;
 use crate::transforms::elementwise::{ErasedTag, OutputTag, OutputTags, ParDoOutputs, TaggedBuffer};
+use crate::transforms::group::KeyValue;
 use weir_runtime::batch::Batch;
 use weir_runtime::data::{Data, Key, WindowedValue};
 use weir_runtime::error::PipelineError;
@@ -202,12 +203,12 @@ pub trait StatefulExt<K: Key, V: Data> {
     ) -> ParDoOutputs<D::Out>;
 }
 
-impl<K: Key, V: Data> StatefulExt<K, V> for PCollection<(K, V)> {
-    fn par_do_stateful<D: StatefulDoFn<Key = K, Value = V>>(&self, dofn: D) -> PCollection<D::Out> {
+impl<T: KeyValue> StatefulExt<T::Key, T::Value> for PCollection<T> {
+    fn par_do_stateful<D: StatefulDoFn<Key = T::Key, Value = T::Value>>(&self, dofn: D) -> PCollection<D::Out> {
         self.par_do_stateful_with_outputs(dofn, ()).main
     }
 
-    fn par_do_stateful_with_outputs<D: StatefulDoFn<Key = K, Value = V>>(
+    fn par_do_stateful_with_outputs<D: StatefulDoFn<Key = T::Key, Value = T::Value>>(
         &self,
         dofn: D,
         tags: impl OutputTags,
@@ -219,7 +220,7 @@ impl<K: Key, V: Data> StatefulExt<K, V> for PCollection<(K, V)> {
         let s2 = strategy.clone();
         let idx = p.add_node(
             "StatefulParDo",
-            vec![self.as_input(Routing::by_key::<K, V>())],
+            vec![self.as_input(Routing::by_key::<T::Key, T::Value>())],
             1 + tags.len(),
             NodeKind::Operator(Arc::new(move |w: &WorkerInfo| {
                 match StatefulOp::with_backend(dofn.clone(), s2.clone(), w.index, &w.state, &t2) {

@@ -106,3 +106,51 @@ fn a_cancelled_job_stops_with_an_error_and_fires_nothing_more() {
         assert!(!fired.contains(&Window::interval(30, 40)), "{name}: {fired:?}");
     }
 }
+
+/// `wait_on` (Beam's `Wait.on`): elements wait for the signal. The signal
+/// is an unbounded queue in the global window that never ends by itself,
+/// so nothing may pass while the job runs (checked once all three elements
+/// reached the wait); the drain ends the signal, and then all three pass.
+#[test]
+fn wait_on_holds_elements_until_the_signal_is_done() {
+    for (name, runner) in runners() {
+        let p = Pipeline::new();
+        let reached = Arc::new(AtomicUsize::new(0));
+        let passed = Arc::new(AtomicUsize::new(0));
+        let (r, q) = (reached.clone(), passed.clone());
+        let signal = QueueSource::<u8>::new(&["signal"]);
+        signal.push(0, 1, Timestamp::from_millis(1));
+        let signal = p.read_unbounded(signal, WatermarkPolicy::bounded_out_of_orderness(Duration::ZERO));
+        let out = p
+            .create([1u32, 2, 3])
+            .map(move |x| {
+                r.fetch_add(1, Ordering::SeqCst);
+                x
+            })
+            .wait_on(&signal)
+            .map(move |x| {
+                q.fetch_add(1, Ordering::SeqCst);
+                x
+            })
+            .collect();
+        let control = p.control();
+        let (reached2, passed2) = (reached.clone(), passed.clone());
+        let held = std::thread::spawn(move || {
+            let deadline = Instant::now() + StdDuration::from_secs(60);
+            while reached2.load(Ordering::SeqCst) < 3 && Instant::now() < deadline {
+                std::thread::sleep(StdDuration::from_millis(2));
+            }
+            std::thread::sleep(StdDuration::from_millis(50));
+            let early = passed2.load(Ordering::SeqCst);
+            control.drain();
+            early
+        });
+        p.run_with(&*runner()).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let early = held.join().unwrap();
+        assert_eq!(reached.load(Ordering::SeqCst), 3, "{name}");
+        assert_eq!(early, 0, "{name}: elements passed before the signal was done");
+        let mut got = out.values();
+        got.sort();
+        assert_eq!(got, vec![1, 2, 3], "{name}");
+    }
+}

@@ -1,5 +1,5 @@
 //! Transforms made of the others, as Beam's SDK makes them: `KvSwap`,
-//! `Distinct` and `Latest`.
+//! `Distinct`, `Latest` and `Wait.on`.
 
 use std::marker::PhantomData;
 
@@ -8,6 +8,7 @@ use weir_model::Timestamp;
 use crate::transforms::combine::{CombineFn, Count};
 use crate::transforms::elementwise::{DoFn, ElementwiseExt, KvElementwiseExt, ProcessContext};
 use crate::transforms::group::{CombineGloballyExt, GroupExt};
+use crate::transforms::side::{SideInputExt, SideParDoExt};
 use crate::{Data, Key, PCollection};
 
 /// `kv_swap`: (key, value) pairs turned around (Beam's `KvSwap`).
@@ -161,5 +162,51 @@ impl<K: Key, V: Data> KvLatestExt<K, V> for PCollection<(K, V)> {
             .named("LatestPerKey")
             .flat_map(|(k, v): (K, Option<V>)| v.map(|v| (k, v)))
             .named("LatestPerKey/Present")
+    }
+}
+
+/// Passes each element on as it is.
+#[derive(Clone)]
+struct PassThrough<T>(PhantomData<fn(T)>);
+
+impl<T: Data> DoFn for PassThrough<T> {
+    type In = T;
+    type Out = T;
+    fn process(&mut self, cx: &mut ProcessContext<'_, T, T>) {
+        let v = cx.element().clone();
+        cx.output(v);
+    }
+}
+
+/// `wait_on`: hold elements back until a signal is done (Beam's `Wait.on`).
+pub trait WaitExt<T: Data> {
+    /// Each element, unchanged, once the window of `signal` that its own
+    /// window maps to is done: the signal's watermark passed that window's
+    /// end, or the signal ended (Beam's `Wait.on`, which Beam builds on a
+    /// side input too). E.g. write to a table only after the rows it refers
+    /// to were written. Waiting elements hold the output watermark back.
+    /// A signal in the global window that never ends holds everything.
+    ///
+    /// ```
+    /// use weir_pipeline::prelude::*;
+    /// let p = Pipeline::new();
+    /// let written = p.create(["row 1".to_string(), "row 2".into()]);
+    /// let notices = p.create(["rows written".to_string()]).wait_on(&written).collect();
+    /// p.run_with(&weir_runner_reference::ReferenceRunner::default()).unwrap();
+    /// assert_eq!(notices.values(), vec!["rows written".to_string()]);
+    /// ```
+    fn wait_on<S: Data>(&self, signal: &PCollection<S>) -> PCollection<T>;
+}
+
+impl<T: Data> WaitExt<T> for PCollection<T> {
+    fn wait_on<S: Data>(&self, signal: &PCollection<S>) -> PCollection<T> {
+        // One value per signal window, not the signal itself, in the side input.
+        let done = signal
+            .map(|_| ())
+            .named("Wait/Signal")
+            .combine_globally_without_defaults(Count)
+            .named("Wait/Done")
+            .as_side_input();
+        self.par_do_with_side_inputs(PassThrough(PhantomData), &done, ()).main.named("Wait")
     }
 }

@@ -147,3 +147,25 @@ fn a_composed_combiner_equals_its_members_run_alone() {
     let total: u64 = got.values().map(|v| v.0).sum();
     assert_eq!(total, 300);
 }
+
+/// `combine_grouped_values` (Beam's `Combine.groupedValues`) over the
+/// panes of `group_by_key` gives what `combine_per_key` gives: per key,
+/// window and pane, the same sums with the same timestamps and panes.
+#[test]
+fn combined_grouped_values_equal_combine_per_key() {
+    let events: Vec<((String, u64), Timestamp)> =
+        (0..60u64).map(|i| ((format!("k{}", i % 4), i), at((i * 7 % 50) as i64))).collect();
+    let strategy = || WindowingStrategy::new(FixedWindows::of(Duration::from_millis(10)).unwrap());
+    let grouped = on_every_runner(|p| {
+        p.create_timestamped(events.clone())
+            .window_into(strategy())
+            .group_by_key()
+            .combine_grouped_values(Sum::new())
+            .collect()
+    });
+    let combined = on_every_runner(|p| {
+        p.create_timestamped(events.clone()).window_into(strategy()).combine_per_key(Sum::new()).collect()
+    });
+    assert_eq!(grouped.len(), 20, "4 keys in 5 windows");
+    assert_eq!(grouped, combined);
+}

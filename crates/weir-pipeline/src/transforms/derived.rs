@@ -210,3 +210,37 @@ impl<T: Data> WaitExt<T> for PCollection<T> {
         self.par_do_with_side_inputs(PassThrough(PhantomData), &done, ()).main.named("Wait")
     }
 }
+
+/// `combine_grouped_values`: a combine fn over already grouped values
+/// (Beam's `Combine.groupedValues`).
+pub trait GroupedValuesExt<K: Data, V: Data> {
+    /// Each (key, values) as (key, `c` over the values), with the element's
+    /// timestamp, window and pane: for the output of `group_by_key` (or any
+    /// collection of keys with lists), where `combine_per_key` would have
+    /// grouped and combined in one step.
+    ///
+    /// ```
+    /// use weir_pipeline::prelude::*;
+    /// let p = Pipeline::new();
+    /// let grouped = p.create([("a".to_string(), 1u64), ("a".into(), 4), ("b".into(), 2)]).group_by_key();
+    /// let sums = grouped.combine_grouped_values(Sum::new()).collect();
+    /// p.run_with(&weir_runner_reference::ReferenceRunner::default()).unwrap();
+    /// let mut got = sums.values();
+    /// got.sort();
+    /// assert_eq!(got, vec![("a".to_string(), 5), ("b".to_string(), 2)]);
+    /// ```
+    fn combine_grouped_values<C: CombineFn<V>>(&self, c: C) -> PCollection<(K, C::Out)>;
+}
+
+impl<K: Data, V: Data> GroupedValuesExt<K, V> for PCollection<(K, Vec<V>)> {
+    fn combine_grouped_values<C: CombineFn<V>>(&self, c: C) -> PCollection<(K, C::Out)> {
+        self.map(move |(k, vs): (K, Vec<V>)| {
+            let mut acc = c.create_accumulator();
+            for v in vs {
+                c.add_input(&mut acc, v);
+            }
+            (k, c.extract_output(&acc))
+        })
+        .named("Combine.GroupedValues")
+    }
+}

@@ -21,7 +21,7 @@ pub use combine::{
     TopN,
 };
 pub use composed::{on, On};
-pub use derived::{DistinctExt, KvLatestExt, KvSwapExt, LatestExt, LatestFn, WaitExt};
+pub use derived::{DistinctExt, GroupedValuesExt, KvLatestExt, KvSwapExt, LatestExt, LatestFn, WaitExt};
 pub use elementwise::{
     apply_fn, DoFn, ElementwiseExt, ErasedTag, KvElementwiseExt, OutputTag, ParDoOutputs, ProcessContext,
 };

@@ -73,6 +73,16 @@ pub fn write_atomically(tmp: &Path, target: &Path, bytes: &[u8]) -> Result<(), I
     std::fs::rename(tmp, target).map_err(|e| io(tmp, e))
 }
 
+/// The names of the entries of `dir`, unsorted (none if it does not exist).
+pub(crate) fn names_in(dir: &Path) -> Result<Vec<String>, IoError> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(io(dir, e)),
+    };
+    entries.map(|e| e.map(|e| e.file_name().to_string_lossy().into_owned()).map_err(|e| io(dir, e))).collect()
+}
+
 /// A folder of per-epoch output files (see the module docs).
 #[derive(Clone, Debug)]
 pub struct EpochDir {
@@ -117,14 +127,8 @@ impl EpochDir {
 
     /// Every file of the folder: (name, epoch, committed).
     fn files(&self) -> Result<Vec<(String, u64, bool)>, IoError> {
-        let entries = match std::fs::read_dir(&self.dir) {
-            Ok(e) => e,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(e) => return Err(io(&self.dir, e)),
-        };
         let mut out = Vec::new();
-        for entry in entries {
-            let name = entry.map_err(|e| io(&self.dir, e))?.file_name().to_string_lossy().into_owned();
+        for name in names_in(&self.dir)? {
             let epoch = name.split('-').next().and_then(|e| e.trim_start_matches('.').parse::<u64>().ok());
             if let Some(epoch) = epoch {
                 out.push((name.clone(), epoch, !name.ends_with(PENDING) && !name.starts_with('.')));

@@ -106,14 +106,8 @@ impl WindowedDir {
     /// This sink's entries of the folder: its files, pending files and
     /// temporary files.
     fn entries(&self) -> Result<Vec<String>, IoError> {
-        let entries = match std::fs::read_dir(&self.dir) {
-            Ok(e) => e,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(e) => return Err(io(&self.dir, e)),
-        };
         let mut out = Vec::new();
-        for entry in entries {
-            let name = entry.map_err(|e| io(&self.dir, e))?.file_name().to_string_lossy().into_owned();
+        for name in crate::epochs::names_in(&self.dir)? {
             let temporary = name.strip_prefix('.').and_then(|n| n.strip_suffix(".tmp"));
             if self.is_mine(&name)
                 || pending(&name).is_some_and(|(_, n)| self.is_mine(n))

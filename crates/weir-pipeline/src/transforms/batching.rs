@@ -69,11 +69,20 @@ impl<K: Key, V: Data> StatefulDoFn for FirstPerKey<K, V> {
             return;
         }
         SEEN.write(cx, true);
-        let expiry = match self.dedup.domain {
-            TimeDomain::EventTime => EXPIRY_EVENT,
-            TimeDomain::ProcessingTime => EXPIRY_PROCESSING,
-        };
-        expiry.set_relative(cx, self.dedup.ttl, None);
+        match self.dedup.domain {
+            // Fires at the element's time + TTL, ahead of the input
+            // watermark until then: it holds nothing back.
+            TimeDomain::EventTime => EXPIRY_EVENT.set_relative(cx, self.dedup.ttl, None),
+            // By default a processing-time timer holds the output watermark
+            // at the element's timestamp until it fires, which would delay
+            // every window downstream by the TTL. It emits nothing, so its
+            // hold goes to the window's end instead (Beam's Deduplicate
+            // uses no output timestamp for the same reason).
+            TimeDomain::ProcessingTime => {
+                let end = cx.window().max_timestamp();
+                EXPIRY_PROCESSING.set_relative_with_output_timestamp(cx, self.dedup.ttl, None, end)
+            }
+        }
         let k = cx.key().clone();
         cx.output((k, v));
     }

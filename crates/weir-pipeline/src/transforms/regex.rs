@@ -1,7 +1,9 @@
 //! Regular expressions over a collection of strings (Beam's `Regex`
 //! transforms), with the `regex` crate's syntax. A pattern is compiled by
 //! the caller (`Regex::new(pattern)?`), so a bad pattern is an error where
-//! the pipeline is built, not while it runs.
+//! the pipeline is built, not while it runs. Whole-string matches
+//! (`regex_matches*`) rebuild the pattern from its text: give flags inline
+//! (`(?i)…`), not through `RegexBuilder`.
 
 use regex::Regex;
 

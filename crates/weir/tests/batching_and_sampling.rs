@@ -344,3 +344,28 @@ fn a_batch_is_emitted_once_it_waited_the_buffering_limit() {
         &values,
     );
 }
+
+/// Deduplicate's processing-time expiry holds no watermark back: a window
+/// downstream fires when the watermark passes it, not a TTL later. Here an
+/// element for [0, 10) that arrives after the watermark passed 10 is late
+/// (dropped, allowed lateness 0); were the watermark held at the first
+/// element's time until its TTL (10 min of processing time), it would be
+/// counted on time.
+#[test]
+fn deduplicate_holds_no_watermark_back() {
+    let e = |s: &str, t: i64| (s.to_string(), at(t));
+    let out = on_every_runner(|p| {
+        p.test_stream(
+            TestStream::new()
+                .add_elements([e("a", 1), e("b", 2)])
+                .advance_watermark_to(at(20))
+                .add_elements([e("c", 5)])
+                .advance_watermark_to(Timestamp::MAX),
+        )
+        .deduplicate(Dedup::default())
+        .window_into(WindowingStrategy::new(FixedWindows::of(Duration::from_millis(10)).unwrap()))
+        .combine_globally_without_defaults(Count)
+        .collect()
+    });
+    assert_that(&out).in_window(Window::interval(0, 10)).contains_in_any_order([2]);
+}

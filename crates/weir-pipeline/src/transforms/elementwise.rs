@@ -487,7 +487,7 @@ impl<D: DoFn> DoFnRunner<D> {
         let mut error = None;
         self.dofn.start_bundle();
         for v in elements {
-            let sides = crate::transforms::side::SideInputs { entries: sides, window: v.window };
+            let sides = crate::transforms::side::SideInputs { entries: sides, window: v.window, unreadable_in: None };
             let mut pcx = ProcessContext::new(v, &mut main, &mut self.tagged, &mut error, sides);
             self.dofn.process(&mut pcx);
             if let Some(message) = error.take() {

@@ -69,6 +69,17 @@ impl<T: Data> SideInput<T> {
     }
 }
 
+impl ErasedSide {
+    /// An empty store for this view's values.
+    pub(crate) fn entry(&self) -> SideEntry {
+        SideEntry { id: self.id, strategy: self.strategy.clone(), store: (self.make)() }
+    }
+    /// The operator input that broadcasts the view's values to every worker.
+    pub(crate) fn input(&self) -> weir_runtime::NodeInput {
+        weir_runtime::NodeInput { node: self.source.0, port: self.source.1, routing: broadcast() }
+    }
+}
+
 /// A side input view without its type.
 #[derive(Clone)]
 pub struct ErasedSide {
@@ -149,12 +160,53 @@ impl<T: Data> SideStore for SideValues<T> {
 pub struct SideInputs<'a> {
     pub(crate) entries: &'a [SideEntry],
     pub(crate) window: Window,
+    /// Where a read happens, when side inputs cannot be read there (a
+    /// stateful DoFn's timers: Beam reads side inputs in `process` only).
+    pub(crate) unreadable_in: Option<&'static str>,
 }
 
+/// One side input's values in an operator.
 pub(crate) struct SideEntry {
     id: usize,
     strategy: Arc<WindowingStrategy>,
     store: Box<dyn SideStore>,
+}
+
+impl SideEntry {
+    /// Values of the view arrived (on the operator's input port `1 + i`).
+    pub(crate) fn add(&mut self, batch: Batch) -> OpResult {
+        self.store.add(batch)
+    }
+}
+
+/// Whether every side input is ready for a main-input element of window
+/// `w`: its watermark (`watermarks[1 + i]`; port 0 is the main input) has
+/// passed the end of the side window `w` maps to, or it is complete.
+pub(crate) fn sides_ready(entries: &[SideEntry], w: &Window, watermarks: &[Timestamp]) -> bool {
+    entries.iter().enumerate().all(|(i, e)| {
+        let side_wm = watermarks.get(i + 1).copied().unwrap_or(Timestamp::MAX);
+        side_wm == Timestamp::MAX || side_window(&e.strategy, w).is_some_and(|sw| side_wm > sw.max_timestamp())
+    })
+}
+
+/// Every side input's values, encoded (for a snapshot).
+pub(crate) fn encode_sides(entries: &[SideEntry]) -> Result<Vec<Vec<u8>>, PipelineError> {
+    entries.iter().map(|e| e.store.encode()).collect()
+}
+
+/// Replace every side input's values with those of [`encode_sides`].
+pub(crate) fn decode_sides(entries: &mut [SideEntry], encoded: &[Vec<u8>]) -> OpResult {
+    if encoded.len() != entries.len() {
+        return Err(PipelineError::Checkpoint(format!(
+            "a snapshot of {} side inputs, this ParDo has {}",
+            encoded.len(),
+            entries.len()
+        )));
+    }
+    for (e, bytes) in entries.iter_mut().zip(encoded) {
+        e.store.decode(bytes)?;
+    }
+    Ok(())
 }
 
 fn side_window(strategy: &WindowingStrategy, main: &Window) -> Option<Window> {
@@ -170,14 +222,62 @@ impl SideInputs<'_> {
     /// If the view was not declared on this ParDo: reading it would
     /// otherwise silently see no values.
     fn window_values<T: Data>(&self, view: &SideInput<T>) -> &WindowValues<T> {
+        if let Some(place) = self.unreadable_in {
+            panic!("side input {view:?} is read in {place}: side inputs can be read in process only (as in Beam)")
+        }
         let Some(e) = self.entries.iter().find(|e| e.id == view.id) else {
             panic!("side input {view:?} is read but was not passed to par_do_with_side_inputs")
         };
         let store = e.store.as_any().downcast_ref::<SideValues<T>>().expect("side input type");
         side_window(&e.strategy, &self.window).and_then(|w| store.by_window.get(&w)).unwrap_or(&store.empty)
     }
-    fn values<T: Data>(&self, view: &SideInput<T>) -> &[T] {
+    pub(crate) fn values<T: Data>(&self, view: &SideInput<T>) -> &[T] {
         &self.window_values(view).values
+    }
+}
+
+impl SideInputs<'_> {
+    pub(crate) fn singleton<T: Data>(&self, view: &SideInput<T>) -> Result<&T, String> {
+        match self.values(view) {
+            [one] => Ok(one),
+            vs => Err(format!("singleton side input {view:?} has {} values in window {}", vs.len(), self.window)),
+        }
+    }
+
+    pub(crate) fn map<K: Key, V: Data>(&self, view: &SideInput<(K, V)>) -> Result<&HashMap<K, V>, String> {
+        let w = self.window_values(view);
+        let built = w.map.get_or_init(|| {
+            let mut m: HashMap<K, V> = HashMap::with_capacity(w.values.len());
+            let mut duplicate = None;
+            for (k, v) in &w.values {
+                if m.insert(k.clone(), v.clone()).is_some() && duplicate.is_none() {
+                    duplicate = Some(k.clone());
+                }
+            }
+            let built: Result<HashMap<K, V>, String> = match duplicate {
+                None => Ok(m),
+                Some(k) => Err(format!(
+                    "map side input {view:?} has several values for key {k:?} in window {} \
+                     (use side_multimap for several values per key)",
+                    self.window
+                )),
+            };
+            Box::new(built)
+        });
+        let built = built.downcast_ref::<Result<HashMap<K, V>, String>>().expect("a view is built with its types");
+        built.as_ref().map_err(Clone::clone)
+    }
+
+    pub(crate) fn multimap<K: Key, V: Data>(&self, view: &SideInput<(K, V)>) -> &HashMap<K, Vec<V>> {
+        let w = self.window_values(view);
+        let built = w.view.get_or_init(|| {
+            let mut m: HashMap<K, Vec<V>> = HashMap::new();
+            for (k, v) in &w.values {
+                m.entry(k.clone()).or_default().push(v.clone());
+            }
+            Box::new(m)
+        });
+        built.downcast_ref::<HashMap<K, Vec<V>>>().expect("a view is built with its side input's types")
     }
 }
 
@@ -190,10 +290,7 @@ impl<'a, I, O: Data> ProcessContext<'a, I, O> {
     /// The single value of the side input in the window this element maps
     /// to: `Err` (a message naming the view) if it has none or several.
     pub fn side_singleton<T: Data>(&self, view: &SideInput<T>) -> Result<&T, String> {
-        match self.sides.values(view) {
-            [one] => Ok(one),
-            vs => Err(format!("singleton side input {view:?} has {} values in window {}", vs.len(), self.sides.window)),
-        }
+        self.sides.singleton(view)
     }
 
     /// Every value of the side input in the window this element maps to,
@@ -235,42 +332,14 @@ impl<'a, I, O: Data> ProcessContext<'a, I, O> {
     /// assert_eq!(priced.values(), vec![("cake".to_string(), 5)]);
     /// ```
     pub fn side_map<K: Key, V: Data>(&self, view: &SideInput<(K, V)>) -> Result<&HashMap<K, V>, String> {
-        let w = self.sides.window_values(view);
-        let built = w.map.get_or_init(|| {
-            let mut m: HashMap<K, V> = HashMap::with_capacity(w.values.len());
-            let mut duplicate = None;
-            for (k, v) in &w.values {
-                if m.insert(k.clone(), v.clone()).is_some() && duplicate.is_none() {
-                    duplicate = Some(k.clone());
-                }
-            }
-            let built: Result<HashMap<K, V>, String> = match duplicate {
-                None => Ok(m),
-                Some(k) => Err(format!(
-                    "map side input {view:?} has several values for key {k:?} in window {} \
-                     (use side_multimap for several values per key)",
-                    self.sides.window
-                )),
-            };
-            Box::new(built)
-        });
-        let built = built.downcast_ref::<Result<HashMap<K, V>, String>>().expect("a view is built with its types");
-        built.as_ref().map_err(Clone::clone)
+        self.sides.map(view)
     }
 
     /// The side input as a multimap from keys to their values, in the
     /// window this element maps to. Built once per side-input window (and
     /// again only if more of its values arrive), not per element.
     pub fn side_multimap<K: Key, V: Data>(&self, view: &SideInput<(K, V)>) -> &HashMap<K, Vec<V>> {
-        let w = self.sides.window_values(view);
-        let built = w.view.get_or_init(|| {
-            let mut m: HashMap<K, Vec<V>> = HashMap::new();
-            for (k, v) in &w.values {
-                m.entry(k.clone()).or_default().push(v.clone());
-            }
-            Box::new(m)
-        });
-        built.downcast_ref::<HashMap<K, Vec<V>>>().expect("a view is built with its side input's types")
+        self.sides.multimap(view)
     }
 }
 
@@ -281,20 +350,13 @@ struct SideParDoOp<D: DoFn> {
 }
 
 impl<D: DoFn> SideParDoOp<D> {
-    fn ready(&self, w: &Window, watermarks: &[Timestamp]) -> bool {
-        self.sides.iter().enumerate().all(|(i, e)| {
-            let side_wm = watermarks.get(i + 1).copied().unwrap_or(Timestamp::MAX);
-            side_wm == Timestamp::MAX || side_window(&e.strategy, w).is_some_and(|sw| side_wm > sw.max_timestamp())
-        })
-    }
-
     fn release_ready(&mut self, cx: &mut OpContext<'_>) -> OpResult {
         if self.pending.is_empty() {
             return Ok(());
         }
         let wms = cx.input_watermarks.to_vec();
         let (ready, wait): (Vec<_>, Vec<_>) =
-            std::mem::take(&mut self.pending).into_iter().partition(|v| self.ready(&v.window, &wms));
+            std::mem::take(&mut self.pending).into_iter().partition(|v| sides_ready(&self.sides, &v.window, &wms));
         self.pending = wait;
         if !ready.is_empty() {
             self.runner.run_bundle(&ready, &self.sides, cx)?;
@@ -310,7 +372,7 @@ impl<D: DoFn> Operator for SideParDoOp<D> {
             NodeCounters::add(&cx.counters.elements_in, input.len() as u64);
             self.pending.extend(input);
         } else {
-            self.sides[port - 1].store.add(batch)?;
+            self.sides[port - 1].add(batch)?;
         }
         self.release_ready(cx)?;
         Ok(())
@@ -333,16 +395,13 @@ impl<D: DoFn> Operator for SideParDoOp<D> {
 
     /// The side inputs' values and the main input waiting for them.
     fn snapshot(&self) -> Result<Vec<u8>, PipelineError> {
-        let sides = self.sides.iter().map(|e| e.store.encode()).collect::<Result<Vec<_>, _>>()?;
-        bincode::serialize(&(sides, &self.pending))
+        bincode::serialize(&(encode_sides(&self.sides)?, &self.pending))
             .map_err(|e| PipelineError::Internal(format!("serializing a ParDo with side inputs: {e}")))
     }
 
     fn restore(&mut self, bytes: &[u8]) -> OpResult {
         let (sides, pending) = self.decode_snapshot(bytes)?;
-        for (e, bytes) in self.sides.iter_mut().zip(&sides) {
-            e.store.decode(bytes)?;
-        }
+        decode_sides(&mut self.sides, &sides)?;
         self.pending = pending;
         Ok(())
     }
@@ -353,9 +412,7 @@ impl<D: DoFn> Operator for SideParDoOp<D> {
     fn restore_rescaled(&mut self, from: &Rescale<'_>) -> OpResult {
         let Some(first) = from.snapshots.first() else { return Ok(()) };
         let (sides, _) = self.decode_snapshot(first)?;
-        for (e, bytes) in self.sides.iter_mut().zip(&sides) {
-            e.store.decode(bytes)?;
-        }
+        decode_sides(&mut self.sides, &sides)?;
         self.pending.clear();
         for bytes in from.owned_snapshots() {
             let (_, mut pending) = self.decode_snapshot(bytes)?;
@@ -369,16 +426,8 @@ type SideSnapshot<T> = (Vec<Vec<u8>>, Vec<WindowedValue<T>>);
 
 impl<D: DoFn> SideParDoOp<D> {
     fn decode_snapshot(&self, bytes: &[u8]) -> Result<SideSnapshot<D::In>, PipelineError> {
-        let (sides, pending): SideSnapshot<D::In> = bincode::deserialize(bytes)
-            .map_err(|e| PipelineError::Checkpoint(format!("a ParDo with side inputs cannot restore this: {e}")))?;
-        if sides.len() != self.sides.len() {
-            return Err(PipelineError::Checkpoint(format!(
-                "a snapshot of {} side inputs, this ParDo has {}",
-                sides.len(),
-                self.sides.len()
-            )));
-        }
-        Ok((sides, pending))
+        bincode::deserialize(bytes)
+            .map_err(|e| PipelineError::Checkpoint(format!("a ParDo with side inputs cannot restore this: {e}")))
     }
 }
 
@@ -468,9 +517,7 @@ impl<T: Data> SideParDoExt<T> for PCollection<T> {
         let sides: Vec<ErasedSide> = sides.erased_sides();
         let tags: Vec<ErasedTag> = tags.erased_tags();
         let mut inputs = vec![self.as_input(Routing::Forward)];
-        for s in &sides {
-            inputs.push(weir_runtime::NodeInput { node: s.source.0, port: s.source.1, routing: broadcast() });
-        }
+        inputs.extend(sides.iter().map(ErasedSide::input));
         let t2 = tags.clone();
         let idx = p.add_node(
             "ParDo",
@@ -479,10 +526,7 @@ impl<T: Data> SideParDoExt<T> for PCollection<T> {
             NodeKind::Operator(Arc::new(move |_w: &WorkerInfo| {
                 Box::new(SideParDoOp {
                     runner: DoFnRunner::new(dofn.clone(), &t2),
-                    sides: sides
-                        .iter()
-                        .map(|s| SideEntry { id: s.id, strategy: s.strategy.clone(), store: (s.make)() })
-                        .collect(),
+                    sides: sides.iter().map(ErasedSide::entry).collect(),
                     pending: Vec::new(),
                 }) as Box<dyn Operator>
             })),

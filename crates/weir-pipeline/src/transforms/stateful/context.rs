@@ -27,6 +27,7 @@ pub struct StateContext<'a, K, O> {
     pub(super) out: &'a mut Vec<WindowedValue<O>>,
     pub(super) tagged: &'a mut [(Arc<str>, Box<dyn TaggedBuffer>)],
     pub(super) error: &'a mut Option<String>,
+    pub(super) sides: SideInputs<'a>,
 }
 
 impl<K, O: Data> StateContext<'_, K, O> {
@@ -71,6 +72,29 @@ impl<K, O: Data> StateContext<'_, K, O> {
                 self.error.get_or_insert(format!("output tag '{}' was not declared", tag.id()));
             }
         }
+    }
+    /// Every value of a side input declared with
+    /// [`par_do_stateful_with_side_inputs`](StatefulExt::par_do_stateful_with_side_inputs),
+    /// in the side window this element's window maps to. Side inputs are
+    /// read in [`process`](StatefulDoFn::process) only, as in Beam: reading
+    /// one in a timer ends the job with a message naming the view.
+    pub fn side_list<T: Data>(&self, view: &SideInput<T>) -> &[T] {
+        self.sides.values(view)
+    }
+    /// The single value of a side input, like
+    /// [`ProcessContext::side_singleton`](crate::ProcessContext::side_singleton).
+    pub fn side_singleton<T: Data>(&self, view: &SideInput<T>) -> Result<&T, String> {
+        self.sides.singleton(view)
+    }
+    /// A side input as a map with unique keys, like
+    /// [`ProcessContext::side_map`](crate::ProcessContext::side_map).
+    pub fn side_map<MK: Key, MV: Data>(&self, view: &SideInput<(MK, MV)>) -> Result<&HashMap<MK, MV>, String> {
+        self.sides.map(view)
+    }
+    /// A side input as a multimap, like
+    /// [`ProcessContext::side_multimap`](crate::ProcessContext::side_multimap).
+    pub fn side_multimap<MK: Key, MV: Data>(&self, view: &SideInput<(MK, MV)>) -> &HashMap<MK, Vec<MV>> {
+        self.sides.multimap(view)
     }
     /// Stop the pipeline with an error naming this transform.
     pub fn fail(&mut self, message: impl Into<String>) {

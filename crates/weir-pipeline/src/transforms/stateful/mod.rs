@@ -51,6 +51,8 @@ use crate::graph::PCollection;
 use crate::transforms::combine::CombineFn;
 use crate::transforms::elementwise::{ErasedTag, OutputTag, OutputTags, ParDoOutputs, TaggedBuffer};
 use crate::transforms::group::KeyValue;
+use crate::transforms::side::{decode_sides, encode_sides, sides_ready, SideEntry};
+use crate::transforms::side::{ErasedSide, SideInput, SideInputList, SideInputs};
 use weir_runtime::batch::Batch;
 use weir_runtime::data::{Data, Key, WindowedValue};
 use weir_runtime::error::PipelineError;
@@ -201,6 +203,53 @@ pub trait StatefulExt<K: Key, V: Data> {
         dofn: D,
         tags: impl OutputTags,
     ) -> ParDoOutputs<D::Out>;
+    /// `par_do_stateful` that reads side inputs in
+    /// [`process`](StatefulDoFn::process) (through
+    /// [`StateContext::side_map`] and the like), with optional tagged
+    /// outputs (`()` for none). An element waits until its side-input
+    /// windows are ready, as in `par_do_with_side_inputs`; meanwhile it
+    /// holds back the event-time timers and the output watermark at its
+    /// timestamp, so it is processed as if it had arrived when they became
+    /// ready.
+    ///
+    /// ```
+    /// use weir_pipeline::prelude::*;
+    /// use weir_pipeline::transforms::stateful::*;
+    ///
+    /// /// Sums each card's spending; an alert once it passes the card's limit.
+    /// #[derive(Clone)]
+    /// struct OverLimit(SideInput<(String, u32)>);
+    /// const TOTAL: ValueState<u32> = ValueState::new("total");
+    /// impl StatefulDoFn for OverLimit {
+    ///     type Key = String;
+    ///     type Value = u32;
+    ///     type Out = String;
+    ///     fn process(&mut self, cx: &mut StateContext<'_, String, String>, amount: u32) {
+    ///         let limit = match cx.side_map(&self.0) {
+    ///             Ok(limits) => limits.get(cx.key()).copied().unwrap_or(100),
+    ///             Err(e) => return cx.fail(e),
+    ///         };
+    ///         let before = TOTAL.read(cx).unwrap_or(0);
+    ///         TOTAL.write(cx, before + amount);
+    ///         if before <= limit && before + amount > limit {
+    ///             let alert = format!("card {} is over its limit of {limit}", cx.key());
+    ///             cx.output(alert);
+    ///         }
+    ///     }
+    /// }
+    /// let p = Pipeline::new();
+    /// let limits = p.create([("c1".to_string(), 50u32)]).as_side_input();
+    /// let payments = p.create([("c1".to_string(), 30), ("c1".to_string(), 30), ("c2".to_string(), 60)]);
+    /// let alerts = payments.par_do_stateful_with_side_inputs(OverLimit(limits.clone()), &limits, ()).main.collect();
+    /// p.run_with(&weir_runner_reference::ReferenceRunner::default()).unwrap();
+    /// assert_eq!(alerts.values(), vec!["card c1 is over its limit of 50".to_string()]);
+    /// ```
+    fn par_do_stateful_with_side_inputs<D: StatefulDoFn<Key = K, Value = V>>(
+        &self,
+        dofn: D,
+        sides: impl SideInputList,
+        tags: impl OutputTags,
+    ) -> ParDoOutputs<D::Out>;
 }
 
 impl<T: KeyValue> StatefulExt<T::Key, T::Value> for PCollection<T> {
@@ -213,6 +262,18 @@ impl<T: KeyValue> StatefulExt<T::Key, T::Value> for PCollection<T> {
         dofn: D,
         tags: impl OutputTags,
     ) -> ParDoOutputs<D::Out> {
+        self.par_do_stateful_with_side_inputs(dofn, &[], tags)
+    }
+
+    fn par_do_stateful_with_side_inputs<D: StatefulDoFn<Key = T::Key, Value = T::Value>>(
+        &self,
+        dofn: D,
+        sides: impl SideInputList,
+        tags: impl OutputTags,
+    ) -> ParDoOutputs<D::Out> {
+        let sides: Vec<ErasedSide> = sides.erased_sides();
+        let mut inputs = vec![self.as_input(Routing::by_key::<T::Key, T::Value>())];
+        inputs.extend(sides.iter().map(ErasedSide::input));
         let tags: Vec<ErasedTag> = tags.erased_tags();
         let t2 = tags.clone();
         let p = self.pipeline().clone();
@@ -220,10 +281,10 @@ impl<T: KeyValue> StatefulExt<T::Key, T::Value> for PCollection<T> {
         let s2 = strategy.clone();
         let idx = p.add_node(
             "StatefulParDo",
-            vec![self.as_input(Routing::by_key::<T::Key, T::Value>())],
+            inputs,
             1 + tags.len(),
             NodeKind::Operator(Arc::new(move |w: &WorkerInfo| {
-                match StatefulOp::with_backend(dofn.clone(), s2.clone(), w.index, &w.state, &t2) {
+                match StatefulOp::with_backend(dofn.clone(), s2.clone(), w.index, &w.state, &t2, &sides) {
                     Ok(op) => Box::new(op) as Box<dyn Operator>,
                     Err(e) => Box::new(weir_runtime::FailedOperator(e)) as Box<dyn Operator>,
                 }

@@ -44,6 +44,13 @@ pub(super) struct StatefulOp<D: StatefulDoFn> {
     pub(super) tagged: Vec<(Arc<str>, Box<dyn TaggedBuffer>)>,
     /// The additional outputs declared (to make a restored instance).
     pub(super) tags: Vec<ErasedTag>,
+    /// The side inputs' values (input ports 1, 2, …).
+    pub(super) sides: Vec<SideEntry>,
+    /// The side inputs declared (to make a restored instance).
+    pub(super) side_defs: Vec<ErasedSide>,
+    /// Elements waiting for their side-input windows to be ready, in
+    /// arrival order; they hold the watermark of timers and of the output.
+    pub(super) waiting: Vec<WindowedValue<(D::Key, D::Value)>>,
     pub(super) worker: usize,
 }
 
@@ -54,8 +61,9 @@ type EncodedTimer<K> = (K, Window, String, String, TimeDomain, Timestamp, Timest
 /// and the key group of each (key, window); 3 made it a
 /// [`KeyedSnapshot`]: [`OpSnapshot`] (bincode) as its meta, and each
 /// (key group, key, window)'s cells ([`StoredCells`], bincode) as its keys,
-/// so that a checkpoint can store only the cells changed.
-const SNAPSHOT_FORMAT: u32 = 3;
+/// so that a checkpoint can store only the cells changed; 4 added the side
+/// inputs' values and the elements waiting for them.
+const SNAPSHOT_FORMAT: u32 = 4;
 
 /// What a [`StatefulOp`] keeps besides its cells.
 #[derive(Serialize, Deserialize)]
@@ -68,6 +76,9 @@ struct OpSnapshot<K, V> {
     next_seq: u64,
     input_wm: Timestamp,
     processing_time: Timestamp,
+    /// Each side input's values (`side::encode_sides`).
+    sides: Vec<Vec<u8>>,
+    waiting: Vec<WindowedValue<(K, V)>>,
 }
 
 enum Call<'a, V> {
@@ -80,7 +91,7 @@ impl<D: StatefulDoFn> StatefulOp<D> {
     /// An operator keeping its cells in memory.
     #[cfg(test)]
     pub(super) fn new(dofn: D, strategy: Arc<WindowingStrategy>, worker: usize) -> Self {
-        Self::with_backend(dofn, strategy, worker, &StateBackend::Memory, &[])
+        Self::with_backend(dofn, strategy, worker, &StateBackend::Memory, &[], &[])
             .expect("a memory store cannot fail to open")
     }
 
@@ -91,6 +102,7 @@ impl<D: StatefulDoFn> StatefulOp<D> {
         worker: usize,
         backend: &StateBackend,
         tags: &[ErasedTag],
+        sides: &[ErasedSide],
     ) -> Result<Self, PipelineError> {
         Ok(StatefulOp {
             sorted_input: dofn.requires_time_sorted_input(),
@@ -110,6 +122,9 @@ impl<D: StatefulDoFn> StatefulOp<D> {
             out: Vec::new(),
             tagged: tags.iter().map(ErasedTag::instantiate).collect(),
             tags: tags.to_vec(),
+            sides: sides.iter().map(ErasedSide::entry).collect(),
+            side_defs: sides.to_vec(),
+            waiting: Vec::new(),
             worker,
         })
     }
@@ -137,6 +152,12 @@ impl<D: StatefulDoFn> StatefulOp<D> {
         }
         let mut requests = Vec::new();
         let mut error = None;
+        let unreadable_in = match what {
+            Call::Element(_) => None,
+            Call::Timer(_) => Some("on_timer"),
+            Call::Expire => Some("on_window_expiration"),
+        };
+        let sides = SideInputs { entries: &self.sides, window, unreadable_in };
         let cells = self.cells.cells(ck);
         let before = cells.len() as u64;
         {
@@ -152,6 +173,7 @@ impl<D: StatefulDoFn> StatefulOp<D> {
                 out: &mut self.out,
                 tagged: &mut self.tagged,
                 error: &mut error,
+                sides,
             };
             match what {
                 Call::Element(v) => self.dofn.process(&mut scx, v),
@@ -266,6 +288,54 @@ impl<D: StatefulDoFn> StatefulOp<D> {
         Ok(())
     }
 
+    /// An element whose side inputs (if any) are ready: processed now, or
+    /// buffered for time-sorted input; dropped and counted if expired.
+    fn accept(&mut self, v: WindowedValue<(D::Key, D::Value)>, cx: &mut OpContext<'_>) -> OpResult {
+        if self.gc(&v.window) < self.input_wm {
+            NodeCounters::add(&cx.counters.dropped_expired, 1);
+            return Ok(());
+        }
+        let (k, value) = v.value;
+        if !self.sorted_input {
+            return self.call(&k, v.window, v.timestamp, v.timestamp, Call::Element(value), cx);
+        }
+        if v.timestamp + self.strategy.allowed_lateness < self.input_wm {
+            // Its place in the sorted order has already passed.
+            NodeCounters::add(&cx.counters.dropped_expired, 1);
+            return Ok(());
+        }
+        self.buffer.insert((v.timestamp, self.next_seq), (k, v.window, value));
+        self.next_seq += 1;
+        Ok(())
+    }
+
+    /// Process the waiting elements whose side-input windows are ready, in
+    /// arrival order.
+    fn release_ready(&mut self, cx: &mut OpContext<'_>) -> OpResult {
+        if self.waiting.is_empty() {
+            return Ok(());
+        }
+        let wms = cx.input_watermarks.to_vec();
+        let (ready, wait): (Vec<_>, Vec<_>) =
+            std::mem::take(&mut self.waiting).into_iter().partition(|v| sides_ready(&self.sides, &v.window, &wms));
+        self.waiting = wait;
+        for v in ready {
+            self.accept(v, cx)?;
+        }
+        Ok(())
+    }
+
+    /// The watermark timers and expiry follow: the main input's, held at the
+    /// earliest element still waiting for side inputs (so that it is
+    /// processed before timers after it fire, as if it had arrived then).
+    fn main_watermark(&self, cx: &OpContext<'_>) -> Timestamp {
+        if self.sides.is_empty() {
+            return cx.input_watermark();
+        }
+        let main = cx.input_watermarks.first().copied().unwrap_or(Timestamp::MAX);
+        self.waiting.iter().map(|v| v.timestamp).fold(main, Timestamp::min)
+    }
+
     fn flush(&mut self, cx: &mut OpContext<'_>) {
         let mut n = self.out.len() as u64;
         if !self.out.is_empty() {
@@ -280,32 +350,27 @@ impl<D: StatefulDoFn> StatefulOp<D> {
 }
 
 impl<D: StatefulDoFn> Operator for StatefulOp<D> {
-    fn process(&mut self, _port: usize, batch: Batch, cx: &mut OpContext<'_>) -> OpResult {
-        let input = batch.into_vec::<(D::Key, D::Value)>()?;
-        NodeCounters::add(&cx.counters.elements_in, input.len() as u64);
+    fn process(&mut self, port: usize, batch: Batch, cx: &mut OpContext<'_>) -> OpResult {
         // Elements are processed at the current processing time: timers due
         // before it fire first; relative timers use it.
         self.processing_time = self.processing_time.max(cx.processing_time);
         self.fire_processing_time(cx)?;
-        let lateness = self.strategy.allowed_lateness;
-        for v in input {
-            if self.gc(&v.window) < self.input_wm {
-                NodeCounters::add(&cx.counters.dropped_expired, 1);
-                continue;
-            }
-            let (k, value) = v.value;
-            if self.sorted_input {
-                if v.timestamp + lateness < self.input_wm {
-                    // Its place in the sorted order has already passed.
+        if port > 0 {
+            self.sides[port - 1].add(batch)?;
+        } else {
+            let input = batch.into_vec::<(D::Key, D::Value)>()?;
+            NodeCounters::add(&cx.counters.elements_in, input.len() as u64);
+            for v in input {
+                if self.sides.is_empty() {
+                    self.accept(v, cx)?;
+                } else if self.gc(&v.window) < self.input_wm {
                     NodeCounters::add(&cx.counters.dropped_expired, 1);
-                    continue;
+                } else {
+                    self.waiting.push(v);
                 }
-                self.buffer.insert((v.timestamp, self.next_seq), (k, v.window, value));
-                self.next_seq += 1;
-            } else {
-                self.call(&k, v.window, v.timestamp, v.timestamp, Call::Element(value), cx)?;
             }
         }
+        self.release_ready(cx)?;
         // A failure of the state backend ends the job before anything
         // computed from missing state leaves the operator.
         if let Some(e) = self.cells.take_error() {
@@ -318,7 +383,8 @@ impl<D: StatefulDoFn> Operator for StatefulOp<D> {
     fn advance(&mut self, cx: &mut OpContext<'_>) -> OpResult {
         self.processing_time = self.processing_time.max(cx.processing_time);
         self.fire_processing_time(cx)?;
-        let wm = cx.input_watermark();
+        self.release_ready(cx)?;
+        let wm = self.main_watermark(cx);
         if wm > self.input_wm {
             self.input_wm = wm;
             self.fire_event_time(cx)?;
@@ -334,7 +400,8 @@ impl<D: StatefulDoFn> Operator for StatefulOp<D> {
     fn hold(&self) -> Timestamp {
         let timers = self.holds.min().unwrap_or(Timestamp::MAX);
         let buffered = self.buffer.first_key_value().map_or(Timestamp::MAX, |((t, _), _)| *t);
-        timers.min(buffered)
+        let waiting = self.waiting.iter().map(|v| v.timestamp).min().unwrap_or(Timestamp::MAX);
+        timers.min(buffered).min(waiting)
     }
 
     fn next_wakeup(&self) -> Option<Timestamp> {
@@ -344,7 +411,7 @@ impl<D: StatefulDoFn> Operator for StatefulOp<D> {
     /// Every (key, window)'s cells and the rest as the meta (a
     /// [`KeyedSnapshot`], written key by key in the store's order).
     fn snapshot(&self) -> Result<Vec<u8>, PipelineError> {
-        let mut out = KeyedWriter::new(&self.encode_meta());
+        let mut out = KeyedWriter::new(&self.encode_meta()?);
         let (mut key, mut failed) = (Vec::new(), None);
         self.cells.for_each(&mut |at, cells| {
             key.clear();
@@ -373,7 +440,7 @@ impl<D: StatefulDoFn> Operator for StatefulOp<D> {
     /// The cells of the (key, window)s touched since the previous
     /// snapshot (`None`: no cells any more), and the rest whole.
     fn snapshot_changes(&mut self, _epoch: u64) -> Result<Option<Vec<u8>>, PipelineError> {
-        let changes = self.cells.encoded_changes(&self.encode_meta());
+        let changes = self.cells.encoded_changes(&self.encode_meta()?);
         if let Some(e) = self.cells.peek_error() {
             return Err(e);
         }
@@ -395,7 +462,7 @@ impl<D: StatefulDoFn> Operator for StatefulOp<D> {
             return Ok(None);
         }
         self.cells.take_changed();
-        let stream = self.cells.snapshot_stream(self.encode_meta());
+        let stream = self.cells.snapshot_stream(self.encode_meta()?);
         if let Some(e) = self.cells.peek_error() {
             return Err(e);
         }
@@ -432,12 +499,16 @@ impl<D: StatefulDoFn> Operator for StatefulOp<D> {
             snap.timers.retain(|t| from.owns(key_hash(&t.0)));
             snap.windows.retain(|w| from.owns(key_hash(&w.1)));
             snap.buffer.retain(|b| from.owns(key_hash(&b.2)));
+            // Every instance received every side-input value (broadcast):
+            // the first instance's are everyone's.
+            snap.waiting.retain(|v| from.owns(key_hash(&v.value.0)));
             merged = Some(match merged {
                 None => snap,
                 Some(mut m) => {
                     m.timers.append(&mut snap.timers);
                     m.windows.append(&mut snap.windows);
                     m.buffer.append(&mut snap.buffer);
+                    m.waiting.append(&mut snap.waiting);
                     m.input_wm = m.input_wm.min(snap.input_wm);
                     m.processing_time = m.processing_time.min(snap.processing_time);
                     m
@@ -467,14 +538,15 @@ type Decoded<K, V> = (OpSnapshot<K, V>, Vec<SnapCells<K>>);
 
 /// Everything of a snapshot but the cells, checked for its format.
 fn decode_meta<K: Key, V: Data>(meta: &[u8]) -> Result<OpSnapshot<K, V>, PipelineError> {
-    let snap: OpSnapshot<K, V> = bincode::deserialize(meta).map_err(cannot_restore)?;
-    if snap.format != SNAPSHOT_FORMAT {
+    // The format number comes first, so that an older layout is named as
+    // such rather than failing to decode.
+    let format: u32 = bincode::deserialize(meta).map_err(cannot_restore)?;
+    if format != SNAPSHOT_FORMAT {
         return Err(PipelineError::Runner(format!(
-            "stateful operator: a snapshot of format {}, this Weir reads format {SNAPSHOT_FORMAT}",
-            snap.format
+            "stateful operator: a snapshot of format {format}, this Weir reads format {SNAPSHOT_FORMAT}"
         )));
     }
-    Ok(snap)
+    bincode::deserialize(meta).map_err(cannot_restore)
 }
 
 fn decode_snapshot<K: Key, V: Data>(bytes: &[u8]) -> Result<Decoded<K, V>, PipelineError> {
@@ -493,7 +565,7 @@ fn decode_snapshot<K: Key, V: Data>(bytes: &[u8]) -> Result<Decoded<K, V>, Pipel
 
 impl<D: StatefulDoFn> StatefulOp<D> {
     /// Everything but the cells.
-    fn encode_meta(&self) -> Vec<u8> {
+    fn encode_meta(&self) -> Result<Vec<u8>, PipelineError> {
         let snap = OpSnapshot::<D::Key, D::Value> {
             format: SNAPSHOT_FORMAT,
             timers: self
@@ -506,8 +578,11 @@ impl<D: StatefulDoFn> StatefulOp<D> {
             next_seq: self.next_seq,
             input_wm: self.input_wm,
             processing_time: self.processing_time,
+            sides: encode_sides(&self.sides)?,
+            waiting: self.waiting.clone(),
         };
-        bincode::serialize(&snap).expect("serializing a snapshot into memory cannot fail")
+        bincode::serialize(&snap)
+            .map_err(|e| PipelineError::Internal(format!("serializing a stateful operator's snapshot: {e}")))
     }
 
     fn restore_snapshot(&mut self, snap: OpSnapshot<D::Key, D::Value>, cells: Vec<SnapCells<D::Key>>) -> OpResult {
@@ -524,8 +599,14 @@ impl<D: StatefulDoFn> StatefulOp<D> {
 
     /// A fresh instance with everything of `snap` but the cells.
     fn restored_without_cells(&self, snap: OpSnapshot<D::Key, D::Value>) -> Result<Self, PipelineError> {
-        let mut op =
-            StatefulOp::with_backend(self.dofn.clone(), self.strategy.clone(), self.worker, &self.backend, &self.tags)?;
+        let mut op = StatefulOp::with_backend(
+            self.dofn.clone(),
+            self.strategy.clone(),
+            self.worker,
+            &self.backend,
+            &self.tags,
+            &self.side_defs,
+        )?;
         for (k, w, f, tag, d, t, o) in snap.timers {
             op.insert_timer((k, w, Cow::Owned(f), tag), (d, t, o));
         }
@@ -534,6 +615,8 @@ impl<D: StatefulDoFn> StatefulOp<D> {
         op.next_seq = snap.next_seq;
         op.input_wm = snap.input_wm;
         op.processing_time = snap.processing_time;
+        decode_sides(&mut op.sides, &snap.sides)?;
+        op.waiting = snap.waiting;
         Ok(op)
     }
 }

@@ -5,7 +5,9 @@
 use std::fmt::Write as _;
 use std::path::PathBuf;
 
-use anyhow::{bail, Result};
+use std::path::Path;
+
+use anyhow::{bail, Context, Result};
 use clap::Args;
 use weir_nexmark::Query;
 
@@ -39,8 +41,44 @@ pub struct BenchArgs {
     /// Another `weir` executable (a baseline build) to measure in the same
     /// sitting: each repetition runs both, in alternating order, and the
     /// report gives both medians and their ratio. Their results must agree.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "baseline")]
     pub baseline: Option<PathBuf>,
+    /// A Python with PyFlink (`shared/nexmark/peers/README.md`): each
+    /// repetition of a query Flink runs also runs it on Flink, right after
+    /// Weir, at parallelism = workers, on the same `--input` file; the
+    /// report gives Flink's median and Weir's ratio to it. Results must
+    /// agree (rows and sha256).
+    #[arg(long, requires = "input")]
+    pub flink: Option<PathBuf>,
+    /// Flink's runner script.
+    #[arg(long, default_value = "../shared/nexmark/peers/flink/run.py")]
+    pub flink_runner: PathBuf,
+}
+
+/// The queries `peers/flink/run.py` runs.
+const FLINK_QUERIES: [&str; 9] = ["q0", "q1", "q2", "q3", "q4", "q5", "q7", "q8", "q11"];
+
+/// One Flink run of `q` on `input`: its events/s (input events over the
+/// job's own runtime, JVM start and submission excluded), rows and sha256.
+fn run_flink(a: &BenchArgs, python: &Path, q: Query, input: &str, parallelism: usize) -> Result<(f64, u64, String)> {
+    let out = a.out.join(format!("flink-p{parallelism}"));
+    std::fs::create_dir_all(&out)?;
+    let status = std::process::Command::new(python)
+        .arg(&a.flink_runner)
+        .args(["--query", q.name(), "--input", input, "--parallelism", &parallelism.to_string(), "--out"])
+        .arg(&out)
+        .stdout(std::process::Stdio::null())
+        .status()
+        .with_context(|| format!("starting {} {}", python.display(), a.flink_runner.display()))?;
+    if !status.success() {
+        bail!("Flink failed on {q} ({status})");
+    }
+    let summary: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join(format!("{}.summary.json", q.name())))?)?;
+    let rate = summary["events_per_s"].as_f64().context("Flink's summary has no events_per_s")?;
+    let rows = summary["rows"].as_u64().context("Flink's summary has no rows")?;
+    let sha = summary["sha256"].as_str().context("Flink's summary has no sha256")?.to_string();
+    Ok((rate, rows, sha))
 }
 
 fn median(v: &mut [f64]) -> f64 {
@@ -80,6 +118,9 @@ pub fn main(a: BenchArgs) -> Result<()> {
             bail!("--baseline {}: no such executable", b.display());
         }
     }
+    if a.flink.is_some() && !a.flink_runner.is_file() {
+        bail!("--flink-runner {}: no such file (Flink's runner from shared/nexmark/peers)", a.flink_runner.display());
+    }
     let mut queries = a
         .queries
         .clone()
@@ -100,18 +141,25 @@ pub fn main(a: BenchArgs) -> Result<()> {
             report,
             "| query | workers | median events/s | baseline median events/s | this / baseline | min events/s | peak RSS running (MiB) | rows |"
         )?;
+    } else if a.flink.is_some() {
+        writeln!(report, "Flink: each query run right after Weir, at parallelism = workers, on the same file.\n")?;
+        writeln!(
+            report,
+            "| query | workers | median events/s | min events/s | peak RSS running (MiB) | ratio to parse (median) | Flink median events/s | Weir / Flink | rows |"
+        )?;
     } else {
         writeln!(
             report,
             "| query | workers | median events/s | min events/s | peak RSS running (MiB) | peak RSS with sorted result (MiB) | ratio to parse (median) | rows |"
         )?;
     }
-    writeln!(report, "|---|---:|---:|---:|---:|---:|---:|---:|")?;
+    writeln!(report, "|---|---:|---:|---:|---:|---:|---:|---:|{}", if a.flink.is_some() { "---:|" } else { "" })?;
     for &w in &a.workers {
         let mut parse_median = 0.0;
         for &q in &queries {
             let mut rates = Vec::new();
             let mut base_rates = Vec::new();
+            let mut flink_rates = Vec::new();
             let mut rss = 0;
             let mut run_rss = 0;
             let mut rows = 0;
@@ -139,6 +187,16 @@ pub fn main(a: BenchArgs) -> Result<()> {
                     }
                     base_rates.push(base.events_per_second());
                 }
+                if let (Some(python), Some(input)) = (&a.flink, &a.input) {
+                    if FLINK_QUERIES.contains(&q.name()) {
+                        let (rate, rows, sha) = run_flink(&a, python, q, input, w)?;
+                        eprintln!("bench: flink {q} p{w}: {rate:.0} events/s (rep {}/{})", rep + 1, a.reps);
+                        if (rows, &sha) != (s.rows, &s.sha256) {
+                            bail!("{q}: Flink's result differs from Weir's ({rows} rows, sha256 {sha})");
+                        }
+                        flink_rates.push(rate);
+                    }
+                }
                 rates.push(s.events_per_second());
                 rss = rss.max(s.peak_rss_bytes);
                 run_rss = run_rss.max(s.run_peak_rss_bytes);
@@ -163,6 +221,23 @@ pub fn main(a: BenchArgs) -> Result<()> {
                 parse_median = med;
             }
             let ratio = if parse_median > 0.0 { med / parse_median } else { 0.0 };
+            if a.flink.is_some() {
+                let (flink, vs) = match flink_rates.is_empty() {
+                    true => ("–".to_string(), "–".to_string()),
+                    false => {
+                        let f = median(&mut flink_rates);
+                        (thousands(f), format!("{:.1}", med / f))
+                    }
+                };
+                writeln!(
+                    report,
+                    "| {q} | {w} | {} | {} | {} | {ratio:.2} | {flink} | {vs} | {rows} |",
+                    thousands(med),
+                    thousands(min),
+                    run_rss >> 20
+                )?;
+                continue;
+            }
             writeln!(
                 report,
                 "| {q} | {w} | {} | {} | {} | {} | {:.2} | {rows} |",

@@ -331,6 +331,47 @@ fn bench_against_a_baseline_reports_both_columns() {
     assert!(stderr(&missing).contains("--baseline /no/such/weir: no such executable"), "{}", stderr(&missing));
 }
 
+/// `weir bench-pipeline` runs the users' pipeline and the hand-written
+/// loop on a generated log; each Weir run must compute the loop's result
+/// (the command fails otherwise), and the report has a row per program.
+#[test]
+fn bench_pipeline_compares_weir_with_the_loop() {
+    let dir = tempfile::tempdir().unwrap();
+    let (log, report) = (dir.path().join("log.jsonl"), dir.path().join("report.md"));
+    let o = Command::new(WEIR)
+        .args(["bench-pipeline", "--lines", "5000", "--reps", "1", "--workers", "1,2", "--input"])
+        .arg(&log)
+        .arg("--report")
+        .arg(&report)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(std::fs::read_to_string(&log).unwrap().lines().count(), 5000);
+    let text = std::fs::read_to_string(&report).unwrap();
+    for row in ["| hand-written loop (1 thread) |", "| Weir, 1 worker |", "| Weir, 2 workers |"] {
+        assert!(text.contains(row), "{row} in {text}");
+    }
+    // A log line the pipeline cannot read is an error, not a smaller result.
+    std::fs::write(&log, "{\"ts\": 1}\n").unwrap();
+    let o = Command::new(WEIR).args(["bench-pipeline", "--reps", "1", "--input"]).arg(&log).output().unwrap();
+    assert!(!o.status.success());
+}
+
+/// `weir bench --flink` needs Flink's runner script.
+#[test]
+fn bench_with_flink_needs_its_runner() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("e.jsonl");
+    std::fs::write(&input, "").unwrap();
+    let o = Command::new(WEIR)
+        .args(["bench", "--flink", "python3", "--flink-runner", "/no/such/run.py", "--input"])
+        .arg(&input)
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("--flink-runner /no/such/run.py: no such file"), "{}", stderr(&o));
+}
+
 /// Key groups decide only where a key is processed, never the result; too
 /// few for the workers is a clear error before anything runs.
 #[test]

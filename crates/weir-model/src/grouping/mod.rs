@@ -676,6 +676,8 @@ where
         }
         Some(i) => i,
         None => {
+            // Most keys have one window: a first push would reserve four.
+            ks.reserve_exact(1);
             ks.push(WinState::new(w, cfg.program.new_state()));
             ks.len() - 1
         }

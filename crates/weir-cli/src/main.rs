@@ -41,24 +41,25 @@ fn keep_freed_memory() {
     }
 }
 
-/// mimalloc v3's `mi_option_allow_thp` (v2 numbers it differently).
-const MI_OPTION_ALLOW_THP: libmimalloc_sys::mi_option_t = 43;
-
-/// No transparent huge pages for the memory mimalloc maps from now on,
-/// unless `MIMALLOC_ALLOW_THP` says otherwise. mimalloc asks the kernel
-/// for them (`madvise`), and where the kernel then compacts memory to find
-/// them on the spot (`defrag` = `madvise`, the default), a page fault can
-/// stall for milliseconds: measured with `farm-bench`, 8 runs in one
+/// No transparent huge pages for this process from now on, unless
+/// `MIMALLOC_ALLOW_THP` is set. mimalloc asks the kernel for them
+/// (`madvise`) on the memory it reserves, and where the kernel then
+/// compacts memory to find them on the spot (`defrag` = `madvise`, the
+/// default), page faults stall: measured with `farm-bench`, 8 runs in one
 /// sitting, the users' pipeline (`weir bench-pipeline`, 1 worker) took
 /// 2.46 s without them against 7.13 s with them (4.6 s of it in the
-/// kernel), and q5 on 5 M events with 2 workers 3.52 s against 4.29 s.
+/// kernel zeroing and compacting), and q5 on 5 M events with 2 workers
+/// 3.52 s against 4.29 s. mimalloc's own option is read when it starts,
+/// before `main`, so the process asks the kernel directly, as mimalloc
+/// does for that option.
 fn no_transparent_huge_pages() {
-    // SAFETY: reads the version of the allocator linked into this binary.
-    let v3 = unsafe { libmimalloc_sys::mi_version() } >= 300;
-    if v3 && std::env::var_os("MIMALLOC_ALLOW_THP").is_none() {
-        // SAFETY: sets one option of that allocator; 0 is valid for it,
-        // and it is read at each mapping of memory from the OS.
-        unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_ALLOW_THP, 0) }
+    #[cfg(target_os = "linux")]
+    if std::env::var_os("MIMALLOC_ALLOW_THP").is_none() {
+        // SAFETY: PR_SET_THP_DISABLE takes plain integers and only sets a
+        // flag of this process; a failure (an old kernel) changes nothing.
+        unsafe {
+            libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0);
+        }
     }
 }
 

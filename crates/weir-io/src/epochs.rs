@@ -125,6 +125,34 @@ impl EpochDir {
         write_atomically(&tmp, &target, bytes)
     }
 
+    /// The first chunk number that worker `worker` has not written in
+    /// epoch `epoch` (pending or committed): where an instance restored in
+    /// the middle of an epoch goes on numbering, so that it never replaces
+    /// a file the epoch already has.
+    ///
+    /// ```
+    /// use weir_io::epochs::EpochDir;
+    /// let dir = tempfile::tempdir().unwrap();
+    /// let out = EpochDir::new(dir.path(), "csv");
+    /// assert_eq!(out.next_seq(3, 1).unwrap(), 0);
+    /// out.write_pending(3, 1, 0, b"a\n").unwrap();
+    /// out.write_pending(3, 1, 1, b"b\n").unwrap();
+    /// out.write_pending(3, 0, 5, b"c\n").unwrap();
+    /// assert_eq!(out.next_seq(3, 1).unwrap(), 2);
+    /// assert_eq!(out.next_seq(4, 1).unwrap(), 0);
+    /// ```
+    pub fn next_seq(&self, epoch: u64, worker: usize) -> Result<u64, IoError> {
+        let prefix = format!("{epoch:020}-{worker:05}-");
+        let mut next = 0;
+        for name in names_in(&self.dir)? {
+            let seq = name.strip_prefix(&prefix).and_then(|rest| rest.get(..6)).and_then(|n| n.parse::<u64>().ok());
+            if let Some(seq) = seq {
+                next = next.max(seq + 1);
+            }
+        }
+        Ok(next)
+    }
+
     /// Every file of the folder: (name, epoch, committed).
     fn files(&self) -> Result<Vec<(String, u64, bool)>, IoError> {
         let mut out = Vec::new();

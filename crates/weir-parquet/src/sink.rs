@@ -14,7 +14,7 @@ use parquet::schema::parser::parse_message_type;
 use parquet::schema::types::Type;
 use serde::Serialize;
 use serde_json::Value;
-use weir_io::epochs::{decode_open_epoch, encode_open_epoch, rescaled_open_epoch, EpochDir};
+use weir_io::epochs::{decode_open_epoch, encode_open_epoch, EpochDir};
 use weir_pipeline::PCollection;
 use weir_runtime::{
     Batch, Data, NodeCounters, NodeKind, OpContext, OpResult, Operator, PipelineError, Rescale, Routing,
@@ -164,28 +164,71 @@ impl<T: Data + Serialize> Operator for ParquetSinkOp<T> {
 
     /// The epoch's rows become a pending file; the next epoch opens.
     fn snapshot_epoch(&mut self, epoch: u64) -> Result<Vec<u8>, PipelineError> {
-        self.open = epoch;
+        if epoch != self.open {
+            // Not the epoch this instance has open (the reference runner
+            // asks for epoch 0 at every step): go on after its files.
+            self.open = epoch;
+            self.seq = self.dir.next_seq(epoch, self.worker).map_err(|e| self.fail(e))?;
+        }
         self.write()?;
         self.open = epoch + 1;
         self.seq = 0;
         self.snapshot()
     }
 
+    /// The open epoch, then the rows not yet in a file (JSON): none at an
+    /// epoch's end (`snapshot_epoch` writes them first), some when a
+    /// runner snapshots within an epoch.
     fn snapshot(&self) -> Result<Vec<u8>, PipelineError> {
-        Ok(encode_open_epoch(self.open))
+        let mut out = encode_open_epoch(self.open);
+        serde_json::to_writer(&mut out, &self.rows).map_err(|e| self.fail(e))?;
+        Ok(out)
     }
 
+    /// The open epoch and the rows kept; the epoch's files go on from the
+    /// next unused number, so a snapshot taken within an epoch never leads
+    /// to a file of the epoch replaced.
     fn restore(&mut self, bytes: &[u8]) -> OpResult {
-        self.open = decode_open_epoch(&self.name, bytes)?;
-        self.seq = 0;
+        let (open, rows) = self.decode(bytes)?;
+        self.open = open;
+        self.rows = rows;
+        self.seq = self.dir.next_seq(self.open, self.worker).map_err(|e| self.fail(e))?;
         Ok(())
     }
 
+    /// The rows kept by the old instances this one takes over.
     fn restore_rescaled(&mut self, from: &Rescale<'_>) -> OpResult {
-        if let Some(open) = rescaled_open_epoch(&self.name, from)? {
-            (self.open, self.seq) = (open, 0);
+        // Every old instance's snapshot holds the same open epoch.
+        let mut open = None;
+        for bytes in from.snapshots {
+            open = open.max(Some(self.decode(bytes)?.0));
+        }
+        if let Some(open) = open {
+            self.open = open;
+            self.rows.clear();
+            for bytes in from.owned_snapshots() {
+                self.rows.append(&mut self.decode(bytes)?.1);
+            }
+            self.seq = self.dir.next_seq(self.open, self.worker).map_err(|e| self.fail(e))?;
         }
         Ok(())
+    }
+}
+
+/// The length of [`encode_open_epoch`]'s bytes, at the head of a snapshot.
+const OPEN_EPOCH_LEN: usize = 12;
+
+impl<T> ParquetSinkOp<T> {
+    /// A snapshot's open epoch and rows.
+    fn decode(&self, bytes: &[u8]) -> Result<(u64, Vec<Value>), PipelineError> {
+        let (head, rows) = bytes.split_at(bytes.len().min(OPEN_EPOCH_LEN));
+        let open = decode_open_epoch(&self.name, head)?;
+        if rows.is_empty() {
+            return Ok((open, Vec::new())); // a snapshot of an earlier Weir: no rows kept
+        }
+        let rows = serde_json::from_slice(rows)
+            .map_err(|e| PipelineError::Checkpoint(format!("{}: a snapshot this Weir cannot read: {e}", self.name)))?;
+        Ok((open, rows))
     }
 }
 

@@ -51,6 +51,8 @@ pub(super) struct StatefulOp<D: StatefulDoFn> {
     /// Elements waiting for their side-input windows to be ready, in
     /// arrival order; they hold the watermark of timers and of the output.
     pub(super) waiting: Vec<WindowedValue<(D::Key, D::Value)>>,
+    /// The earliest timestamp in `waiting` (MAX: none).
+    pub(super) waiting_min: Timestamp,
     pub(super) worker: usize,
 }
 
@@ -125,6 +127,7 @@ impl<D: StatefulDoFn> StatefulOp<D> {
             sides: sides.iter().map(ErasedSide::entry).collect(),
             side_defs: sides.to_vec(),
             waiting: Vec::new(),
+            waiting_min: Timestamp::MAX,
             worker,
         })
     }
@@ -319,6 +322,7 @@ impl<D: StatefulDoFn> StatefulOp<D> {
         let (ready, wait): (Vec<_>, Vec<_>) =
             std::mem::take(&mut self.waiting).into_iter().partition(|v| sides_ready(&self.sides, &v.window, &wms));
         self.waiting = wait;
+        self.waiting_min = self.waiting.iter().map(|v| v.timestamp).min().unwrap_or(Timestamp::MAX);
         for v in ready {
             self.accept(v, cx)?;
         }
@@ -333,7 +337,7 @@ impl<D: StatefulDoFn> StatefulOp<D> {
             return cx.input_watermark();
         }
         let main = cx.input_watermarks.first().copied().unwrap_or(Timestamp::MAX);
-        self.waiting.iter().map(|v| v.timestamp).fold(main, Timestamp::min)
+        main.min(self.waiting_min)
     }
 
     fn flush(&mut self, cx: &mut OpContext<'_>) {
@@ -356,21 +360,28 @@ impl<D: StatefulDoFn> Operator for StatefulOp<D> {
         self.processing_time = self.processing_time.max(cx.processing_time);
         self.fire_processing_time(cx)?;
         if port > 0 {
+            // Waiting elements become ready only as watermarks move: in
+            // `advance`.
             self.sides[port - 1].add(batch)?;
         } else {
             let input = batch.into_vec::<(D::Key, D::Value)>()?;
             NodeCounters::add(&cx.counters.elements_in, input.len() as u64);
+            let wms = cx.input_watermarks.to_vec();
             for v in input {
-                if self.sides.is_empty() {
+                if self.sides.is_empty() || sides_ready(&self.sides, &v.window, &wms) {
                     self.accept(v, cx)?;
-                } else if self.gc(&v.window) < self.input_wm {
+                } else if self.gc(&v.window) < self.input_wm
+                    || (self.sorted_input && v.timestamp + self.strategy.allowed_lateness < self.input_wm)
+                {
+                    // Certain to be dropped once ready: not kept waiting
+                    // (it would hold every timer back meanwhile).
                     NodeCounters::add(&cx.counters.dropped_expired, 1);
                 } else {
+                    self.waiting_min = self.waiting_min.min(v.timestamp);
                     self.waiting.push(v);
                 }
             }
         }
-        self.release_ready(cx)?;
         // A failure of the state backend ends the job before anything
         // computed from missing state leaves the operator.
         if let Some(e) = self.cells.take_error() {
@@ -400,8 +411,7 @@ impl<D: StatefulDoFn> Operator for StatefulOp<D> {
     fn hold(&self) -> Timestamp {
         let timers = self.holds.min().unwrap_or(Timestamp::MAX);
         let buffered = self.buffer.first_key_value().map_or(Timestamp::MAX, |((t, _), _)| *t);
-        let waiting = self.waiting.iter().map(|v| v.timestamp).min().unwrap_or(Timestamp::MAX);
-        timers.min(buffered).min(waiting)
+        timers.min(buffered).min(self.waiting_min)
     }
 
     fn next_wakeup(&self) -> Option<Timestamp> {
@@ -616,6 +626,7 @@ impl<D: StatefulDoFn> StatefulOp<D> {
         op.input_wm = snap.input_wm;
         op.processing_time = snap.processing_time;
         decode_sides(&mut op.sides, &snap.sides)?;
+        op.waiting_min = snap.waiting.iter().map(|v| v.timestamp).min().unwrap_or(Timestamp::MAX);
         op.waiting = snap.waiting;
         Ok(op)
     }

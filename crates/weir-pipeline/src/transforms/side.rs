@@ -189,6 +189,18 @@ pub(crate) fn sides_ready(entries: &[SideEntry], w: &Window, watermarks: &[Times
     })
 }
 
+/// Take the elements of `waiting` whose side inputs are ready
+/// ([`sides_ready`]) out of it, in arrival order.
+pub(crate) fn take_ready<T>(
+    waiting: &mut Vec<WindowedValue<T>>,
+    entries: &[SideEntry],
+    watermarks: &[Timestamp],
+) -> Vec<WindowedValue<T>> {
+    let (ready, wait) = std::mem::take(waiting).into_iter().partition(|v| sides_ready(entries, &v.window, watermarks));
+    *waiting = wait;
+    ready
+}
+
 /// Every side input's values, encoded (for a snapshot).
 pub(crate) fn encode_sides(entries: &[SideEntry]) -> Result<Vec<Vec<u8>>, PipelineError> {
     entries.iter().map(|e| e.store.encode()).collect()
@@ -354,10 +366,7 @@ impl<D: DoFn> SideParDoOp<D> {
         if self.pending.is_empty() {
             return Ok(());
         }
-        let wms = cx.input_watermarks.to_vec();
-        let (ready, wait): (Vec<_>, Vec<_>) =
-            std::mem::take(&mut self.pending).into_iter().partition(|v| sides_ready(&self.sides, &v.window, &wms));
-        self.pending = wait;
+        let ready = take_ready(&mut self.pending, &self.sides, cx.input_watermarks);
         if !ready.is_empty() {
             self.runner.run_bundle(&ready, &self.sides, cx)?;
         }

@@ -51,7 +51,7 @@ use crate::graph::PCollection;
 use crate::transforms::combine::CombineFn;
 use crate::transforms::elementwise::{ErasedTag, OutputTag, OutputTags, ParDoOutputs, TaggedBuffer};
 use crate::transforms::group::KeyValue;
-use crate::transforms::side::{decode_sides, encode_sides, sides_ready, SideEntry};
+use crate::transforms::side::{decode_sides, encode_sides, sides_ready, take_ready, SideEntry};
 use crate::transforms::side::{ErasedSide, SideInput, SideInputList, SideInputs};
 use weir_runtime::batch::Batch;
 use weir_runtime::data::{Data, Key, WindowedValue};

@@ -318,10 +318,7 @@ impl<D: StatefulDoFn> StatefulOp<D> {
         if self.waiting.is_empty() {
             return Ok(());
         }
-        let wms = cx.input_watermarks.to_vec();
-        let (ready, wait): (Vec<_>, Vec<_>) =
-            std::mem::take(&mut self.waiting).into_iter().partition(|v| sides_ready(&self.sides, &v.window, &wms));
-        self.waiting = wait;
+        let ready = take_ready(&mut self.waiting, &self.sides, cx.input_watermarks);
         self.waiting_min = self.waiting.iter().map(|v| v.timestamp).min().unwrap_or(Timestamp::MAX);
         for v in ready {
             self.accept(v, cx)?;

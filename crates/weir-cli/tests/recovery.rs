@@ -248,10 +248,18 @@ fn rescaled_at_every_restart_ends_with_the_uninterrupted_output(q: &str, events:
     let expected = uninterrupted_sha(q, events, tmp.path());
     let mut rng = Rng::new();
     let (mut kills, mut rescaled) = (0, 0);
+    // How long after its checkpoint a start is killed: at random within
+    // this window, which shrinks to 80 % of the shortest time a start that
+    // was not killed took from its checkpoint to its end (on a fast machine
+    // a start may end soon after its first checkpoint, and a fixed window
+    // would then rarely kill anything).
+    let mut window_ms: u64 = 1500;
+    let mut campaigns = 0;
     for campaign in 0.. {
         if kills >= min_kills {
             break;
         }
+        campaigns = campaign + 1;
         assert!(campaign < 20, "{q}: only {kills} kills in {campaign} campaigns");
         let dir = tmp.path().join(format!("campaign-{campaign}"));
         let (out, ck) = (dir.join("out"), dir.join("ck"));
@@ -276,7 +284,9 @@ fn rescaled_at_every_restart_ends_with_the_uninterrupted_output(q: &str, events:
                 assert!(started.elapsed() < Duration::from_secs(120), "{q}: no checkpoint in 120 s");
                 std::thread::sleep(Duration::from_millis(5));
             }
-            let at = Instant::now() + Duration::from_millis(rng.below(1500));
+            let checkpointed = Instant::now();
+            let saw_checkpoint = manifests(&ck) != before;
+            let at = checkpointed + Duration::from_millis(rng.below(window_ms));
             while Instant::now() < at && child.try_wait().unwrap().is_none() {
                 std::thread::sleep(Duration::from_millis(5));
             }
@@ -291,6 +301,10 @@ fn rescaled_at_every_restart_ends_with_the_uninterrupted_output(q: &str, events:
             if killed {
                 continue;
             }
+            if saw_checkpoint {
+                let tail = checkpointed.elapsed().as_millis() as u64;
+                window_ms = window_ms.min((tail * 8 / 10).max(50));
+            }
             assert!(o.status.success(), "{q} on {workers} workers: {e}");
             assert!(!e.contains("panicked"), "{e}");
             break;
@@ -298,8 +312,8 @@ fn rescaled_at_every_restart_ends_with_the_uninterrupted_output(q: &str, events:
         assert_eq!(sha_of(&out, q), expected, "{q}: campaign {campaign} after {kills} kills in all");
     }
     eprintln!(
-        "{q}: {kills} kills on 1 to 4 workers, {rescaled} starts resumed on another number of workers, every \
-         campaign ended with sha256 {expected}"
+        "{q}: {kills} kills on 1 to 4 workers in {campaigns} campaigns (kill window {window_ms} ms), {rescaled} \
+         starts resumed on another number of workers, every campaign ended with sha256 {expected}"
     );
     assert!(rescaled > 0, "no start resumed on another number of workers");
 }

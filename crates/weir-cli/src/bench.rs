@@ -48,7 +48,7 @@ pub struct BenchArgs {
     /// Weir, at parallelism = workers, on the same `--input` file; the
     /// report gives Flink's median and Weir's ratio to it. Results must
     /// agree (rows and sha256).
-    #[arg(long, requires = "input")]
+    #[arg(long)]
     pub flink: Option<PathBuf>,
     /// Flink's runner script.
     #[arg(long, default_value = "../shared/nexmark/peers/flink/run.py")]
@@ -117,6 +117,9 @@ pub fn main(a: BenchArgs) -> Result<()> {
         if !b.is_file() {
             bail!("--baseline {}: no such executable", b.display());
         }
+    }
+    if a.flink.is_some() && a.input.is_none() {
+        bail!("--flink needs --input FILE: Flink reads the same JSON-lines file as Weir");
     }
     if a.flink.is_some() && !a.flink_runner.is_file() {
         bail!("--flink-runner {}: no such file (Flink's runner from shared/nexmark/peers)", a.flink_runner.display());

@@ -184,11 +184,20 @@ pub fn main(a: BenchPipelineArgs) -> Result<()> {
     if a.reps == 0 || a.workers.contains(&0) {
         bail!("--reps and every --workers count must be at least 1");
     }
-    if !a.input.is_file() {
+    if a.input.exists() && !a.input.is_file() {
+        bail!(
+            "--input {}: not a regular file (a missing file is generated; nothing else is written over)",
+            a.input.display()
+        );
+    }
+    if !a.input.exists() {
         eprintln!("bench-pipeline: generating {} lines into {}", a.lines, a.input.display());
         generate(&a.input, a.lines)?;
     }
     let lines = std::io::BufReader::new(std::fs::File::open(&a.input)?).lines().count() as f64;
+    if lines == 0.0 {
+        bail!("{} has no lines to measure with", a.input.display());
+    }
     // Alternate loop and Weir runs, so that the machine's drift falls on both.
     let mut loop_secs = Vec::new();
     let mut weir_secs: Vec<Vec<f64>> = vec![Vec::new(); a.workers.len()];

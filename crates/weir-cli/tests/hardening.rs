@@ -351,13 +351,22 @@ fn bench_pipeline_compares_weir_with_the_loop() {
     for row in ["| hand-written loop (1 thread) |", "| Weir, 1 worker |", "| Weir, 2 workers |"] {
         assert!(text.contains(row), "{row} in {text}");
     }
+    // Only a missing log is generated: anything else there is refused.
+    let o = Command::new(WEIR).args(["bench-pipeline", "--input"]).arg(dir.path()).output().unwrap();
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("not a regular file"), "{}", stderr(&o));
+    // An empty log has nothing to measure.
+    let empty = dir.path().join("empty.jsonl");
+    std::fs::write(&empty, "").unwrap();
+    let o = Command::new(WEIR).args(["bench-pipeline", "--input"]).arg(&empty).output().unwrap();
+    assert!(stderr(&o).contains("has no lines"), "{}", stderr(&o));
     // A log line the pipeline cannot read is an error, not a smaller result.
     std::fs::write(&log, "{\"ts\": 1}\n").unwrap();
     let o = Command::new(WEIR).args(["bench-pipeline", "--reps", "1", "--input"]).arg(&log).output().unwrap();
     assert!(!o.status.success());
 }
 
-/// `weir bench --flink` needs Flink's runner script.
+/// `weir bench --flink` needs Flink's runner script and an input file.
 #[test]
 fn bench_with_flink_needs_its_runner() {
     let dir = tempfile::tempdir().unwrap();
@@ -370,6 +379,10 @@ fn bench_with_flink_needs_its_runner() {
         .unwrap();
     assert!(!o.status.success());
     assert!(stderr(&o).contains("--flink-runner /no/such/run.py: no such file"), "{}", stderr(&o));
+    // Flink reads a file: the generator is no input for it.
+    let o = Command::new(WEIR).args(["bench", "--flink", "python3", "--events", "100"]).output().unwrap();
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("--flink needs --input FILE"), "{}", stderr(&o));
 }
 
 /// Key groups decide only where a key is processed, never the result; too

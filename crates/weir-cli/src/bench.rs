@@ -41,7 +41,7 @@ pub struct BenchArgs {
     /// Another `weir` executable (a baseline build) to measure in the same
     /// sitting: each repetition runs both, in alternating order, and the
     /// report gives both medians and their ratio. Their results must agree.
-    #[arg(long, conflicts_with = "baseline")]
+    #[arg(long, conflicts_with = "flink")]
     pub baseline: Option<PathBuf>,
     /// A Python with PyFlink (`shared/nexmark/peers/README.md`): each
     /// repetition of a query Flink runs also runs it on Flink, right after
@@ -63,7 +63,12 @@ const FLINK_QUERIES: [&str; 9] = ["q0", "q1", "q2", "q3", "q4", "q5", "q7", "q8"
 fn run_flink(a: &BenchArgs, python: &Path, q: Query, input: &str, parallelism: usize) -> Result<(f64, u64, String)> {
     let out = a.out.join(format!("flink-p{parallelism}"));
     std::fs::create_dir_all(&out)?;
-    let status = std::process::Command::new(python)
+    let summary_file = out.join(format!("{}.summary.json", q.name()));
+    // A run that ends without writing its summary must not report the last one's.
+    let _ = std::fs::remove_file(&summary_file);
+    let mut cmd = std::process::Command::new(python);
+    crate::verify::huge_pages_as_configured(&mut cmd);
+    let status = cmd
         .arg(&a.flink_runner)
         .args(["--query", q.name(), "--input", input, "--parallelism", &parallelism.to_string(), "--out"])
         .arg(&out)
@@ -74,7 +79,7 @@ fn run_flink(a: &BenchArgs, python: &Path, q: Query, input: &str, parallelism: u
         bail!("Flink failed on {q} ({status})");
     }
     let summary: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(out.join(format!("{}.summary.json", q.name())))?)?;
+        serde_json::from_slice(&std::fs::read(&summary_file).context("Flink wrote no summary")?)?;
     let rate = summary["events_per_s"].as_f64().context("Flink's summary has no events_per_s")?;
     let rows = summary["rows"].as_u64().context("Flink's summary has no rows")?;
     let sha = summary["sha256"].as_str().context("Flink's summary has no sha256")?.to_string();

@@ -65,7 +65,8 @@ fn generate(path: &Path, lines: u64) -> Result<()> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir)?;
     }
-    let tmp = path.with_extension("partial");
+    let name = path.file_name().context("--input names a file")?.to_string_lossy();
+    let tmp = path.with_file_name(format!(".{name}.partial"));
     let mut out = BufWriter::new(std::fs::File::create(&tmp).with_context(|| format!("{}", tmp.display()))?);
     let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
     let mut next = || {
@@ -155,7 +156,9 @@ fn once(how: &str, input: &Path, workers: usize) -> Result<()> {
 
 /// One run in a child process: (seconds, digest).
 fn child(how: &str, input: &Path, workers: usize) -> Result<(f64, String)> {
-    let out = std::process::Command::new(std::env::current_exe()?)
+    let mut cmd = std::process::Command::new(std::env::current_exe()?);
+    crate::verify::huge_pages_as_configured(&mut cmd);
+    let out = cmd
         .args(["bench-pipeline", "--once", how, "--workers", &workers.to_string(), "--input"])
         .arg(input)
         .output()?;

@@ -58,7 +58,13 @@ fn no_transparent_huge_pages() {
         // SAFETY: PR_SET_THP_DISABLE takes plain integers and only sets a
         // flag of this process; a failure (an old kernel) changes nothing.
         unsafe {
-            libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0);
+            libc::prctl(
+                libc::PR_SET_THP_DISABLE,
+                1 as libc::c_ulong,
+                0 as libc::c_ulong,
+                0 as libc::c_ulong,
+                0 as libc::c_ulong,
+            );
         }
     }
 }

@@ -96,6 +96,33 @@ pub fn run_child(q: Query, input_args: &[String], workers: usize, processes: usi
 }
 
 /// [`run_child`] with another `weir` executable (a baseline build).
+/// Let a child process use transparent huge pages as the system says:
+/// `weir` turns them off for itself (main.rs), and the kernel's flag would
+/// otherwise pass to every child — a baseline build or Flink's JVM would
+/// then be measured under this build's setting, not its own.
+pub fn huge_pages_as_configured(cmd: &mut Command) {
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::unix::process::CommandExt;
+        // SAFETY: the closure runs in the child between fork and exec and
+        // makes one system call (async-signal-safe), allocating nothing.
+        unsafe {
+            cmd.pre_exec(|| {
+                libc::prctl(
+                    libc::PR_SET_THP_DISABLE,
+                    0 as libc::c_ulong,
+                    0 as libc::c_ulong,
+                    0 as libc::c_ulong,
+                    0 as libc::c_ulong,
+                );
+                Ok(())
+            });
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = cmd;
+}
+
 pub fn run_child_of(
     exe: &Path,
     q: Query,
@@ -113,6 +140,7 @@ pub fn run_child_of(
     };
     if processes <= 1 {
         let mut cmd = Command::new(exe);
+        huge_pages_as_configured(&mut cmd);
         base(&mut cmd);
         cmd.arg("--workers").arg(workers.to_string());
         let status = cmd.status()?;
@@ -124,6 +152,7 @@ pub fn run_child_of(
         let children: Vec<std::process::Child> = (0..processes)
             .map(|i| {
                 let mut cmd = Command::new(exe);
+                huge_pages_as_configured(&mut cmd);
                 base(&mut cmd);
                 cmd.arg("--workers").arg(workers.to_string());
                 cmd.arg("--processes").arg(processes.to_string()).arg("--process-index").arg(i.to_string());

@@ -145,7 +145,9 @@ impl EpochDir {
         let prefix = format!("{epoch:020}-{worker:05}-");
         let mut next = 0;
         for name in names_in(&self.dir)? {
-            let seq = name.strip_prefix(&prefix).and_then(|rest| rest.get(..6)).and_then(|n| n.parse::<u64>().ok());
+            // `<seq>.<ext>`, `<seq>.<ext>.pending` (6 digits or more).
+            let seq =
+                name.strip_prefix(&prefix).and_then(|rest| rest.split('.').next()).and_then(|n| n.parse::<u64>().ok());
             if let Some(seq) = seq {
                 next = next.max(seq + 1);
             }

@@ -34,38 +34,156 @@
 //! assert_eq!(holds.min(), None);
 //! ```
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
+use std::hash::Hash;
+
+use foldhash::HashSet;
 
 use crate::time::Timestamp;
 use crate::trigger::TimerDomain;
 
-/// Timers of both domains, each a set of (firing time, owner id).
+/// The timers of one domain at one time.
+///
+/// Timers go into a hash set as they are set, and are sorted by id only
+/// when their time is the earliest and one is taken: many keys often share
+/// one time (every key's end of the global window, or of a fixed window),
+/// and a B-tree of (time, id) compared every insertion down to the keys
+/// (`memcmp` and B-tree search were 17 % of a grouping's time with 425,000
+/// string keys).
 #[derive(Clone, Debug)]
-pub struct TimerQueues<I> {
-    event: BTreeSet<(Timestamp, I)>,
-    processing: BTreeSet<(Timestamp, I)>,
+struct Bucket<I> {
+    /// Set and not yet sorted.
+    pending: HashSet<I>,
+    /// Sorted, largest first: the next to fire is last.
+    ready: Vec<I>,
 }
 
-impl<I: Ord> Default for TimerQueues<I> {
+impl<I> Default for Bucket<I> {
     fn default() -> Self {
-        TimerQueues { event: BTreeSet::new(), processing: BTreeSet::new() }
+        Bucket { pending: HashSet::default(), ready: Vec::new() }
     }
 }
 
-impl<I: Ord> TimerQueues<I> {
+impl<I: Ord + Hash> Bucket<I> {
+    fn is_empty(&self) -> bool {
+        self.pending.is_empty() && self.ready.is_empty()
+    }
+
+    /// Where `id` is in `ready`.
+    fn find_ready(&self, id: &I) -> Result<usize, usize> {
+        self.ready.binary_search_by(|x| id.cmp(x))
+    }
+
+    fn insert(&mut self, id: I) -> bool {
+        if !self.ready.is_empty() && self.find_ready(&id).is_ok() {
+            return false;
+        }
+        self.pending.insert(id)
+    }
+
+    fn remove(&mut self, id: &I) -> bool {
+        if self.pending.remove(id) {
+            return true;
+        }
+        match self.find_ready(id) {
+            Ok(i) => {
+                self.ready.remove(i);
+                true
+            }
+            Err(_) => false,
+        }
+    }
+
+    /// Sort what was set since the last call into `ready`.
+    fn sort(&mut self) {
+        if !self.pending.is_empty() {
+            self.ready.extend(self.pending.drain());
+            self.ready.sort_unstable_by(|a, b| b.cmp(a));
+        }
+    }
+}
+
+/// One domain's timers, by time.
+#[derive(Clone, Debug)]
+struct Queue<I> {
+    by_time: BTreeMap<Timestamp, Bucket<I>>,
+    len: usize,
+}
+
+impl<I> Default for Queue<I> {
+    fn default() -> Self {
+        Queue { by_time: BTreeMap::new(), len: 0 }
+    }
+}
+
+impl<I: Ord + Hash> Queue<I> {
+    fn insert(&mut self, at: Timestamp, id: I) -> bool {
+        let added = self.by_time.entry(at).or_default().insert(id);
+        self.len += usize::from(added);
+        added
+    }
+
+    fn remove(&mut self, at: Timestamp, id: &I) -> bool {
+        let Some(bucket) = self.by_time.get_mut(&at) else { return false };
+        let removed = bucket.remove(id);
+        if bucket.is_empty() {
+            self.by_time.remove(&at);
+        }
+        self.len -= usize::from(removed);
+        removed
+    }
+
+    fn next_time(&self) -> Option<Timestamp> {
+        self.by_time.first_key_value().map(|(t, _)| *t)
+    }
+
+    fn first(&mut self) -> Option<(Timestamp, &I)> {
+        let (t, bucket) = self.by_time.iter_mut().next()?;
+        bucket.sort();
+        bucket.ready.last().map(|id| (*t, id))
+    }
+
+    fn pop_first(&mut self) -> Option<(Timestamp, I)> {
+        let mut entry = self.by_time.first_entry()?;
+        let bucket = entry.get_mut();
+        bucket.sort();
+        let id = bucket.ready.pop().expect("a time's bucket is never empty");
+        let at = *entry.key();
+        if entry.get().is_empty() {
+            entry.remove();
+        }
+        self.len -= 1;
+        Some((at, id))
+    }
+}
+
+/// Timers of both domains, each a set of (firing time, owner id).
+#[derive(Clone, Debug)]
+pub struct TimerQueues<I> {
+    event: Queue<I>,
+    processing: Queue<I>,
+}
+
+impl<I> Default for TimerQueues<I> {
+    fn default() -> Self {
+        TimerQueues { event: Queue::default(), processing: Queue::default() }
+    }
+}
+
+impl<I: Ord + Hash> TimerQueues<I> {
     /// No timers.
     pub fn new() -> Self {
         TimerQueues::default()
     }
 
-    fn queue(&mut self, domain: TimerDomain) -> &mut BTreeSet<(Timestamp, I)> {
+    fn queue(&mut self, domain: TimerDomain) -> &mut Queue<I> {
         match domain {
             TimerDomain::EventTime => &mut self.event,
             TimerDomain::ProcessingTime => &mut self.processing,
         }
     }
 
-    fn queue_ref(&self, domain: TimerDomain) -> &BTreeSet<(Timestamp, I)> {
+    fn queue_ref(&self, domain: TimerDomain) -> &Queue<I> {
         match domain {
             TimerDomain::EventTime => &self.event,
             TimerDomain::ProcessingTime => &self.processing,
@@ -74,22 +192,23 @@ impl<I: Ord> TimerQueues<I> {
 
     /// Set a timer; false if it was already set.
     pub fn insert(&mut self, domain: TimerDomain, at: Timestamp, id: I) -> bool {
-        self.queue(domain).insert((at, id))
+        self.queue(domain).insert(at, id)
     }
 
     /// Delete a timer; false if it was not set.
     pub fn remove(&mut self, domain: TimerDomain, at: Timestamp, id: I) -> bool {
-        self.queue(domain).remove(&(at, id))
+        self.queue(domain).remove(at, &id)
     }
 
-    /// The earliest timer of a domain.
-    pub fn first(&self, domain: TimerDomain) -> Option<&(Timestamp, I)> {
-        self.queue_ref(domain).first()
+    /// The earliest timer of a domain (the smallest id of the earliest
+    /// time).
+    pub fn first(&mut self, domain: TimerDomain) -> Option<(Timestamp, &I)> {
+        self.queue(domain).first()
     }
 
     /// The earliest time of a domain's timers.
     pub fn next_time(&self, domain: TimerDomain) -> Option<Timestamp> {
-        self.first(domain).map(|(t, _)| *t)
+        self.queue_ref(domain).next_time()
     }
 
     /// Whether a timer of `domain` is due: strictly before `time`.
@@ -108,7 +227,7 @@ impl<I: Ord> TimerQueues<I> {
 
     /// Timers set, over both domains.
     pub fn len(&self) -> usize {
-        self.event.len() + self.processing.len()
+        self.event.len + self.processing.len
     }
 
     /// Whether no timer is set.
@@ -178,5 +297,41 @@ mod tests {
         assert_eq!(q.len(), 1);
         assert!(q.remove(TimerDomain::ProcessingTime, t(1), 1));
         assert!(q.is_empty());
+    }
+
+    /// The queues against a B-tree of (time, id), the order they promise,
+    /// under random inserts, removals and pops that interleave (a timer set
+    /// at the time being drained, a timer removed from a sorted bucket).
+    #[test]
+    fn same_order_as_a_btree_of_time_and_id() {
+        use std::collections::BTreeSet;
+        let mut x: u64 = 0x2545_F491_4F6C_DD1D;
+        let mut next = move |n: u64| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x % n
+        };
+        let d = TimerDomain::EventTime;
+        let mut q = TimerQueues::new();
+        let mut model = BTreeSet::new();
+        for _ in 0..20_000 {
+            let at = Timestamp::from_millis(next(8) as i64);
+            let id = format!("k{}", next(50));
+            match next(4) {
+                0 | 1 => assert_eq!(q.insert(d, at, id.clone()), model.insert((at, id))),
+                2 => assert_eq!(q.remove(d, at, id.clone()), model.remove(&(at, id))),
+                _ => {
+                    let before = Timestamp::from_millis(next(9) as i64);
+                    let expected = model.first().filter(|(t, _)| *t < before).cloned();
+                    if let Some(e) = &expected {
+                        model.remove(e);
+                    }
+                    assert_eq!(q.pop_due(d, before), expected);
+                }
+            }
+            assert_eq!(q.len(), model.len());
+            assert_eq!(q.first(d).map(|(t, id)| (t, id.clone())), model.first().cloned());
+        }
     }
 }

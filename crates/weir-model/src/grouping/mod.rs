@@ -431,7 +431,7 @@ where
     /// activated once, however many of its timers are due).
     fn take_due(&mut self, domain: TimerDomain, time: Timestamp) -> Option<(K, Window)> {
         let (_, (key, w)) = self.core.timers.pop_due(domain, time)?;
-        fn drain<K: Ord + Clone, const N: usize>(
+        fn drain<K: Ord + Hash + Clone, const N: usize>(
             mine: &mut SmallVec<[Timestamp; N]>,
             timers: &mut TimerQueues<(K, Window)>,
             domain: TimerDomain,

@@ -256,7 +256,7 @@ impl<D: StatefulDoFn> StatefulOp<D> {
     }
 
     fn fire_first(&mut self, domain: TimeDomain, cx: &mut OpContext<'_>) -> OpResult {
-        let Some((target, k)) = self.queues.first(domain.model()).cloned() else { return Ok(()) };
+        let Some((target, k)) = self.queues.first(domain.model()).map(|(t, k)| (t, k.clone())) else { return Ok(()) };
         let (_, _, output) = self.timers[&k];
         self.remove_timer(&k);
         let (key, window, family, tag) = k;

@@ -13,6 +13,7 @@ mod bench_pipeline;
 mod checkpoints;
 mod cluster;
 mod kafka;
+mod latency;
 mod run;
 mod verify;
 
@@ -88,6 +89,9 @@ enum Command {
     /// A user's own batch pipeline (count and bytes per user and hour of
     /// a JSON-lines log) beside a hand-written single-threaded loop.
     BenchPipeline(bench_pipeline::BenchPipelineArgs),
+    /// How long after a window's end its pane comes out, with the
+    /// generator live at a fixed rate (`weir latency --query q5 --rate 50000`).
+    Latency(latency::LatencyArgs),
     /// What a checkpoint location holds: `list` or `inspect`.
     Checkpoints(checkpoints::CheckpointsArgs),
     /// Run and supervise an N-process cluster on this machine: every
@@ -108,6 +112,7 @@ fn main() {
         Command::Verify(a) => verify::main(a),
         Command::Bench(a) => bench::main(a),
         Command::BenchPipeline(a) => bench_pipeline::main(a),
+        Command::Latency(a) => latency::main(a),
         Command::Checkpoints(a) => checkpoints::main(a),
         Command::Cluster(a) => cluster::main(a),
         Command::KafkaLoad(a) => kafka::load(a),

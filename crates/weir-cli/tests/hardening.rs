@@ -366,6 +366,36 @@ fn bench_pipeline_compares_weir_with_the_loop() {
     assert!(!o.status.success());
 }
 
+/// `weir latency` runs the generator live: events are read no earlier than
+/// their time, so the run lasts as long as its input, and no pane comes
+/// out before its window's end (more than one event interval early would
+/// mean the watermark ran ahead of the input). A query without windows is
+/// refused with a message.
+#[test]
+fn latency_paces_the_input_and_times_panes_from_their_window_end() {
+    let start = Instant::now();
+    let o = Command::new(WEIR)
+        .args(["latency", "--query", "q5", "--rate", "2000", "--seconds", "5", "--workers", "2"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(start.elapsed() >= Duration::from_millis(4_500), "5 s of live input took {:?}", start.elapsed());
+    let text = String::from_utf8_lossy(&o.stdout).to_string();
+    let figure = |name: &str| -> i64 {
+        let rest = &text[text.find(name).unwrap_or_else(|| panic!("{name} in {text}")) + name.len()..];
+        rest.split([',', ';', ' ']).next().unwrap().parse().unwrap()
+    };
+    assert!(text.contains("q5 at 2000 events/s, 2 workers: "), "{text}");
+    let panes: i64 = text.split(": ").nth(1).unwrap().split(' ').next().unwrap().parse().unwrap();
+    assert!(panes >= 1, "{text}");
+    assert!(figure("min ") >= -1, "a pane came out before its window ended: {text}");
+    assert!(figure("p50 ") <= figure("p99 ") && figure("p99 ") <= figure("max "), "{text}");
+
+    let o = Command::new(WEIR).args(["latency", "--query", "q3", "--rate", "1000", "--seconds", "1"]).output().unwrap();
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("produced no pane of a window"), "{}", stderr(&o));
+}
+
 /// `weir bench --flink` needs Flink's runner script and an input file.
 #[test]
 fn bench_with_flink_needs_its_runner() {

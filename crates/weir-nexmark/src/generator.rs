@@ -52,13 +52,20 @@ pub struct GeneratorConfig {
     pub seed: u64,
     /// Event time of event 0, epoch milliseconds.
     pub base_time: i64,
+    /// A live stream: each event is read no earlier than its event time by
+    /// the wall clock (with `base_time` about now, `rate` events per second
+    /// of real time), and until then its split is idle. For latency
+    /// measurements: the watermark passes a window's end when the clock
+    /// does.
+    #[serde(default)]
+    pub live: bool,
 }
 
 impl GeneratorConfig {
     /// `events` events at 10,000 events/s from 2015-07-15T00:00:00Z, seed 1
     /// (the reference input's parameters).
     pub fn new(events: u64) -> Self {
-        GeneratorConfig { events, rate: 10_000, seed: 1, base_time: 1_436_918_400_000 }
+        GeneratorConfig { events, rate: 10_000, seed: 1, base_time: 1_436_918_400_000, live: false }
     }
 
     /// Check the parameters.
@@ -288,9 +295,15 @@ impl Generator {
     }
 
     /// Make up to `max` of this worker's next events.
-    pub fn fill(&mut self, max: usize, mut f: impl FnMut(Event)) {
+    pub fn fill(&mut self, max: usize, f: impl FnMut(Event)) {
+        self.fill_until(max, i64::MAX, f)
+    }
+
+    /// Make up to `max` of this worker's next events, none after event
+    /// time `until`.
+    pub fn fill_until(&mut self, max: usize, until: i64, mut f: impl FnMut(Event)) {
         for _ in 0..max {
-            if self.next >= self.config.events {
+            if self.next >= self.config.events || self.timestamp(self.next) > until {
                 return;
             }
             f(self.event(self.next));
@@ -345,6 +358,23 @@ mod tests {
         assert!(a.expires > a.date_time && (10..15).contains(&a.category));
         let Event::Bid(b) = g.event(99) else { panic!("event 99 is a bid") };
         assert!(b.auction <= 1005 + ID_LEAD && b.price >= 100);
+    }
+
+    /// What a live split reads at a moment: the events up to it; in all,
+    /// every event once.
+    #[test]
+    fn fill_until_stops_at_the_given_time() {
+        let c = GeneratorConfig::new(1_000); // 10 events per millisecond
+        let mut g = Generator::for_worker(&c, 0, 1);
+        let mut early = Vec::new();
+        g.fill_until(usize::MAX, c.base_time + 9, |e| early.push(e));
+        assert_eq!(early.len(), 100, "the events of milliseconds 0 to 9");
+        assert_eq!(g.next_timestamp(), Some(c.base_time + 10));
+        g.fill_until(usize::MAX, c.base_time - 1, |e| early.push(e));
+        assert_eq!(early.len(), 100, "nothing before the next event's time");
+        g.fill_until(usize::MAX, i64::MAX, |e| early.push(e));
+        early.sort_by_key(|e| (e.date_time(), format!("{e:?}")));
+        assert_eq!(early, all(&c, 1), "every event once");
     }
 
     #[test]

@@ -111,6 +111,13 @@ impl LineDecoder for EventLines {
 struct GeneratedSplit {
     generator: Generator,
     index: usize,
+    /// Read each event no earlier than its event time by the wall clock.
+    live: bool,
+}
+
+/// The wall clock, epoch milliseconds.
+fn unix_millis() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
 }
 
 impl Split for GeneratedSplit {
@@ -119,11 +126,18 @@ impl Split for GeneratedSplit {
         format!("generator[{}]", self.index)
     }
     fn read(&mut self, max: usize, out: &mut SplitOutput<'_, Event>) -> Result<ReadResult, PipelineError> {
-        self.generator.fill(max, |e| {
+        let until = if self.live { unix_millis() } else { i64::MAX };
+        let mut read = 0;
+        self.generator.fill_until(max, until, |e| {
             let ts = Timestamp::from_millis(e.date_time());
             out.push(e, ts);
+            read += 1;
         });
-        Ok(if self.generator.next_timestamp().is_none() { ReadResult::Done } else { ReadResult::Data })
+        Ok(match self.generator.next_timestamp() {
+            None => ReadResult::Done,
+            Some(_) if read == 0 => ReadResult::Idle,
+            Some(_) => ReadResult::Data,
+        })
     }
     /// Every later event of this split is at or after the next one.
     fn known_watermark(&self) -> Option<Timestamp> {
@@ -148,7 +162,11 @@ impl SplitSource for GeneratedSplits {
     type Split = GeneratedSplit;
     fn splits(&self, workers: usize) -> Result<Vec<GeneratedSplit>, PipelineError> {
         Ok((0..workers.max(1))
-            .map(|index| GeneratedSplit { generator: Generator::for_worker(&self.0, index, workers), index })
+            .map(|index| GeneratedSplit {
+                generator: Generator::for_worker(&self.0, index, workers),
+                index,
+                live: self.0.live,
+            })
             .collect())
     }
 }

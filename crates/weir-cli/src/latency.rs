@@ -1,0 +1,149 @@
+//! `weir latency`: how long after a window's end its pane comes out, at a
+//! fixed input rate well below the maximum.
+//!
+//! The generator runs live ([`GeneratorConfig::live`]): event time is the
+//! wall clock, each event is read no earlier than its timestamp, so the
+//! watermark passes a window's end when the clock does (the generator's
+//! splits know their watermark exactly: no out-of-orderness bound). Each
+//! row of the query's output is timed when it reaches the transform after
+//! the query's last one; a pane's latency is that of its last row, from
+//! its window's end by the wall clock. Only windows that end while events
+//! still come are counted (at the end of the input the watermark jumps to
+//! the end of time and every open window fires at once). A source that
+//! knows its next event's time moves the watermark past a window's end as
+//! soon as the window's last event is read, so a pane can come out up to
+//! one event interval (at most a millisecond here) before the clock
+//! reaches the end: such panes count as 0 ms or -1 ms.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use anyhow::{bail, Result};
+use clap::Args;
+use weir::pipeline::{DoFn, ElementwiseExt, ProcessContext};
+use weir::prelude::*;
+use weir_nexmark::{read_events, GeneratorConfig, Input, Query};
+
+/// Arguments of `weir latency`.
+#[derive(Args, Clone, Debug)]
+pub struct LatencyArgs {
+    /// The query (a windowed one: q5, q7, q8, …).
+    #[arg(long, short)]
+    pub query: Query,
+    /// Events per second, live.
+    #[arg(long, default_value_t = 50_000)]
+    pub rate: u64,
+    /// How long the input runs.
+    #[arg(long, default_value_t = 30)]
+    pub seconds: u64,
+    /// Worker threads.
+    #[arg(long, default_value_t = 2)]
+    pub workers: usize,
+}
+
+/// Per window end (epoch ms): the latest arrival of one of its rows (ms
+/// after the end) and the number of rows.
+type Arrivals = Arc<Mutex<HashMap<i64, (i64, u64)>>>;
+
+/// Times each row against its window's end.
+#[derive(Clone)]
+struct PaneLatency {
+    arrivals: Arrivals,
+}
+
+impl DoFn for PaneLatency {
+    type In = String;
+    type Out = ();
+    fn process(&mut self, cx: &mut ProcessContext<'_, String, ()>) {
+        let Some(end) = cx.window().as_interval().map(|i| i.end.millis()) else { return };
+        let after = unix_millis() - end;
+        let mut arrivals = self.arrivals.lock().expect("not poisoned: the lock guards no code that panics");
+        let e = arrivals.entry(end).or_insert((i64::MIN, 0));
+        e.0 = e.0.max(after);
+        e.1 += 1;
+    }
+}
+
+fn unix_millis() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+}
+
+/// CPU time of this process so far (user and system), in seconds.
+fn cpu_seconds() -> f64 {
+    // SAFETY: getrusage writes into the zeroed struct it is given.
+    let mut u: libc::rusage = unsafe { std::mem::zeroed() };
+    if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut u) } != 0 {
+        return f64::NAN;
+    }
+    let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    secs(u.ru_utime) + secs(u.ru_stime)
+}
+
+/// The `p`-th percentile (nearest rank) of sorted values.
+fn percentile(sorted: &[i64], p: f64) -> i64 {
+    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1]
+}
+
+pub fn main(a: LatencyArgs) -> Result<()> {
+    if a.rate == 0 || a.seconds == 0 || a.workers == 0 {
+        bail!("--rate, --seconds and --workers must be at least 1");
+    }
+    let Some(events) = a.rate.checked_mul(a.seconds) else { bail!("--rate × --seconds is too large") };
+    let base_time = unix_millis() + 200;
+    let config = GeneratorConfig { rate: a.rate, base_time, live: true, ..GeneratorConfig::new(events) };
+    let last_event = base_time + ((events - 1) as i128 * 1000 / a.rate as i128) as i64;
+    let p = Pipeline::new();
+    let (events_in, _dead) = read_events(&p, &Input::Generated(config))?;
+    let arrivals: Arrivals = Arc::default();
+    a.query.build_lines(&events_in).par_do(PaneLatency { arrivals: arrivals.clone() });
+    eprintln!("latency: {} live at {} events/s for {} s on {} workers", a.query, a.rate, a.seconds, a.workers);
+    let started = std::time::Instant::now();
+    p.run_with(&TimelyRunner::threads(a.workers))?;
+    let wall = started.elapsed().as_secs_f64();
+    let cpu = cpu_seconds();
+    let arrivals = std::mem::take(&mut *arrivals.lock().expect("not poisoned"));
+    let (mut counted, mut rows) = (Vec::new(), 0);
+    for (end, (after, n)) in arrivals {
+        if end <= last_event {
+            counted.push(after);
+            rows += n;
+        }
+    }
+    if counted.is_empty() {
+        bail!(
+            "{} produced no pane of a window that ended within {} s: not a windowed query, or too short a run",
+            a.query,
+            a.seconds
+        );
+    }
+    counted.sort_unstable();
+    println!(
+        "{} at {} events/s, {} workers: {} panes ({rows} rows) in {wall:.1} s; ms from the window's end to its pane: \
+         p50 {}, p99 {}, max {}, min {}; CPU {cpu:.1} s ({:.0} % of one core)",
+        a.query,
+        a.rate,
+        a.workers,
+        counted.len(),
+        percentile(&counted, 50.0),
+        percentile(&counted, 99.0),
+        counted[counted.len() - 1],
+        counted[0],
+        cpu * 100.0 / wall,
+    );
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::percentile;
+
+    #[test]
+    fn nearest_rank_percentiles() {
+        let v: Vec<i64> = (1..=100).collect();
+        assert_eq!(percentile(&v, 50.0), 50);
+        assert_eq!(percentile(&v, 99.0), 99);
+        assert_eq!(percentile(&[7], 99.0), 7);
+        assert_eq!(percentile(&[1, 2], 50.0), 1);
+    }
+}

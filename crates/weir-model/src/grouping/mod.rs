@@ -430,7 +430,9 @@ where
     /// every due timer of that window and domain removed (a window is
     /// activated once, however many of its timers are due).
     fn take_due(&mut self, domain: TimerDomain, time: Timestamp) -> Option<(K, Window)> {
-        let (_, (key, w)) = self.core.timers.pop_due(domain, time)?;
+        let (fired, (key, w)) = self.core.timers.pop_due(domain, time)?;
+        /// Delete the window's other due timers (`fired` is out already).
+        #[allow(clippy::too_many_arguments)]
         fn drain<K: Ord + Hash + Clone, const N: usize>(
             mine: &mut SmallVec<[Timestamp; N]>,
             timers: &mut TimerQueues<(K, Window)>,
@@ -438,8 +440,9 @@ where
             key: &K,
             w: Window,
             time: Timestamp,
+            fired: Timestamp,
         ) {
-            for t in mine.iter().filter(|t| **t < time) {
+            for t in mine.iter().filter(|t| **t < time && **t != fired) {
                 timers.remove(domain, *t, (key.clone(), w));
             }
             mine.retain(|t| *t >= time);
@@ -447,8 +450,8 @@ where
         if let Some(ws) = self.keys.get_mut(&key).and_then(|ks| ks.0.iter_mut().find(|ws| ws.window == w)) {
             let timers = &mut self.core.timers;
             match domain {
-                TimerDomain::EventTime => drain(&mut ws.event_timers, timers, domain, &key, w, time),
-                TimerDomain::ProcessingTime => drain(&mut ws.pt_timers, timers, domain, &key, w, time),
+                TimerDomain::EventTime => drain(&mut ws.event_timers, timers, domain, &key, w, time, fired),
+                TimerDomain::ProcessingTime => drain(&mut ws.pt_timers, timers, domain, &key, w, time, fired),
             }
         }
         Some((key, w))

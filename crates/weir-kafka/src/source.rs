@@ -3,7 +3,7 @@
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Weak};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration as StdDuration, Instant};
 
 use rdkafka::config::ClientConfig;
@@ -70,6 +70,7 @@ pub struct KafkaSource<T> {
     idle_after: Option<Duration>,
     options: Vec<(String, String)>,
     timeout: StdDuration,
+    discover_every: Option<StdDuration>,
     name: String,
 }
 
@@ -106,6 +107,7 @@ impl<T: Data> KafkaSource<T> {
             idle_after: None,
             options: Vec::new(),
             timeout: StdDuration::from_secs(10),
+            discover_every: Some(StdDuration::from_secs(30)),
         }
     }
 
@@ -171,6 +173,25 @@ impl<T: Data> KafkaSource<T> {
     /// in Weir's checkpoints.
     pub fn group_id(mut self, group: impl Into<String>) -> Self {
         self.group = Some(group.into());
+        self
+    }
+
+    /// How often an unbounded source looks for partitions added to the
+    /// topic while the job runs (default every 30 s). A new partition is
+    /// read from its earliest record by worker `partition % workers`, and
+    /// holds the watermark where it is until its own watermark passes it:
+    /// its records older than the watermark are late. A partition added
+    /// after every other one finished (see
+    /// [`stop_at_event_time`](Self::stop_at_event_time)) is not read. A
+    /// bounded source reads the partitions as of its start only.
+    pub fn discover_partitions_every(mut self, every: StdDuration) -> Self {
+        self.discover_every = Some(every);
+        self
+    }
+
+    /// Read only the partitions the topic has when the pipeline is built.
+    pub fn no_partition_discovery(mut self) -> Self {
+        self.discover_every = None;
         self
     }
 
@@ -293,30 +314,64 @@ struct Shared<T> {
     decode: Arc<DecodeFn<T>>,
     time: Arc<TimeFn<T>>,
     stop_at: Option<Timestamp>,
+    /// How long to wait for the brokers' metadata.
+    timeout: StdDuration,
 }
 
-/// The source's splits: one per partition, planned when the pipeline was built.
+/// The source's splits: one per partition, planned when the pipeline was
+/// built, and those discovered later.
 struct KafkaSplits<T> {
     shared: Arc<Shared<T>>,
     plans: Vec<PartitionPlan>,
+    /// Asks the brokers for the topic's partitions (made on first use).
+    metadata: Mutex<Option<BaseConsumer>>,
+}
+
+impl<T: Data> KafkaSplits<T> {
+    fn split(&self, p: &PartitionPlan) -> PartitionSplit<T> {
+        PartitionSplit {
+            shared: self.shared.clone(),
+            id: format!("{}[{}]", self.shared.topic, p.partition),
+            partition: p.partition,
+            next: p.start,
+            end: p.end,
+            reader: None,
+            warned: None,
+        }
+    }
 }
 
 impl<T: Data> SplitSource for KafkaSplits<T> {
     type Split = PartitionSplit<T>;
     fn splits(&self, _workers: usize) -> Result<Vec<PartitionSplit<T>>, PipelineError> {
-        Ok(self
-            .plans
-            .iter()
-            .map(|p| PartitionSplit {
-                shared: self.shared.clone(),
-                id: format!("{}[{}]", self.shared.topic, p.partition),
-                partition: p.partition,
-                next: p.start,
-                end: p.end,
-                reader: None,
-                warned: None,
-            })
-            .collect())
+        Ok(self.plans.iter().map(|p| self.split(p)).collect())
+    }
+
+    /// The partitions after the first `known` (by id), each from its
+    /// earliest record.
+    fn discover(&self, known: usize) -> Result<Vec<PartitionSplit<T>>, PipelineError> {
+        let topic = &self.shared.topic;
+        let fail = |what: &str, e: String| PipelineError::Runner(format!("kafka: {topic}: {what}: {e}"));
+        let mut guard = self.metadata.lock().map_err(|_| fail("the metadata client", "poisoned".into()))?;
+        let consumer = match &mut *guard {
+            Some(c) => c,
+            empty => empty
+                .insert(self.shared.config.create().map_err(|e: RdError| fail("creating a client", e.to_string()))?),
+        };
+        let md = consumer
+            .fetch_metadata(Some(topic), self.shared.timeout)
+            .map_err(|e| fail("reading the topic's metadata", e.to_string()))?;
+        let Some(t) = md.topics().iter().find(|t| t.name() == topic.as_str()) else { return Ok(Vec::new()) };
+        let mut ids: Vec<i32> = t.partitions().iter().map(|p| p.id()).collect();
+        ids.sort_unstable();
+        let mut found = Vec::new();
+        for &partition in ids.get(known..).unwrap_or_default() {
+            let (low, _) = consumer
+                .fetch_watermarks(topic, partition, self.shared.timeout)
+                .map_err(|e| fail(&format!("the offsets of new partition {partition}"), e.to_string()))?;
+            found.push(self.split(&PartitionPlan { partition, start: low, end: None }));
+        }
+        Ok(found)
     }
 }
 
@@ -541,6 +596,20 @@ impl<T: Data> Split for PartitionSplit<T> {
         Ok(())
     }
 
+    /// A partition added after the checkpoint the run is restored from:
+    /// from its earliest record, as when discovered.
+    fn seek_to_beginning(&mut self) -> Result<(), PipelineError> {
+        let fail = |what: &str, e: RdError| PipelineError::Runner(format!("kafka: {}: {what}: {e}", self.id));
+        let consumer = worker_consumer(&self.shared).map_err(|e| fail("creating a consumer", e))?;
+        let (low, _) = consumer
+            .fetch_watermarks(&self.shared.topic, self.partition, self.shared.timeout)
+            .map_err(|e| fail("reading where the partition begins", e))?;
+        self.next = low;
+        self.end = None;
+        self.close();
+        Ok(())
+    }
+
     fn seek(&mut self, position: &[u8]) -> Result<(), PipelineError> {
         let (next, end) = decode_position(&self.id, position)?;
         self.next = next;
@@ -614,11 +683,17 @@ pub fn read_kafka<T: Data>(
         decode: source.decode.clone(),
         time: source.time.clone(),
         stop_at: source.stop_at,
+        timeout: source.timeout,
     });
-    let splits = Arc::new(KafkaSplits { shared, plans });
+    let splits = Arc::new(KafkaSplits { shared, plans, metadata: Mutex::new(None) });
+    let discover = source.discover_every.filter(|_| !source.bounded);
     let factory: SourceFactory = Arc::new(move |w: &WorkerInfo| {
-        let reader = SplitReader::for_worker(&*splits, w, policy.clone(), true)
+        let mut reader = SplitReader::for_worker(&*splits, w, policy.clone(), true)
             .expect("Kafka splits are planned when the pipeline is built");
+        if let Some(every) = discover {
+            let every = Duration::from_millis(every.as_millis().try_into().unwrap_or(i64::MAX));
+            reader = reader.discovering(splits.clone(), w, every);
+        }
         Box::new(reader) as Box<dyn Source>
     });
     let idx = p.add_node(&source.name, vec![], 2, NodeKind::Source(factory));

@@ -125,6 +125,14 @@ pub trait Split: Send + 'static {
         let _ = position;
         Err(PipelineError::Runner(format!("split {} cannot seek", self.id())))
     }
+    /// Go to the split's first record. A reader that
+    /// [discovers](SplitReader::discovering) splits starts this way a split
+    /// that has no position in the checkpoint it is restored from: the split
+    /// appeared after that checkpoint (a partition added to a topic). The
+    /// default cannot.
+    fn seek_to_beginning(&mut self) -> OpResult {
+        Err(PipelineError::Runner(format!("split {} cannot go back to its beginning", self.id())))
+    }
     /// A checkpoint holding this split's `position` completed (see
     /// [`Source::checkpoint_committed`]): acknowledge upstream what the
     /// split read before it. The default does nothing.
@@ -141,6 +149,15 @@ pub trait SplitSource: Send + Sync + 'static {
     /// Every split of a run with `workers` workers, in a fixed order (see
     /// [`WorkerInfo::splits_for`]).
     fn splits(&self, workers: usize) -> Result<Vec<Self::Split>, PipelineError>;
+    /// The splits that appeared after the first `known` (a partition added
+    /// to a topic), in the same fixed order on every worker, so that split
+    /// `known + j` is read by worker `(known + j) % peers`. Called again and
+    /// again by readers that [discover](SplitReader::discovering) splits. The
+    /// default: none ever appear.
+    fn discover(&self, known: usize) -> Result<Vec<Self::Split>, PipelineError> {
+        let _ = known;
+        Ok(Vec::new())
+    }
 }
 
 /// Whether split `i` is read by `worker`: splits are dealt round robin.
@@ -275,6 +292,18 @@ struct Reading<S> {
 }
 
 impl<S: Split> Reading<S> {
+    fn new(split: S, policy: &WatermarkPolicy) -> Self {
+        Reading {
+            id: split.id(),
+            split,
+            estimator: (policy.estimator)(),
+            last_data: None,
+            idle: false,
+            done: false,
+            published: None,
+        }
+    }
+
     fn watermark(&self, from_splits: bool) -> Timestamp {
         if self.done {
             return Timestamp::MAX;
@@ -303,9 +332,26 @@ pub struct HandedOver<S> {
     done: bool,
 }
 
+type FindFn<S> = dyn Fn(usize) -> Result<Vec<S>, PipelineError> + Send;
+
+/// How a reader looks for splits that appeared while it runs.
+struct Discovery<S> {
+    find: Box<FindFn<S>>,
+    every: Duration,
+    last: Option<Timestamp>,
+    /// Splits known: planned and discovered so far.
+    known: usize,
+    worker: WorkerInfo,
+    /// The last attempt failed (said once per run of failures).
+    failing: bool,
+}
+
 /// The [`Source`] that reads one worker's splits, a chunk from each in turn.
 pub struct SplitReader<S: Split> {
     splits: Vec<Reading<S>>,
+    /// Splits in the plan this reader's share was taken from.
+    planned: usize,
+    discovery: Option<Discovery<S>>,
     policy: WatermarkPolicy,
     next: usize,
     watermark: Timestamp,
@@ -319,20 +365,12 @@ impl<S: Split> SplitReader<S> {
     /// cannot be read go to output port 1 (else the source has one port and
     /// a split must not produce any).
     pub fn new(splits: Vec<S>, policy: WatermarkPolicy, dead_letters: bool) -> Self {
-        let splits = splits
-            .into_iter()
-            .map(|split| Reading {
-                id: split.id(),
-                split,
-                estimator: (policy.estimator)(),
-                last_data: None,
-                idle: false,
-                done: false,
-                published: None,
-            })
-            .collect();
+        let planned = splits.len();
+        let splits = splits.into_iter().map(|split| Reading::new(split, &policy)).collect();
         SplitReader {
             splits,
+            planned,
+            discovery: None,
             policy,
             next: 0,
             watermark: Timestamp::MIN,
@@ -349,9 +387,71 @@ impl<S: Split> SplitReader<S> {
         policy: WatermarkPolicy,
         dead_letters: bool,
     ) -> Result<Self, PipelineError> {
-        let plan = source.splits(worker.splits_for)?.into_iter().enumerate();
-        let splits = plan.filter(|(i, _)| assigned(*i, worker)).map(|s| s.1);
-        Ok(SplitReader::new(splits.collect(), policy, dead_letters))
+        let plan = source.splits(worker.splits_for)?;
+        let planned = plan.len();
+        let splits = plan.into_iter().enumerate().filter(|(i, _)| assigned(*i, worker)).map(|s| s.1);
+        let mut reader = SplitReader::new(splits.collect(), policy, dead_letters);
+        reader.planned = planned;
+        Ok(reader)
+    }
+
+    /// Ask `source` for new splits ([`SplitSource::discover`]) every `every`
+    /// of processing time, and read this worker's share of them: a topic's
+    /// partitions added while the job runs. A new split holds the
+    /// watermark where it is (it never goes back) until its own watermark
+    /// passes it, so its records older than the watermark are late. A
+    /// failed attempt is reported on stderr and tried again later. Once
+    /// every split is done the source is done, and a split that appears
+    /// after that is not read. Restored from a checkpoint, a split that the
+    /// checkpoint has no position of starts from its beginning
+    /// ([`Split::seek_to_beginning`]).
+    pub fn discovering<P: SplitSource<Split = S>>(
+        mut self,
+        source: Arc<P>,
+        worker: &WorkerInfo,
+        every: Duration,
+    ) -> Self {
+        self.discovery = Some(Discovery {
+            find: Box::new(move |known| source.discover(known)),
+            every,
+            last: None,
+            known: self.planned,
+            worker: worker.clone(),
+            failing: false,
+        });
+        self
+    }
+
+    /// Look for new splits if it is time to.
+    fn discover(&mut self, now: Timestamp, name: &str) {
+        let Some(d) = &mut self.discovery else { return };
+        match d.last {
+            Some(last) if now.since(last) < d.every => return,
+            None => {
+                // The plan is fresh when the reader starts.
+                d.last = Some(now);
+                return;
+            }
+            Some(_) => d.last = Some(now),
+        }
+        match (d.find)(d.known) {
+            Ok(found) => {
+                d.failing = false;
+                let n = found.len();
+                for (j, split) in found.into_iter().enumerate() {
+                    if assigned(d.known + j, &d.worker) {
+                        self.splits.push(Reading::new(split, &self.policy));
+                    }
+                }
+                d.known += n;
+            }
+            Err(e) => {
+                if !d.failing {
+                    eprintln!("weir: {name}: looking for new splits failed (trying again every {}): {e}", d.every);
+                }
+                d.failing = true;
+            }
+        }
     }
 
     /// The ids of the splits this reader holds, finished ones included.
@@ -426,6 +526,7 @@ impl<S: Split> SplitReader<S> {
 impl<S: Split> Source for SplitReader<S> {
     fn poll(&mut self, max_records: usize, cx: &mut OpContext<'_>) -> Result<SourceStatus, PipelineError> {
         let now = cx.processing_time;
+        self.discover(now, cx.name);
         let any_data = self.read_one(max_records, cx)?;
         if let Some(after) = self.policy.idle_after {
             for s in &mut self.splits {
@@ -480,11 +581,15 @@ impl<S: Split> Source for SplitReader<S> {
     /// another number of workers gives every reader every position); each
     /// of this reader's splits must be in it.
     fn seek(&mut self, position: &SourcePosition) -> OpResult {
-        if let Some(s) = self.splits.iter().find(|s| !position.iter().any(|(id, _)| *id == s.id)) {
-            return Err(PipelineError::Checkpoint(format!(
-                "split {} has no position in the checkpoint: it was not planned by the run that took it",
-                s.id
-            )));
+        for s in self.splits.iter_mut().filter(|s| !position.iter().any(|(id, _)| *id == s.id)) {
+            if self.discovery.is_none() {
+                return Err(PipelineError::Checkpoint(format!(
+                    "split {} has no position in the checkpoint: it was not planned by the run that took it",
+                    s.id
+                )));
+            }
+            // It appeared after the checkpoint.
+            s.split.seek_to_beginning()?;
         }
         for (id, bytes) in position {
             let Some(s) = self.splits.iter_mut().find(|s| &s.id == id) else {
@@ -521,6 +626,7 @@ mod tests {
     /// Counts from `next` to `end`, one event per millisecond.
     struct Count {
         id: &'static str,
+        start: u64,
         next: u64,
         end: u64,
     }
@@ -544,17 +650,26 @@ mod tests {
             self.next = u64::from_le_bytes(at.try_into().map_err(|_| PipelineError::Runner("bad".into()))?);
             Ok(())
         }
+        fn seek_to_beginning(&mut self) -> OpResult {
+            self.next = self.start;
+            Ok(())
+        }
     }
 
     /// Poll `reader` once; the values read and the watermark.
     fn poll(reader: &mut SplitReader<Count>, max: usize) -> (Vec<u64>, Timestamp) {
+        poll_at(reader, max, Timestamp::from_millis(0))
+    }
+
+    /// Poll `reader` once at processing time `now`.
+    fn poll_at(reader: &mut SplitReader<Count>, max: usize, now: Timestamp) -> (Vec<u64>, Timestamp) {
         let counters = NodeCounters::default();
         let mut out = Emitter::new(1);
         let mut cx = OpContext {
             name: "Read",
             out: &mut out,
             input_watermarks: &[],
-            processing_time: Timestamp::from_millis(0),
+            processing_time: now,
             stage_output_watermark: Timestamp::MAX,
             counters: &counters,
             key_groups: KeyGroups::new(1, 1).unwrap(),
@@ -564,13 +679,80 @@ mod tests {
         (values, status.watermark)
     }
 
+    /// A topic whose partitions grow: partition `i` counts from `100 * i`
+    /// to `100 * i + 10`.
+    struct Growing(std::sync::Mutex<usize>);
+
+    const IDS: [&str; 4] = ["p0", "p1", "p2", "p3"];
+
+    fn partition(i: usize) -> Count {
+        Count { id: IDS[i], start: 100 * i as u64, next: 100 * i as u64, end: 100 * i as u64 + 10 }
+    }
+
+    impl SplitSource for Growing {
+        type Split = Count;
+        fn splits(&self, _workers: usize) -> Result<Vec<Count>, PipelineError> {
+            Ok((0..*self.0.lock().unwrap()).map(partition).collect())
+        }
+        fn discover(&self, known: usize) -> Result<Vec<Count>, PipelineError> {
+            Ok((known..*self.0.lock().unwrap()).map(partition).collect())
+        }
+    }
+
+    /// Splits that appear while readers run are found at the next look
+    /// (not before), dealt as planned ones are (split `i` to worker
+    /// `i % peers`), and a restored reader starts a split the checkpoint
+    /// does not know from its beginning.
+    #[test]
+    fn a_discovering_reader_reads_its_share_of_new_splits() {
+        let t = Timestamp::from_millis;
+        let topic = Arc::new(Growing(std::sync::Mutex::new(2)));
+        let every = Duration::from_millis(100);
+        let mut readers: Vec<SplitReader<Count>> = (0..2)
+            .map(|i| {
+                let w = WorkerInfo::new(i, 2);
+                SplitReader::for_worker(&*topic, &w, bounded(), false).unwrap().discovering(topic.clone(), &w, every)
+            })
+            .collect();
+        let mut read = vec![Vec::new(), Vec::new()];
+        for (r, got) in readers.iter_mut().zip(&mut read) {
+            got.extend(poll_at(r, 100, t(0)).0);
+        }
+        assert_eq!(read, vec![(0..10).collect::<Vec<_>>(), (100..110).collect()]);
+        *topic.0.lock().unwrap() = 4;
+        let (none, wm) = poll_at(&mut readers[0], 100, t(50));
+        assert!(none.is_empty(), "not looked for before the interval: {none:?}");
+        assert_eq!(wm, Timestamp::MAX, "its one split is done");
+        let at = readers[1].position().unwrap();
+        for (r, got) in readers.iter_mut().zip(&mut read) {
+            got.extend(poll_at(r, 100, t(100)).0);
+        }
+        assert_eq!(readers[0].split_ids(), vec!["p0", "p2"]);
+        assert_eq!(readers[1].split_ids(), vec!["p1", "p3"]);
+        let mut all: Vec<u64> = read.concat();
+        all.sort_unstable();
+        assert_eq!(all, [0, 100, 200, 300].iter().flat_map(|&f| f..f + 10).collect::<Vec<_>>());
+        // Worker 1 restored from a position taken before p3 appeared:
+        // p3 starts from its beginning; without discovery that is refused.
+        let w = WorkerInfo::new(1, 2);
+        let mut fresh = SplitReader::for_worker(&*topic, &w, bounded(), false).unwrap();
+        assert!(fresh.seek(&at).is_err(), "a split the checkpoint does not know, and no discovery");
+        let mut fresh = fresh.discovering(topic.clone(), &w, every);
+        fresh.seek(&at).unwrap();
+        let mut again = Vec::new();
+        for _ in 0..4 {
+            again.extend(poll_at(&mut fresh, 100, t(0)).0);
+        }
+        assert_eq!(again, (300..310).collect::<Vec<_>>(), "p1 was done at the checkpoint");
+    }
+
     fn bounded() -> WatermarkPolicy {
         WatermarkPolicy::bounded_out_of_orderness(Duration::from_millis(2))
     }
 
     #[test]
     fn a_split_handed_to_another_reader_continues_exactly_where_it_stopped() {
-        let mut a = SplitReader::new(vec![Count { id: "c", next: 0, end: 10 }], bounded(), false);
+        let mut a = SplitReader::new(vec![Count { id: "c", start: 0, next: 0, end: 10 }], bounded(), false);
         let mut b = SplitReader::new(Vec::new(), bounded(), false);
         let (first, wm) = poll(&mut a, 4);
         assert_eq!((first, wm), (vec![0, 1, 2, 3], Timestamp::from_millis(1)));
@@ -585,11 +767,11 @@ mod tests {
 
     #[test]
     fn positions_rewind_a_reader_and_the_watermark_follows() {
-        let mut a = SplitReader::new(vec![Count { id: "c", next: 0, end: 10 }], bounded(), false);
+        let mut a = SplitReader::new(vec![Count { id: "c", start: 0, next: 0, end: 10 }], bounded(), false);
         poll(&mut a, 5);
         let at = a.position().expect("counts can say where they are");
         poll(&mut a, 3);
-        let mut fresh = SplitReader::new(vec![Count { id: "c", next: 0, end: 10 }], bounded(), false);
+        let mut fresh = SplitReader::new(vec![Count { id: "c", start: 0, next: 0, end: 10 }], bounded(), false);
         fresh.seek(&at).unwrap();
         let (values, wm) = poll(&mut fresh, 3);
         assert_eq!((values, wm), (vec![5, 6, 7], Timestamp::from_millis(5)));
@@ -598,7 +780,8 @@ mod tests {
 
     #[test]
     fn the_watermark_is_the_minimum_over_active_splits_and_batch_waits_for_the_end() {
-        let splits = || vec![Count { id: "a", next: 0, end: 100 }, Count { id: "b", next: 50, end: 100 }];
+        let splits =
+            || vec![Count { id: "a", start: 0, next: 0, end: 100 }, Count { id: "b", start: 50, next: 50, end: 100 }];
         let mut r = SplitReader::new(splits(), bounded(), false);
         poll(&mut r, 10); // a: 0..10
         poll(&mut r, 10); // b: 50..60

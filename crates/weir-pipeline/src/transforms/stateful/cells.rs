@@ -47,8 +47,9 @@ impl Cell {
 /// handle, or owned when it was restored from a snapshot (nothing leaks).
 pub(super) type Name = Cow<'static, str>;
 
-/// The cells of one (key, window), by name.
-pub(super) type Cells = HashMap<Name, Cell>;
+/// The cells of one (key, window), by name (foldhash: a few names per
+/// map, looked up on every state access; SipHash was 2.5 % of q4).
+pub(super) type Cells = foldhash::HashMap<Name, Cell>;
 
 /// A (key, window)'s place in the store: its key group first.
 pub(super) type Address<K> = (u32, K, Window);

@@ -270,7 +270,9 @@ impl Progress {
             let thread = std::thread::spawn(move || {
                 let mut warned = false;
                 while !s.load(Ordering::Relaxed) {
-                    std::thread::sleep(Duration::from_millis(500));
+                    // Woken at once by `finish`: a sleep kept every run up
+                    // to half a second past its end.
+                    std::thread::park_timeout(Duration::from_millis(500));
                     warned |= warn_if_late(&metrics, warned);
                 }
             });
@@ -287,7 +289,7 @@ impl Progress {
             );
             let (mut last_n, mut last_t) = (0u64, Instant::now());
             while !s.load(Ordering::Relaxed) {
-                std::thread::sleep(Duration::from_millis(200));
+                std::thread::park_timeout(Duration::from_millis(200));
                 let n = metrics.get(SOURCE_NAME).map_or(0, |c| c.elements_out);
                 let rate = (n - last_n) as f64 / last_t.elapsed().as_secs_f64().max(1e-3);
                 (last_n, last_t) = (n, Instant::now());
@@ -313,6 +315,7 @@ impl Progress {
     fn finish(mut self) {
         self.stop.store(true, Ordering::Relaxed);
         if let Some(t) = self.thread.take() {
+            t.thread().unpark();
             let _ = t.join();
         }
     }

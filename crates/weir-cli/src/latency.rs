@@ -12,8 +12,8 @@
 //! the end of time and every open window fires at once). A source that
 //! knows its next event's time moves the watermark past a window's end as
 //! soon as the window's last event is read, so a pane can come out up to
-//! one event interval (at most a millisecond here) before the clock
-//! reaches the end: such panes count as 0 ms or -1 ms.
+//! one event interval before the clock reaches the end (plus a millisecond
+//! of rounding): at 1,000 events/s or more such panes count as 0 or -1 ms.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};

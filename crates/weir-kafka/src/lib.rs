@@ -13,9 +13,9 @@
 //!   checkpoints and the split seeks back to it on recovery, so what was
 //!   read before the checkpoint is neither lost nor read twice. Records
 //!   that cannot be decoded go to a dead-letter output, with a count.
-//!   Partitions added to the topic while the job runs are found (every
-//!   30 s by default, [`KafkaSource::discover_partitions_every`]) and read
-//!   from their first record.
+//!   Partitions added to the topic while an unbounded job runs are found
+//!   (every 30 s by default, [`KafkaSource::discover_partitions_every`])
+//!   and read from their first record.
 //! - **Sink** ([`KafkaSinkExt::write_kafka`]): the idempotent producer
 //!   (no duplicates from the producer's own retries), keyed records,
 //!   delivery errors fail the job, and everything sent is flushed at every

@@ -178,12 +178,16 @@ impl<T: Data> KafkaSource<T> {
 
     /// How often an unbounded source looks for partitions added to the
     /// topic while the job runs (default every 30 s). A new partition is
-    /// read from its earliest record by worker `partition % workers`, and
-    /// holds the watermark where it is until its own watermark passes it:
-    /// its records older than the watermark are late. A partition added
-    /// after every other one finished (see
-    /// [`stop_at_event_time`](Self::stop_at_event_time)) is not read. A
-    /// bounded source reads the partitions as of its start only.
+    /// read from its earliest record, by worker `partition % n`, where `n`
+    /// is the smaller of the workers and the partitions at the start. It
+    /// holds the watermark where it is until its own watermark passes it,
+    /// so its records older than the watermark are late, and while it has
+    /// no records it holds the watermark until it counts as idle (set
+    /// [`idle_after`](Self::idle_after)). A source that is
+    /// [`bounded`](Self::bounded) or [stops](Self::stop_at_event_time) reads
+    /// the partitions as of its start only. Each look asks the brokers for
+    /// the topic's metadata from every worker's thread (a new partition's
+    /// first offset too), waiting up to the [`timeout`](Self::timeout).
     pub fn discover_partitions_every(mut self, every: StdDuration) -> Self {
         self.discover_every = Some(every);
         self
@@ -686,15 +690,18 @@ pub fn read_kafka<T: Data>(
         timeout: source.timeout,
     });
     let splits = Arc::new(KafkaSplits { shared, plans, metadata: Mutex::new(None) });
-    let discover = source.discover_every.filter(|_| !source.bounded);
+    // Only where partitions never finish: a worker whose partitions all
+    // finished would not read one found later.
+    let discover = source.discover_every.filter(|_| !source.bounded && source.stop_at.is_none());
     let factory: SourceFactory = Arc::new(move |w: &WorkerInfo| {
-        let mut reader = SplitReader::for_worker(&*splits, w, policy.clone(), true)
-            .expect("Kafka splits are planned when the pipeline is built");
-        if let Some(every) = discover {
-            let every = Duration::from_millis(every.as_millis().try_into().unwrap_or(i64::MAX));
-            reader = reader.discovering(splits.clone(), w, every);
-        }
-        Box::new(reader) as Box<dyn Source>
+        let reader = match discover {
+            Some(every) => {
+                let every = Duration::from_millis(every.as_millis().try_into().unwrap_or(i64::MAX));
+                SplitReader::for_worker_discovering(splits.clone(), w, policy.clone(), true, every)
+            }
+            None => SplitReader::for_worker(&*splits, w, policy.clone(), true),
+        };
+        Box::new(reader.expect("Kafka splits are planned when the pipeline is built")) as Box<dyn Source>
     });
     let idx = p.add_node(&source.name, vec![], 2, NodeKind::Source(factory));
     let s = Arc::new(WindowingStrategy::default());

@@ -8,7 +8,10 @@
 //!   the queues are an index kept by an owner that knows which of its
 //!   timers are set (a window's list, a stateful DoFn's map): setting a
 //!   timer that is set, or deleting one that is not, is a broken invariant
-//!   inside Weir, and panics when the timer's time comes up;
+//!   inside Weir. The queues check it where that is cheap (a time's timers
+//!   are checked when they are sorted; a deletion at a time with no
+//!   unsorted timers at once) and panic; a deletion that empties a time's
+//!   count is not checked against the ids it held;
 //! - due timers come out in (time, id) order, strictly before the given
 //!   time (the watermark or processing time has *passed* them);
 //! - a hold is counted: placing the same timestamp twice needs two
@@ -55,7 +58,9 @@ use crate::trigger::TimerDomain;
 /// of (time, id) compared every insertion down to the keys (`memcmp` and
 /// B-tree search were 17 % of a grouping's time with 425,000 string keys),
 /// and a hash set instead cost q18 (2.9 M keys) 14 % in cache misses. A
-/// sort at the end is sequential, and fast on keys that came in order.
+/// sort is sequential, and fast on keys that came in order. A timer set at
+/// the time being drained is merged in by sorting again (the sort sees
+/// two sorted runs).
 #[derive(Clone, Debug)]
 struct Bucket<I> {
     /// Set since the last sort, in the order they were set.
@@ -80,14 +85,16 @@ impl<I: Ord + Hash> Bucket<I> {
         self.live += 1;
     }
 
-    fn remove(&mut self, id: I) {
+    fn remove(&mut self, id: I, at: Timestamp) {
         match self.ready.binary_search_by(|x| id.cmp(x)) {
             Ok(i) => {
                 self.ready.remove(i);
             }
+            Err(_) if self.pending.is_empty() => unreachable!("deleted a timer at {at} that was never set"),
             Err(_) => *self.removed.entry(id).or_insert(0) += 1,
         }
-        self.live -= 1;
+        self.live =
+            self.live.checked_sub(1).unwrap_or_else(|| unreachable!("deleted a timer at {at} that was never set"));
     }
 
     /// Sort what was set since the last call into `ready`, less what was
@@ -110,7 +117,7 @@ impl<I: Ord + Hash> Bucket<I> {
             removed.clear();
         }
         self.ready.append(&mut self.pending);
-        self.ready.sort_by(|a, b| b.cmp(a));
+        self.ready.sort_unstable_by(|a, b| b.cmp(a));
         let twice = self.ready.windows(2).any(|w| w[0] == w[1]);
         assert!(!twice, "set a timer at {at} that was already set");
         debug_assert_eq!(self.ready.len(), self.live);
@@ -140,7 +147,7 @@ impl<I: Ord + Hash> Queue<I> {
         let Some(bucket) = self.by_time.get_mut(&at) else {
             unreachable!("deleted a timer at {at} that was never set")
         };
-        bucket.remove(id);
+        bucket.remove(id, at);
         if bucket.live == 0 {
             self.by_time.remove(&at);
         }
@@ -325,6 +332,16 @@ mod tests {
 
     #[test]
     #[should_panic(expected = "never set")]
+    fn deleting_a_timer_never_set_from_a_sorted_time_panics_at_once() {
+        let mut q = TimerQueues::new();
+        q.insert(TimerDomain::EventTime, Timestamp::from_millis(1), 1);
+        q.insert(TimerDomain::EventTime, Timestamp::from_millis(1), 2);
+        assert_eq!(q.first(TimerDomain::EventTime), Some((Timestamp::from_millis(1), &1)));
+        q.remove(TimerDomain::EventTime, Timestamp::from_millis(1), 3);
+    }
+
+    #[test]
+    #[should_panic(expected = "never set")]
     fn deleting_a_timer_never_set_is_a_broken_invariant() {
         let mut q = TimerQueues::new();
         q.insert(TimerDomain::EventTime, Timestamp::from_millis(1), 1);
@@ -375,7 +392,11 @@ mod tests {
                 }
             }
             assert_eq!(q.len(), model.len());
-            assert_eq!(q.first(d).map(|(t, id)| (t, id.clone())), model.first().cloned());
+            // Looking sorts the earliest time: only sometimes, so that pops
+            // also meet times not yet sorted.
+            if next(5) == 0 {
+                assert_eq!(q.first(d).map(|(t, id)| (t, id.clone())), model.first().cloned());
+            }
         }
     }
 }

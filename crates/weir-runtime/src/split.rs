@@ -125,8 +125,8 @@ pub trait Split: Send + 'static {
         let _ = position;
         Err(PipelineError::Runner(format!("split {} cannot seek", self.id())))
     }
-    /// Go to the split's first record. A reader that
-    /// [discovers](SplitReader::discovering) splits starts this way a split
+    /// Go to the split's first record. A reader that discovers splits
+    /// ([`SplitReader::for_worker_discovering`]) starts this way a split
     /// that has no position in the checkpoint it is restored from: the split
     /// appeared after that checkpoint (a partition added to a topic). The
     /// default cannot.
@@ -150,10 +150,10 @@ pub trait SplitSource: Send + Sync + 'static {
     /// [`WorkerInfo::splits_for`]).
     fn splits(&self, workers: usize) -> Result<Vec<Self::Split>, PipelineError>;
     /// The splits that appeared after the first `known` (a partition added
-    /// to a topic), in the same fixed order on every worker, so that split
-    /// `known + j` is read by worker `(known + j) % peers`. Called again and
-    /// again by readers that [discover](SplitReader::discovering) splits. The
-    /// default: none ever appear.
+    /// to a topic), in the same fixed order on every worker (see
+    /// [`SplitReader::for_worker_discovering`] for who reads them). Called
+    /// again and again by readers that discover splits. The default: none
+    /// ever appear.
     fn discover(&self, known: usize) -> Result<Vec<Self::Split>, PipelineError> {
         let _ = known;
         Ok(Vec::new())
@@ -341,7 +341,11 @@ struct Discovery<S> {
     last: Option<Timestamp>,
     /// Splits known: planned and discovered so far.
     known: usize,
-    worker: WorkerInfo,
+    /// New splits are dealt over workers `0..workers`: those that had a
+    /// split at the start.
+    workers: usize,
+    /// This worker.
+    index: usize,
     /// The last attempt failed (said once per run of failures).
     failing: bool,
 }
@@ -395,31 +399,45 @@ impl<S: Split> SplitReader<S> {
         Ok(reader)
     }
 
-    /// Ask `source` for new splits ([`SplitSource::discover`]) every `every`
-    /// of processing time, and read this worker's share of them: a topic's
-    /// partitions added while the job runs. A new split holds the
-    /// watermark where it is (it never goes back) until its own watermark
-    /// passes it, so its records older than the watermark are late. A
-    /// failed attempt is reported on stderr and tried again later. Once
-    /// every split is done the source is done, and a split that appears
-    /// after that is not read. Restored from a checkpoint, a split that the
-    /// checkpoint has no position of starts from its beginning
-    /// ([`Split::seek_to_beginning`]).
-    pub fn discovering<P: SplitSource<Split = S>>(
-        mut self,
+    /// The reader of `worker`'s share of `source`'s splits, which also asks
+    /// `source` for new splits ([`SplitSource::discover`]) every `every` of
+    /// processing time and reads its share of them: a topic's partitions
+    /// added while the job runs.
+    ///
+    /// - New split `i` goes to worker `i % min(planned, peers)`, where
+    ///   `planned` is the number of splits at the start: a worker that had
+    ///   none has finished by then. A worker whose splits have all finished
+    ///   has finished too, and a split dealt to it later is not read, so
+    ///   discovery is for sources whose splits never finish (an unbounded
+    ///   topic).
+    /// - A new split holds the source's watermark where it is (it never
+    ///   goes back) until its own watermark passes it, so its records older
+    ///   than the watermark are late; a new split with no records holds it
+    ///   until it gets some, or until it counts as idle
+    ///   ([`WatermarkPolicy::idle_after`]).
+    /// - A failed attempt is reported on stderr and tried again later.
+    /// - Restored from a checkpoint, a split that the checkpoint has no
+    ///   position of appeared after it, and starts from its beginning
+    ///   ([`Split::seek_to_beginning`]).
+    pub fn for_worker_discovering<P: SplitSource<Split = S>>(
         source: Arc<P>,
         worker: &WorkerInfo,
+        policy: WatermarkPolicy,
+        dead_letters: bool,
         every: Duration,
-    ) -> Self {
-        self.discovery = Some(Discovery {
+    ) -> Result<Self, PipelineError> {
+        let mut reader = SplitReader::for_worker(&*source, worker, policy, dead_letters)?;
+        let planned = reader.planned;
+        reader.discovery = Some(Discovery {
             find: Box::new(move |known| source.discover(known)),
             every,
             last: None,
-            known: self.planned,
-            worker: worker.clone(),
+            known: planned,
+            workers: planned.min(worker.peers).max(1),
+            index: worker.index,
             failing: false,
         });
-        self
+        Ok(reader)
     }
 
     /// Look for new splits if it is time to.
@@ -439,7 +457,7 @@ impl<S: Split> SplitReader<S> {
                 d.failing = false;
                 let n = found.len();
                 for (j, split) in found.into_iter().enumerate() {
-                    if assigned(d.known + j, &d.worker) {
+                    if (d.known + j) % d.workers == d.index {
                         self.splits.push(Reading::new(split, &self.policy));
                     }
                 }
@@ -679,50 +697,53 @@ mod tests {
         (values, status.watermark)
     }
 
-    /// A topic whose partitions grow: partition `i` counts from `100 * i`
-    /// to `100 * i + 10`.
+    /// A topic whose partitions grow: partition `i` holds `100 * i` to
+    /// `100 * i + 10`. Planned partitions are read from their middle (as
+    /// from the latest offset), discovered ones from their beginning.
     struct Growing(std::sync::Mutex<usize>);
 
     const IDS: [&str; 4] = ["p0", "p1", "p2", "p3"];
 
-    fn partition(i: usize) -> Count {
-        Count { id: IDS[i], start: 100 * i as u64, next: 100 * i as u64, end: 100 * i as u64 + 10 }
+    fn partition(i: usize, skip: u64) -> Count {
+        let start = 100 * i as u64;
+        Count { id: IDS[i], start, next: start + skip, end: start + 10 }
     }
 
     impl SplitSource for Growing {
         type Split = Count;
         fn splits(&self, _workers: usize) -> Result<Vec<Count>, PipelineError> {
-            Ok((0..*self.0.lock().unwrap()).map(partition).collect())
+            Ok((0..*self.0.lock().unwrap()).map(|i| partition(i, 5)).collect())
         }
         fn discover(&self, known: usize) -> Result<Vec<Count>, PipelineError> {
-            Ok((known..*self.0.lock().unwrap()).map(partition).collect())
+            Ok((known..*self.0.lock().unwrap()).map(|i| partition(i, 0)).collect())
         }
     }
 
     /// Splits that appear while readers run are found at the next look
-    /// (not before), dealt as planned ones are (split `i` to worker
-    /// `i % peers`), and a restored reader starts a split the checkpoint
-    /// does not know from its beginning.
+    /// (not before) and dealt over the workers that had a split at the
+    /// start (worker 2 of 3 had none and finished at once); a restored
+    /// reader starts a split the checkpoint does not know from its
+    /// beginning, not from where a planned split would start.
     #[test]
     fn a_discovering_reader_reads_its_share_of_new_splits() {
         let t = Timestamp::from_millis;
         let topic = Arc::new(Growing(std::sync::Mutex::new(2)));
         let every = Duration::from_millis(100);
-        let mut readers: Vec<SplitReader<Count>> = (0..2)
-            .map(|i| {
-                let w = WorkerInfo::new(i, 2);
-                SplitReader::for_worker(&*topic, &w, bounded(), false).unwrap().discovering(topic.clone(), &w, every)
-            })
-            .collect();
+        let reader = |i: usize, peers: usize| {
+            let w = WorkerInfo::new(i, peers);
+            SplitReader::for_worker_discovering(topic.clone(), &w, bounded(), false, every).unwrap()
+        };
+        let mut readers: Vec<SplitReader<Count>> = (0..3).map(|i| reader(i, 3)).collect();
         let mut read = vec![Vec::new(), Vec::new()];
         for (r, got) in readers.iter_mut().zip(&mut read) {
             got.extend(poll_at(r, 100, t(0)).0);
         }
-        assert_eq!(read, vec![(0..10).collect::<Vec<_>>(), (100..110).collect()]);
+        assert_eq!(read, vec![(5..10).collect::<Vec<_>>(), (105..110).collect()]);
+        let (none, wm) = poll_at(&mut readers[2], 100, t(0));
+        assert!(none.is_empty() && wm == Timestamp::MAX, "worker 2 has no split: it is done");
         *topic.0.lock().unwrap() = 4;
-        let (none, wm) = poll_at(&mut readers[0], 100, t(50));
+        let (none, _) = poll_at(&mut readers[0], 100, t(50));
         assert!(none.is_empty(), "not looked for before the interval: {none:?}");
-        assert_eq!(wm, Timestamp::MAX, "its one split is done");
         let at = readers[1].position().unwrap();
         for (r, got) in readers.iter_mut().zip(&mut read) {
             got.extend(poll_at(r, 100, t(100)).0);
@@ -731,13 +752,15 @@ mod tests {
         assert_eq!(readers[1].split_ids(), vec!["p1", "p3"]);
         let mut all: Vec<u64> = read.concat();
         all.sort_unstable();
-        assert_eq!(all, [0, 100, 200, 300].iter().flat_map(|&f| f..f + 10).collect::<Vec<_>>());
-        // Worker 1 restored from a position taken before p3 appeared:
-        // p3 starts from its beginning; without discovery that is refused.
+        let expected: Vec<u64> = (5..10).chain(105..110).chain(200..210).chain(300..310).collect();
+        assert_eq!(all, expected);
+        // Worker 1 of 2, restored from a position taken before p3 appeared:
+        // p3 (planned now, from 305) starts from its beginning; without
+        // discovery that checkpoint is refused.
         let w = WorkerInfo::new(1, 2);
-        let mut fresh = SplitReader::for_worker(&*topic, &w, bounded(), false).unwrap();
-        assert!(fresh.seek(&at).is_err(), "a split the checkpoint does not know, and no discovery");
-        let mut fresh = fresh.discovering(topic.clone(), &w, every);
+        let mut plain = SplitReader::for_worker(&*topic, &w, bounded(), false).unwrap();
+        assert!(plain.seek(&at).is_err(), "a split the checkpoint does not know, and no discovery");
+        let mut fresh = reader(1, 2);
         fresh.seek(&at).unwrap();
         let mut again = Vec::new();
         for _ in 0..4 {

@@ -217,6 +217,20 @@ impl<D: StatefulDoFn> StatefulOp<D> {
 
     fn apply(&mut self, key: &D::Key, window: Window, r: TimerRequest) {
         let k: TimerKey<D::Key> = (key.clone(), window, r.family, r.tag);
+        if let (Some((target, output)), Some(&(domain, was_target, was_output))) = (r.set, self.timers.get(&k)) {
+            if domain == r.domain && was_target == target {
+                // Set again for the same time (a DoFn that sets its timer
+                // on every element): only the output timestamp may move.
+                // The queue is left alone; taking the timer out and back in
+                // would add an entry to its time each time.
+                if was_output != output {
+                    self.holds.remove(was_output);
+                    self.holds.add(output);
+                    self.timers.insert(k, (domain, target, output));
+                }
+                return;
+            }
+        }
         self.remove_timer(&k);
         if let Some((target, output)) = r.set {
             self.windows.insert((self.gc(&window).next(), key.clone(), window));

@@ -41,6 +41,9 @@ pub struct LatencyArgs {
     pub workers: usize,
 }
 
+/// The highest live rate accepted (events per second).
+const MAX_RATE: u64 = 2_000_000;
+
 /// Per window end (epoch ms): the latest arrival of one of its rows (ms
 /// after the end) and the number of rows.
 type Arrivals = Arc<Mutex<HashMap<i64, (i64, u64)>>>;
@@ -88,6 +91,13 @@ fn percentile(sorted: &[i64], p: f64) -> i64 {
 pub fn main(a: LatencyArgs) -> Result<()> {
     if a.rate == 0 || a.seconds == 0 || a.workers == 0 {
         bail!("--rate, --seconds and --workers must be at least 1");
+    }
+    if a.rate > MAX_RATE {
+        bail!(
+            "--rate {}: the generator makes a few million events per second at most, so a live rate above {MAX_RATE} \
+             cannot be kept (the input would fall behind the clock and every pane would be late)",
+            a.rate
+        );
     }
     let Some(events) = a.rate.checked_mul(a.seconds) else { bail!("--rate × --seconds is too large") };
     let base_time = unix_millis() + 200;

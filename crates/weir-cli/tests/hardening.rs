@@ -369,8 +369,8 @@ fn bench_pipeline_compares_weir_with_the_loop() {
 /// `weir latency` runs the generator live: events are read no earlier than
 /// their time, so the run lasts as long as its input, and no pane comes
 /// out before its window's end (more than one event interval early would
-/// mean the watermark ran ahead of the input). A query without windows is
-/// refused with a message.
+/// mean the watermark ran ahead of the input). A rate the generator cannot
+/// keep and a query without windows are refused with a message.
 #[test]
 fn latency_paces_the_input_and_times_panes_from_their_window_end() {
     let start = Instant::now();
@@ -390,6 +390,10 @@ fn latency_paces_the_input_and_times_panes_from_their_window_end() {
     assert!(panes >= 1, "{text}");
     assert!(figure("min ") >= -1, "a pane came out before its window ended: {text}");
     assert!(figure("p50 ") <= figure("p99 ") && figure("p99 ") <= figure("max "), "{text}");
+
+    let o = Command::new(WEIR).args(["latency", "--query", "q5", "--rate", "1000000000"]).output().unwrap();
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("cannot be kept"), "{}", stderr(&o));
 
     let o = Command::new(WEIR).args(["latency", "--query", "q3", "--rate", "1000", "--seconds", "1"]).output().unwrap();
     assert!(!o.status.success());

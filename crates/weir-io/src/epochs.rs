@@ -5,9 +5,13 @@
 //! with every output written exactly once.
 //!
 //! Names: `<epoch>-<worker>-<seq>.<ext>` once committed (zero-padded, so
-//! they sort by epoch), with `.pending` appended before. Files are written
-//! under a temporary name, synced, and renamed: a name always means a
-//! complete file.
+//! they sort by epoch), with `.pending` appended before. A name always
+//! means a complete file: a local file is written under a temporary name,
+//! synced, and renamed; an object is written by one PUT.
+//!
+//! The files live in a [`Folder`]: a local one ([`LocalFolder`], what
+//! [`EpochDir::new`] takes) or any other storage that implements the trait
+//! (`weir-object-store` has one over S3 and every `object_store` backend).
 //!
 //! ```
 //! use weir_io::epochs::EpochDir;
@@ -26,6 +30,7 @@
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use weir_runtime::{EpochCommit, PipelineError};
 
@@ -83,10 +88,72 @@ pub(crate) fn names_in(dir: &Path) -> Result<Vec<String>, IoError> {
     entries.map(|e| e.map(|e| e.file_name().to_string_lossy().into_owned()).map_err(|e| io(dir, e))).collect()
 }
 
+/// Where a transactional sink's files live: a flat set of named files.
+pub trait Folder: Send + Sync + std::fmt::Debug {
+    /// The folder's name in messages (a path or URL).
+    fn location(&self) -> String;
+    /// The names of its files, unsorted (none if it does not exist yet).
+    fn names(&self) -> Result<Vec<String>, IoError>;
+    /// Write file `name` whole: a reader sees all of it or none of it.
+    fn write(&self, name: &str, bytes: &[u8]) -> Result<(), IoError>;
+    /// Rename `from` to `to`, replacing `to`.
+    fn rename(&self, from: &str, to: &str) -> Result<(), IoError>;
+    /// Remove file `name` (nothing if it is not there).
+    fn remove(&self, name: &str) -> Result<(), IoError>;
+    /// The contents of file `name`.
+    fn read(&self, name: &str) -> Result<Vec<u8>, IoError>;
+    /// Make the renames and removals done so far durable.
+    fn sync(&self) {}
+}
+
+/// A local folder: files are written under a temporary name (a hidden
+/// `.<name>.tmp`), synced and renamed; the folder is synced after renames.
+#[derive(Clone, Debug)]
+pub struct LocalFolder(pub PathBuf);
+
+impl Folder for LocalFolder {
+    fn location(&self) -> String {
+        self.0.display().to_string()
+    }
+
+    fn names(&self) -> Result<Vec<String>, IoError> {
+        names_in(&self.0)
+    }
+
+    fn write(&self, name: &str, bytes: &[u8]) -> Result<(), IoError> {
+        std::fs::create_dir_all(&self.0).map_err(|e| io(&self.0, e))?;
+        write_atomically(&self.0.join(format!(".{name}.tmp")), &self.0.join(name), bytes)
+    }
+
+    fn rename(&self, from: &str, to: &str) -> Result<(), IoError> {
+        let from = self.0.join(from);
+        std::fs::rename(&from, self.0.join(to)).map_err(|e| io(&from, e))
+    }
+
+    fn remove(&self, name: &str) -> Result<(), IoError> {
+        let path = self.0.join(name);
+        match std::fs::remove_file(&path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(io(&path, e)),
+            _ => Ok(()),
+        }
+    }
+
+    fn read(&self, name: &str) -> Result<Vec<u8>, IoError> {
+        let path = self.0.join(name);
+        std::fs::read(&path).map_err(|e| io(&path, e))
+    }
+
+    fn sync(&self) {
+        if let Ok(d) = std::fs::File::open(&self.0) {
+            let _ = d.sync_all();
+        }
+    }
+}
+
 /// A folder of per-epoch output files (see the module docs).
 #[derive(Clone, Debug)]
 pub struct EpochDir {
-    dir: PathBuf,
+    folder: Arc<dyn Folder>,
     ext: String,
 }
 
@@ -101,14 +168,19 @@ fn pe(e: IoError) -> PipelineError {
 }
 
 impl EpochDir {
-    /// Output files in `dir` with extension `ext`.
+    /// Output files in local folder `dir` with extension `ext`.
     pub fn new(dir: impl Into<PathBuf>, ext: &str) -> Self {
-        EpochDir { dir: dir.into(), ext: ext.to_string() }
+        EpochDir::in_folder(Arc::new(LocalFolder(dir.into())), ext)
     }
 
-    /// The folder.
-    pub fn dir(&self) -> &Path {
-        &self.dir
+    /// Output files in `folder` with extension `ext`.
+    pub fn in_folder(folder: Arc<dyn Folder>, ext: &str) -> Self {
+        EpochDir { folder, ext: ext.to_string() }
+    }
+
+    /// The folder's name (a path or URL).
+    pub fn location(&self) -> String {
+        self.folder.location()
     }
 
     fn name(&self, epoch: u64, worker: usize, seq: u64) -> String {
@@ -116,13 +188,9 @@ impl EpochDir {
     }
 
     /// Write worker `worker`'s chunk `seq` of epoch `epoch` as a pending
-    /// file (synced).
+    /// file (whole: synced, or one PUT).
     pub fn write_pending(&self, epoch: u64, worker: usize, seq: u64, bytes: &[u8]) -> Result<(), IoError> {
-        std::fs::create_dir_all(&self.dir).map_err(|e| io(&self.dir, e))?;
-        let name = self.name(epoch, worker, seq);
-        let tmp = self.dir.join(format!(".{name}.tmp"));
-        let target = self.dir.join(format!("{name}{PENDING}"));
-        write_atomically(&tmp, &target, bytes)
+        self.folder.write(&format!("{}{PENDING}", self.name(epoch, worker, seq)), bytes)
     }
 
     /// The first chunk number that worker `worker` has not written in
@@ -144,7 +212,7 @@ impl EpochDir {
     pub fn next_seq(&self, epoch: u64, worker: usize) -> Result<u64, IoError> {
         let prefix = format!("{epoch:020}-{worker:05}-");
         let mut next = 0;
-        for name in names_in(&self.dir)? {
+        for name in self.folder.names()? {
             // `<seq>.<ext>`, `<seq>.<ext>.pending` (6 digits or more).
             let seq =
                 name.strip_prefix(&prefix).and_then(|rest| rest.split('.').next()).and_then(|n| n.parse::<u64>().ok());
@@ -158,7 +226,7 @@ impl EpochDir {
     /// Every file of the folder: (name, epoch, committed).
     fn files(&self) -> Result<Vec<(String, u64, bool)>, IoError> {
         let mut out = Vec::new();
-        for name in names_in(&self.dir)? {
+        for name in self.folder.names()? {
             let epoch = name.split('-').next().and_then(|e| e.trim_start_matches('.').parse::<u64>().ok());
             if let Some(epoch) = epoch {
                 out.push((name.clone(), epoch, !name.ends_with(PENDING) && !name.starts_with('.')));
@@ -173,17 +241,10 @@ impl EpochDir {
         let mut out = Vec::new();
         for (name, _, committed) in self.files()? {
             if committed {
-                let path = self.dir.join(&name);
-                out.push(std::fs::read(&path).map_err(|e| io(&path, e))?);
+                out.push(self.folder.read(&name)?);
             }
         }
         Ok(out)
-    }
-
-    fn sync(&self) {
-        if let Ok(d) = std::fs::File::open(&self.dir) {
-            let _ = d.sync_all();
-        }
     }
 }
 
@@ -191,12 +252,10 @@ impl EpochCommit for EpochDir {
     fn commit(&self, epoch: u64) -> Result<(), PipelineError> {
         for (name, e, committed) in self.files().map_err(pe)? {
             if !committed && e <= epoch && name.ends_with(PENDING) {
-                let from = self.dir.join(&name);
-                let to = self.dir.join(&name[..name.len() - PENDING.len()]);
-                std::fs::rename(&from, &to).map_err(|e| pe(io(&from, e)))?;
+                self.folder.rename(&name, &name[..name.len() - PENDING.len()]).map_err(pe)?;
             }
         }
-        self.sync();
+        self.folder.sync();
         Ok(())
     }
 
@@ -209,13 +268,12 @@ impl EpochCommit for EpochDir {
             // checkpoint `epoch`: what came after it is replayed.
             let stale = epoch.is_none_or(|c| e > c) || name.starts_with('.');
             if stale {
-                let path = self.dir.join(&name);
-                std::fs::remove_file(&path).map_err(|err| pe(io(&path, err)))?;
+                self.folder.remove(&name).map_err(pe)?;
             } else {
                 debug_assert!(committed);
             }
         }
-        self.sync();
+        self.folder.sync();
         Ok(())
     }
 }

@@ -82,6 +82,14 @@ pub enum IoError {
         /// The error.
         source: std::io::Error,
     },
+    /// An error of a storage service (an object store) on a name.
+    #[error("{location}: {message}")]
+    Storage {
+        /// The location (a URL) and name.
+        location: String,
+        /// What went wrong.
+        message: String,
+    },
 }
 
 /// The files a path names: the file itself, every regular file of a folder

@@ -2,7 +2,8 @@
 //!
 //! Parquet files as a Weir source, in a crate of its own (the `parquet`
 //! crate stays out of the core and out of pipelines that do not use it):
-//! [`read_parquet`] reads a file or every `.parquet` file of a folder, one
+//! [`read_parquet`] reads a file or every `.parquet` file of a folder (a
+//! local path, or a URL of an object store: `s3://bucket/trips/`), one
 //! split per row group, so the row groups of one big file are read by all
 //! workers. Each row becomes a `T` through its JSON form (column names as
 //! field names) or a function of yours; a row that does not convert goes
@@ -13,7 +14,15 @@
 //!
 //! [`ParquetSinkExt::write_parquet`] writes rows as Parquet files through
 //! the transactional file sink: a file per worker and epoch, visible once
-//! the checkpoint covering the epoch is committed (exactly once).
+//! the checkpoint covering the epoch is committed (exactly once), in a
+//! local folder or under an object-store URL.
+//!
+//! Object stores (`weir-object-store`): `s3://bucket/prefix`, with the
+//! credentials, region and endpoint from the usual `AWS_*` environment
+//! variables (`AWS_ENDPOINT=http://127.0.0.1:5000` and
+//! `AWS_ALLOW_HTTP=true` for a local S3 server), or `file:///path`. A
+//! file's footer is fetched when the pipeline is built, a row group in one
+//! ranged GET when its split is read.
 //!
 //! Codecs: Snappy, LZ4 and gzip (pure Rust); not zstd or brotli yet.
 //!
@@ -29,6 +38,7 @@
 
 #![warn(missing_docs)]
 
+mod objects;
 mod sink;
 pub use sink::ParquetSinkExt;
 
@@ -40,8 +50,11 @@ use parquet::file::reader::{FileReader, SerializedFileReader};
 use parquet::file::serialized_reader::ReadOptionsBuilder;
 use parquet::record::reader::RowIter;
 use parquet::record::Row;
+
+use crate::objects::{group_range, ObjectFile};
 use serde::de::DeserializeOwned;
 use weir_model::{Timestamp, WindowingStrategy};
+use weir_object_store::{is_url, ObjectDir};
 use weir_pipeline::{PCollection, Pipeline};
 use weir_runtime::split::{DeadLetter, ReadResult, Split, SplitOutput, SplitReader, SplitSource, WatermarkPolicy};
 use weir_runtime::{Data, NodeKind, PipelineError, Source, SourceFactory, WorkerInfo};
@@ -129,8 +142,8 @@ impl<T: Data> ParquetSource<T> {
     }
 }
 
-/// The `.parquet` files of `path` (a file, or a folder's files sorted by name).
-fn files(path: &Path) -> Result<Vec<PathBuf>, ParquetError> {
+/// The `.parquet` files of local `path` (a file, or a folder's files sorted by name).
+fn local_files(path: &Path) -> Result<Vec<PathBuf>, ParquetError> {
     let io = |e: std::io::Error| ParquetError::Io { path: path.display().to_string(), message: e.to_string() };
     let meta = std::fs::metadata(path).map_err(io)?;
     if meta.is_file() {
@@ -150,9 +163,63 @@ fn files(path: &Path) -> Result<Vec<PathBuf>, ParquetError> {
     Ok(out)
 }
 
+/// Where a file's bytes are.
+enum Place {
+    Local(PathBuf),
+    Object(Arc<ObjectFile>),
+}
+
+/// A row group to read: its file, number, rows, and byte range.
+type Group = (Arc<Place>, String, usize, i64, (u64, u64));
+
+/// The row groups of the files `path` names, read from their footers.
+fn plan(path: &Path) -> Result<Vec<Group>, ParquetError> {
+    let mut groups = Vec::new();
+    let Some(url) = path.to_str().filter(|p| is_url(p)) else {
+        for file in local_files(path)? {
+            let shown = file.display().to_string();
+            let f = File::open(&file).map_err(|e| ParquetError::Io { path: shown.clone(), message: e.to_string() })?;
+            let reader = SerializedFileReader::new(f)
+                .map_err(|e| ParquetError::Format { path: shown.clone(), message: e.to_string() })?;
+            let place = Arc::new(Place::Local(file));
+            for (i, g) in reader.metadata().row_groups().iter().enumerate() {
+                groups.push((place.clone(), shown.clone(), i, g.num_rows(), group_range(reader.metadata(), i)));
+            }
+        }
+        return Ok(groups);
+    };
+    let io =
+        |e: weir_object_store::ObjectStoreError| ParquetError::Io { path: url.to_string(), message: e.to_string() };
+    let dir = Arc::new(ObjectDir::parse(url).map_err(io)?);
+    // The URL names an object, or a prefix whose `.parquet` objects are read.
+    // (Looking up a bucket's root fails on some stores: then it is a prefix.)
+    let names: Vec<(String, u64)> = match dir.size("") {
+        Ok(Some(size)) if !url.ends_with('/') => vec![(String::new(), size)],
+        _ => dir
+            .list("")
+            .map_err(io)?
+            .into_iter()
+            .filter(|(name, _)| !name.contains('/') && name.ends_with(".parquet"))
+            .collect(),
+    };
+    if names.is_empty() {
+        return Err(ParquetError::Empty(url.to_string()));
+    }
+    for (name, size) in names {
+        let shown = if name.is_empty() { url.to_string() } else { format!("{}/{name}", url.trim_end_matches('/')) };
+        let (file, meta) = ObjectFile::open(dir.clone(), name, size)
+            .map_err(|message| ParquetError::Format { path: shown.clone(), message })?;
+        let place = Arc::new(Place::Object(Arc::new(file)));
+        for (i, g) in meta.row_groups().iter().enumerate() {
+            groups.push((place.clone(), shown.clone(), i, g.num_rows(), group_range(&meta, i)));
+        }
+    }
+    Ok(groups)
+}
+
 /// The splits: each row group of each file, planned when the pipeline is built.
 struct RowGroups<T> {
-    groups: Vec<(PathBuf, usize, i64)>,
+    groups: Vec<Group>,
     decode: Decode<T>,
     time: Option<EventTime<T>>,
 }
@@ -163,10 +230,11 @@ impl<T: Data> SplitSource for RowGroups<T> {
         Ok(self
             .groups
             .iter()
-            .map(|(file, group, rows)| RowGroupSplit {
-                id: format!("{}#{group}", file.display()),
-                file: file.clone(),
+            .map(|(place, shown, group, rows, range)| RowGroupSplit {
+                id: format!("{shown}#{group}"),
+                place: place.clone(),
                 group: *group,
+                range: *range,
                 rows: *rows as u64,
                 read: 0,
                 rows_iter: None,
@@ -180,8 +248,10 @@ impl<T: Data> SplitSource for RowGroups<T> {
 /// One row group of one file.
 struct RowGroupSplit<T> {
     id: String,
-    file: PathBuf,
+    place: Arc<Place>,
     group: usize,
+    /// The group's bytes in the file.
+    range: (u64, u64),
     /// Rows in the group.
     rows: u64,
     /// Rows read so far (the position).
@@ -198,11 +268,19 @@ impl<T> RowGroupSplit<T> {
 
     /// The rows of this group, from row `read` on.
     fn open(&self) -> Result<RowIter<'static>, PipelineError> {
-        let file = File::open(&self.file).map_err(|e| self.fail(e))?;
         let group = self.group;
-        let options = ReadOptionsBuilder::new().with_predicate(Box::new(move |_, i| i == group)).build();
-        let reader = SerializedFileReader::new_with_options(file, options).map_err(|e| self.fail(e))?;
-        let mut rows = RowIter::from_file_into(Box::new(reader) as Box<dyn FileReader>);
+        let options = || ReadOptionsBuilder::new().with_predicate(Box::new(move |_, i| i == group)).build();
+        let reader: Box<dyn FileReader> = match &*self.place {
+            Place::Local(path) => {
+                let file = File::open(path).map_err(|e| self.fail(e))?;
+                Box::new(SerializedFileReader::new_with_options(file, options()).map_err(|e| self.fail(e))?)
+            }
+            Place::Object(object) => {
+                let bytes = object.fetch(self.range).map_err(|e| self.fail(e))?;
+                Box::new(SerializedFileReader::new_with_options(bytes, options()).map_err(|e| self.fail(e))?)
+            }
+        };
+        let mut rows = RowIter::from_file_into(reader);
         for _ in 0..self.read {
             match rows.next() {
                 Some(Ok(_)) => {}
@@ -282,19 +360,7 @@ pub fn read_parquet<T: Data>(
     p: &Pipeline,
     source: ParquetSource<T>,
 ) -> Result<(PCollection<T>, PCollection<DeadLetter>), ParquetError> {
-    let mut groups = Vec::new();
-    for file in files(&source.path)? {
-        let format = |e: &dyn std::fmt::Display| ParquetError::Format {
-            path: file.display().to_string(),
-            message: e.to_string(),
-        };
-        let f = File::open(&file)
-            .map_err(|e| ParquetError::Io { path: file.display().to_string(), message: e.to_string() })?;
-        let reader = SerializedFileReader::new(f).map_err(|e| format(&e))?;
-        for (i, g) in reader.metadata().row_groups().iter().enumerate() {
-            groups.push((file.clone(), i, g.num_rows()));
-        }
-    }
+    let groups = plan(&source.path)?;
     let policy = source.policy.unwrap_or_else(WatermarkPolicy::batch);
     let splits = Arc::new(RowGroups { groups, decode: source.decode, time: source.time });
     let factory: SourceFactory = Arc::new(move |w: &WorkerInfo| {

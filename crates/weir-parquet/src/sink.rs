@@ -1,5 +1,6 @@
 //! The Parquet sink: each worker's rows of an epoch become a Parquet file
-//! of the transactional file sink (`weir_io::epochs::EpochDir`), visible
+//! of the transactional file sink (`weir_io::epochs::EpochDir`, in a local
+//! folder or an object store), visible
 //! once the checkpoint covering the epoch is committed (at the end of a
 //! run without checkpoints): exactly once, however often the job is killed.
 
@@ -234,7 +235,8 @@ impl<T> ParquetSinkOp<T> {
 
 /// `write_parquet`: rows to Parquet files.
 pub trait ParquetSinkExt<T: Data + Serialize> {
-    /// Write each element as a row of Parquet files in folder `dir`, with
+    /// Write each element as a row of Parquet files in folder `dir` (a
+    /// local path, or an object-store URL such as `s3://bucket/counts/`), with
     /// `schema` (a Parquet message type of flat, required or optional
     /// primitive columns: `message row { required binary user (UTF8);
     /// optional int64 clicks; }`); an element's fields (its serde form)
@@ -268,7 +270,14 @@ impl<T: Data + Serialize> ParquetSinkExt<T> for PCollection<T> {
         let dir = dir.into();
         let schema = Arc::new(parse_message_type(schema).map_err(|e| ParquetError::Schema(e.to_string()))?);
         let columns = Arc::new(columns(&schema)?);
-        let epochs = EpochDir::new(&dir, "parquet");
+        let epochs = match dir.to_str().filter(|d| weir_object_store::is_url(d)) {
+            Some(url) => {
+                let folder = weir_object_store::ObjectDir::parse(url)
+                    .map_err(|e| ParquetError::Io { path: url.to_string(), message: e.to_string() })?;
+                EpochDir::in_folder(Arc::new(folder), "parquet")
+            }
+            None => EpochDir::new(&dir, "parquet"),
+        };
         let name = format!("WriteParquet({})", dir.display());
         let (op_dir, op_name) = (epochs.clone(), name.clone());
         let idx = self.pipeline().add_node(

@@ -1,86 +1,49 @@
-//! Checkpoints on S3-compatible storage, against a real local S3 server
-//! (moto's, from PyPI, installed into a virtual environment under
-//! `target/` and started on 127.0.0.1 by this test, stopped at its end).
+//! Checkpoints and the transactional file sink on S3-compatible storage,
+//! against a real local S3 server (`weir_object_store::testing`: moto's,
+//! started on 127.0.0.1 by this test, stopped at its end).
 
-use std::net::TcpStream;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, OnceLock};
-use std::time::Instant;
+use std::sync::Arc;
 
 use weir_checkpoint::{CheckpointStore, Checkpoints, JobId, NodeEntry, NodeState, Recovery, WorkerState};
-use weir_checkpoint_object_store::ObjectStoreLocation;
+use weir_object_store::ObjectStoreLocation;
 use weir_pipeline::prelude::*;
 use weir_pipeline::{PipelineError, ReadResult, UnboundedSource, WatermarkPolicy};
 type StdDuration = std::time::Duration;
 use weir_runner_timely::{CheckpointConfig, TimelyRunner};
 
-/// The moto server, started once for this test binary.
-struct Moto {
-    _watcher: Child,
-    port: u16,
-}
-
-fn venv() -> PathBuf {
-    let target = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/moto-venv");
-    if !target.join("bin/moto_server").exists() {
-        let ok = Command::new("python3").args(["-m", "venv"]).arg(&target).status().expect("python3 is needed");
-        assert!(ok.success(), "creating a virtual environment for moto");
-        let ok = Command::new(target.join("bin/pip"))
-            .args(["install", "--quiet", "moto[server]==5.1.*"])
-            .status()
-            .expect("pip is needed");
-        assert!(ok.success(), "installing moto[server] from PyPI");
-    }
-    target
-}
-
-fn moto() -> &'static std::sync::Mutex<Moto> {
-    static MOTO: OnceLock<std::sync::Mutex<Moto>> = OnceLock::new();
-    MOTO.get_or_init(|| {
-        let venv = venv();
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        // A static is never dropped: a watcher stops the server when this
-        // test process ends.
-        let watch = format!(
-            "{} -H 127.0.0.1 -p {port} & m=$!; while kill -0 {} 2>/dev/null; do sleep 0.5; done; kill $m",
-            venv.join("bin/moto_server").display(),
-            std::process::id()
-        );
-        let child = Command::new("sh")
-            .args(["-c", &watch])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("starting moto_server");
-        let deadline = Instant::now() + StdDuration::from_secs(60);
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "moto_server did not listen within 60 s");
-            std::thread::sleep(StdDuration::from_millis(50));
-        }
-        // SAFETY: set once, before any store reads the environment.
-        unsafe {
-            std::env::set_var("AWS_ENDPOINT", format!("http://127.0.0.1:{port}"));
-            std::env::set_var("AWS_ALLOW_HTTP", "true");
-            std::env::set_var("AWS_ACCESS_KEY_ID", "test");
-            std::env::set_var("AWS_SECRET_ACCESS_KEY", "test");
-            std::env::set_var("AWS_REGION", "us-east-1");
-        }
-        std::sync::Mutex::new(Moto { _watcher: child, port })
-    })
-}
-
-/// A fresh bucket on the server.
+/// A fresh bucket on the moto server, with a prefix for checkpoints.
 fn bucket(name: &str) -> String {
-    let port = moto().lock().unwrap().port;
-    let script = format!(
-        "import boto3; boto3.client('s3', endpoint_url='http://127.0.0.1:{port}', region_name='us-east-1', \
-         aws_access_key_id='test', aws_secret_access_key='test').create_bucket(Bucket='{name}')"
-    );
-    let ok = Command::new(venv().join("bin/python")).args(["-c", &script]).status().unwrap();
-    assert!(ok.success(), "creating bucket {name}");
-    format!("s3://{name}/checkpoints/job-1")
+    format!("{}/checkpoints/job-1", weir_object_store::testing::bucket(name))
+}
+
+#[test]
+fn the_transactional_file_sink_commits_and_recovers_on_s3() {
+    use weir_io::epochs::EpochDir;
+    use weir_object_store::ObjectDir;
+    use weir_runtime::EpochCommit;
+    let url = format!("{}/out", weir_object_store::testing::bucket("epochs"));
+    let dir = Arc::new(ObjectDir::parse(&url).unwrap());
+    let out = EpochDir::in_folder(dir.clone(), "csv");
+    out.write_pending(0, 0, 0, b"a\n").unwrap();
+    out.write_pending(0, 1, 0, b"b\n").unwrap();
+    out.write_pending(1, 0, 0, b"c\n").unwrap();
+    assert_eq!(out.next_seq(0, 0).unwrap(), 1);
+    // Nothing is visible before its checkpoint commits.
+    assert!(out.read_committed().unwrap().is_empty());
+    out.commit(0).unwrap();
+    assert_eq!(out.read_committed().unwrap().concat(), b"a\nb\n");
+    // A crash, then recovery from checkpoint 0: epoch 1's pending file is
+    // discarded, and the replayed epoch 1 is written again.
+    out.recover(Some(0)).unwrap();
+    let names: Vec<String> = dir.list("").unwrap().into_iter().map(|(n, _)| n).collect();
+    assert_eq!(names, vec!["00000000000000000000-00000-000000.csv", "00000000000000000000-00001-000000.csv"]);
+    out.write_pending(1, 0, 0, b"d\n").unwrap();
+    out.commit(1).unwrap();
+    assert_eq!(out.read_committed().unwrap().concat(), b"a\nb\nd\n");
+    // A run from the beginning leaves nothing of an earlier one.
+    out.recover(None).unwrap();
+    assert!(dir.list("").unwrap().is_empty());
 }
 
 #[test]

@@ -168,6 +168,31 @@ fn q5_and_q7_from_a_kafka_topic_give_the_reference_results() {
     assert_eq!(got, std::fs::read(out.join("q7.csv")).unwrap(), "the topic holds the result file's rows");
 }
 
+/// `weir latency --via kafka://…`: the generator's events go live through
+/// a new topic (each produced when the clock reaches its time, then one
+/// record past the end per partition, where the source stops) and no pane
+/// comes out before its window's end. A topic that exists is refused.
+#[test]
+fn latency_through_a_kafka_topic_produces_live_and_times_panes() {
+    let broker = weir_kafka::testing::broker();
+    let via = format!("kafka://{broker}/latency-live");
+    let args = ["latency", "--query", "q5", "--rate", "2000", "--seconds", "8", "--workers", "2", "--via", &via];
+    let start = std::time::Instant::now();
+    let o = Command::new(WEIR).args(args).args(["--fetch-wait-ms", "20"]).output().unwrap();
+    let (out, err) = (String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+    assert!(o.status.success(), "{err}");
+    assert!(start.elapsed() >= Duration::from_secs(7), "8 s of live input took {:?}", start.elapsed());
+    assert!(err.contains("16004 records produced"), "{err}");
+    assert!(out.contains("q5 at 2000 events/s, 2 workers: "), "{out}");
+    let panes: u64 = out.split(": ").nth(1).unwrap().split(' ').next().unwrap().parse().unwrap();
+    assert!(panes >= 1, "{out}");
+    let min: i64 = out.split("min ").nth(1).unwrap().split(';').next().unwrap().parse().unwrap();
+    assert!(min >= -1, "a pane came out before its window ended: {out}");
+    let o = Command::new(WEIR).args(args).output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && err.contains("exists"), "{err}");
+}
+
 #[test]
 fn bad_lines_are_dead_letters_and_the_rest_is_processed() {
     let (file, _) = input(60_000);

@@ -92,3 +92,64 @@ pub fn read_records(brokers: &str, topic: &str, n: usize, timeout: Duration) -> 
     }
     out
 }
+
+/// A broker of a test's own on a free port of 127.0.0.1, keeping its
+/// records in an SQLite file, that the test can stop (a kill) and start
+/// again with what it held; stopped when dropped.
+pub struct OwnBroker {
+    port: u16,
+    db: PathBuf,
+    child: Option<Child>,
+}
+
+impl OwnBroker {
+    /// A broker keeping its records in `db` (a file it creates).
+    pub fn start(db: &std::path::Path) -> OwnBroker {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let mut b = OwnBroker { port, db: db.to_path_buf(), child: None };
+        b.restart();
+        b
+    }
+
+    /// Its address, `127.0.0.1:PORT`.
+    pub fn address(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// Kill it (no goodbye to its clients).
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Start it again on the same port, with the records it held.
+    pub fn restart(&mut self) {
+        self.stop();
+        let url = format!("tcp://127.0.0.1:{}", self.port);
+        // tansu reads an SQLite URL's path relative to its folder.
+        let (folder, file) = (self.db.parent().expect("a folder"), self.db.file_name().expect("a file name"));
+        let storage = format!("sqlite://{}", file.to_string_lossy());
+        let child = Command::new(binary())
+            .current_dir(folder)
+            .args(["broker", "--listener-url", &url, "--advertised-listener-url", &url, "--storage-engine", &storage])
+            .arg("--silent")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("starting a broker");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(Instant::now() < deadline, "the broker did not listen within 30 s");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for OwnBroker {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}

@@ -54,5 +54,5 @@ pub mod admin;
 pub mod testing;
 
 pub use error::KafkaError;
-pub use sink::KafkaSinkExt;
+pub use sink::{result_id, KafkaSinkExt, RESULT_ID};
 pub use source::{read_kafka, KafkaRecord, KafkaSource, StartFrom};

@@ -1,4 +1,5 @@
-//! The Kafka sink: the idempotent producer, flushed at every checkpoint.
+//! The Kafka sink: the idempotent producer, flushed at every checkpoint;
+//! each record carries a deterministic result id (header [`RESULT_ID`]).
 
 use std::marker::PhantomData;
 use std::sync::{Arc, Mutex};
@@ -6,6 +7,7 @@ use std::time::Duration as StdDuration;
 
 use rdkafka::config::ClientConfig;
 use rdkafka::error::{KafkaError as RdError, RDKafkaErrorCode};
+use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
 use rdkafka::ClientContext;
 use weir_pipeline::PCollection;
@@ -18,6 +20,44 @@ use weir_runtime::{
 /// librdkafka's own delivery timeout (`message.timeout.ms`, 300 s), so a
 /// record it still retries is not given up on first.
 const FLUSH_TIMEOUT: StdDuration = StdDuration::from_secs(330);
+
+/// The header that names a record's result: `<window>/<pane>/<digest>`,
+/// the window (`global`, or `start..end` in epoch milliseconds), the
+/// pane's index in it, and an FNV-1a digest (16 hex digits) of the
+/// record's key and value. The same result sent again after a recovery has
+/// the same id, so a consumer can drop what it has seen; two results of
+/// one key, window and pane (a pane of an accumulating trigger recomputed
+/// differently, e.g. a processing-time trigger that fired at another
+/// moment) have different ids.
+///
+/// ```
+/// use weir_kafka::result_id;
+/// use weir_model::{IntervalWindow, PaneInfo, Timestamp, Window};
+/// let w = Window::Interval(IntervalWindow::new(Timestamp::from_millis(0), Timestamp::from_millis(10_000)));
+/// let id = result_id(&w, &PaneInfo::NO_FIRING, Some(b"user-7"), b"{\"n\":3}");
+/// assert!(id.starts_with("0..10000/0/"), "{id}");
+/// assert_eq!(id, result_id(&w, &PaneInfo::NO_FIRING, Some(b"user-7"), b"{\"n\":3}"));
+/// assert_ne!(id, result_id(&w, &PaneInfo::NO_FIRING, Some(b"user-8"), b"{\"n\":3}"));
+/// assert_ne!(id, result_id(&w, &PaneInfo::NO_FIRING, Some(b"user-7"), b"{\"n\":4}"));
+/// // Key and value do not run into each other.
+/// assert_ne!(result_id(&w, &PaneInfo::NO_FIRING, Some(b"ab"), b"c"), result_id(&w, &PaneInfo::NO_FIRING, Some(b"a"), b"bc"));
+/// ```
+pub const RESULT_ID: &str = "weir-result-id";
+
+/// A record's [`RESULT_ID`].
+pub fn result_id(window: &weir_model::Window, pane: &weir_model::PaneInfo, key: Option<&[u8]>, value: &[u8]) -> String {
+    // FNV-1a over the key's length (u64::MAX: none), the key and the value.
+    let len = key.map_or(u64::MAX, |k| k.len() as u64).to_le_bytes();
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in len.iter().chain(key.unwrap_or_default()).chain(value) {
+        h = (h ^ u64::from(*b)).wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    let window = match window.as_interval() {
+        Some(w) => format!("{}..{}", w.start.millis(), w.end.millis()),
+        None => "global".to_string(),
+    };
+    format!("{window}/{}/{h:016x}", pane.index.max(0))
+}
 
 /// Records a worker's producer failed to deliver.
 #[derive(Default)]
@@ -76,7 +116,9 @@ impl<T: Data> Operator for KafkaSinkOp<T> {
         NodeCounters::add(&cx.counters.elements_in, values.len() as u64);
         for v in &values {
             let (key, payload) = (self.record)(&v.value);
-            let mut record = BaseRecord::to(&self.topic).payload(&payload);
+            let id = result_id(&v.window, &v.pane, key.as_deref(), &payload);
+            let headers = OwnedHeaders::new().insert(Header { key: RESULT_ID, value: Some(&id) });
+            let mut record = BaseRecord::to(&self.topic).payload(&payload).headers(headers);
             if let Some(k) = &key {
                 record = record.key(k);
             }
@@ -129,8 +171,9 @@ pub trait KafkaSinkExt<T: Data> {
     /// the end; a record that cannot be delivered fails the job.
     ///
     /// At least once: a recovery sends again what was sent after the
-    /// checkpoint it restores. Make keys deterministic (from the window,
-    /// key and pane) so that consumers can drop duplicates. (Kafka
+    /// checkpoint it restores. Every record carries a deterministic id
+    /// (header [`RESULT_ID`]: its window, pane, key and value) so that consumers
+    /// can drop duplicates. (Kafka
     /// transactions would make it exactly once; the test broker has none,
     /// so Weir does not ship an untested transactional mode.)
     fn write_kafka(

@@ -124,6 +124,44 @@ fn the_sink_delivers_every_record_with_its_key() {
             copied.iter().filter(|(key, ..)| key == &format!("k{k}")).map(|(_, p, _)| *p).collect();
         assert_eq!(parts.len(), 1, "key k{k} in partitions {parts:?}");
     }
+    // Each record names its result (window, pane, key and value): what a
+    // consumer deduplicates on after a recovery sent it again.
+    let ids = result_ids(testing::broker(), "copied", 1_000);
+    let expected: std::collections::BTreeSet<String> = (0..1_000)
+        .map(|n| {
+            let e = E { n, t: n as i64 * 10 };
+            let key = format!("k{}", n % 7).into_bytes();
+            weir_kafka::result_id(&Window::Global, &PaneInfo::NO_FIRING, Some(&key), &json(&e))
+        })
+        .collect();
+    assert_eq!(expected.len(), 1_000);
+    assert_eq!(ids, expected);
+}
+
+/// The result-id headers of the first `n` records of `topic`.
+fn result_ids(brokers: &str, topic: &str, n: usize) -> std::collections::BTreeSet<String> {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::message::{Headers, Message};
+    let consumer: BaseConsumer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", "weir-result-ids")
+        .set("auto.offset.reset", "earliest")
+        .create()
+        .unwrap();
+    consumer.subscribe(&[topic]).unwrap();
+    let deadline = Instant::now() + StdDuration::from_secs(30);
+    let mut ids = std::collections::BTreeSet::new();
+    let mut seen = 0;
+    while seen < n && Instant::now() < deadline {
+        if let Some(Ok(m)) = consumer.poll(StdDuration::from_millis(100)) {
+            seen += 1;
+            let headers = m.headers().expect("the sink sets headers");
+            let id = headers.iter().find(|h| h.key == weir_kafka::RESULT_ID).and_then(|h| h.value).expect("an id");
+            ids.insert(String::from_utf8(id.to_vec()).unwrap());
+        }
+    }
+    assert_eq!(seen, n, "records read");
+    ids
 }
 
 /// Counts per 1-second window of a 2-partition topic whose partition 1

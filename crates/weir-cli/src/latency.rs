@@ -126,7 +126,8 @@ fn event_json(e: &Event) -> Vec<u8> {
 
 /// A thread that sends the generator's events to `topic`, each when the
 /// clock reaches its time, then one record per partition past the last
-/// event (where the source stops). Returns how many it sent.
+/// event (where the source stops). Returns how many it sent; if producing
+/// fails, the process ends with the error (the query would wait for ever).
 fn produce_live(
     brokers: &str,
     topic: &str,
@@ -156,7 +157,14 @@ fn produce_live(
         });
         let tail = (0..partitions).map(|_| event_json(&past_end));
         let options = [("linger.ms", "1")];
-        Ok(weir_kafka::admin::load_with(&brokers, &topic, partitions, live.chain(tail), &options)?)
+        match weir_kafka::admin::load_with(&brokers, &topic, partitions, live.chain(tail), &options) {
+            Ok(sent) => Ok(sent),
+            Err(e) => {
+                // The query would wait for the records past the end for ever.
+                eprintln!("weir: latency: producing to '{topic}' failed: {e}");
+                std::process::exit(1);
+            }
+        }
     })
 }
 

@@ -28,7 +28,9 @@ const FLUSH_TIMEOUT: StdDuration = StdDuration::from_secs(330);
 /// the same id, so a consumer can drop what it has seen; two results of
 /// one key, window and pane (a pane of an accumulating trigger recomputed
 /// differently, e.g. a processing-time trigger that fired at another
-/// moment) have different ids.
+/// moment) have different ids. Two equal records (key and value) of one
+/// window and pane share an id: a consumer that drops duplicates keeps one
+/// of them, so put what tells them apart in the key or value.
 ///
 /// ```
 /// use weir_kafka::result_id;

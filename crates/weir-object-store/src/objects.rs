@@ -47,7 +47,8 @@ impl ObjectDir {
     /// The location a URL names: `s3://bucket/prefix` (credentials, region
     /// and endpoint from the usual `AWS_*` environment variables, e.g.
     /// `AWS_ENDPOINT=http://127.0.0.1:5000` and `AWS_ALLOW_HTTP=true` for a
-    /// local S3 server), `file:///path`, or `memory://` (for tests).
+    /// local S3 server), `file:///folder` (a folder, created if missing),
+    /// or `memory://` (for tests).
     ///
     /// ```
     /// use weir_object_store::ObjectDir;
@@ -65,7 +66,8 @@ impl ObjectDir {
                     .with_url(url)
                     .build()
                     .map_err(|e| storage(url, e))?;
-                (Arc::new(s3), Path::from(parsed.path().trim_start_matches('/')))
+                let prefix = Path::from_url_path(parsed.path()).map_err(|e| storage(url, e))?;
+                (Arc::new(s3), prefix)
             }
             "memory" => (Arc::new(object_store::memory::InMemory::new()), Path::from(parsed.path())),
             "file" => {
@@ -95,12 +97,16 @@ impl ObjectDir {
         &self.url
     }
 
+    /// The object `name` under the prefix: `name` as a listing gives it
+    /// (raw), percent-encoded only where the store's paths cannot hold it.
     fn path(&self, name: &str) -> Path {
-        let mut p = self.prefix.clone();
-        for part in name.split('/').filter(|s| !s.is_empty()) {
-            p = p.clone().join(part);
-        }
-        p
+        let name = name.trim_matches('/');
+        let full = match (self.prefix.as_ref(), name) {
+            (p, "") => p.to_string(),
+            ("", n) => n.to_string(),
+            (p, n) => format!("{p}/{n}"),
+        };
+        Path::parse(&full).unwrap_or_else(|_| Path::from(full.as_str()))
     }
 
     fn err(&self, what: &str, name: &str, e: object_store::Error) -> ObjectStoreError {
@@ -188,7 +194,7 @@ impl ObjectDir {
     pub fn rename(&self, from: &str, to: &str) -> Result<(), ObjectStoreError> {
         self.runtime
             .block_on(self.store.rename(&self.path(from), &self.path(to)))
-            .map_err(|e| self.err(&format!("renaming to {to}:"), from, e))
+            .map_err(|e| self.err("renaming", &format!("{from} to {to}"), e))
     }
 
     /// Remove object `name` (nothing if there is none).

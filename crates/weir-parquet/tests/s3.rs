@@ -122,7 +122,9 @@ fn a_failed_job_on_s3_resumes_and_leaves_every_row_once() {
     let (input, out) = (format!("{bucket}/in/"), format!("{bucket}/out/"));
     upload(&input, 60_000);
     let ck = tempfile::tempdir().unwrap();
-    let committed = |dir: &Path| std::fs::read_dir(dir).map(|d| d.count() > 0).unwrap_or(false);
+    // A checkpoint is committed once its manifest is written.
+    let committed =
+        |dir: &Path| std::fs::read_dir(dir).is_ok_and(|d| d.flatten().any(|e| e.path().join("MANIFEST").exists()));
     let crashed = Arc::new(AtomicBool::new(false));
     let run = |crash: bool| {
         let (ck_watch, crashed) = (ck.path().to_path_buf(), crashed.clone());

@@ -22,7 +22,8 @@
 //! variables (`AWS_ENDPOINT=http://127.0.0.1:5000` and
 //! `AWS_ALLOW_HTTP=true` for a local S3 server), or `file:///path`. A
 //! file's footer is fetched when the pipeline is built, a row group in one
-//! ranged GET when its split is read.
+//! ranged GET when its split is read. Object stores need the
+//! `object-store` feature (on by default; without it a URL is an error).
 //!
 //! Codecs: Snappy, LZ4 and gzip (pure Rust); not zstd or brotli yet.
 //!
@@ -38,6 +39,7 @@
 
 #![warn(missing_docs)]
 
+#[cfg_attr(not(feature = "object-store"), path = "no_objects.rs")]
 mod objects;
 mod sink;
 pub use sink::ParquetSinkExt;
@@ -51,10 +53,8 @@ use parquet::file::serialized_reader::ReadOptionsBuilder;
 use parquet::record::reader::RowIter;
 use parquet::record::Row;
 
-use crate::objects::{group_range, ObjectFile};
 use serde::de::DeserializeOwned;
 use weir_model::{Timestamp, WindowingStrategy};
-use weir_object_store::{is_url, ObjectDir};
 use weir_pipeline::{PCollection, Pipeline};
 use weir_runtime::split::{DeadLetter, ReadResult, Split, SplitOutput, SplitReader, SplitSource, WatermarkPolicy};
 use weir_runtime::{Data, NodeKind, PipelineError, Source, SourceFactory, WorkerInfo};
@@ -163,10 +163,32 @@ fn local_files(path: &Path) -> Result<Vec<PathBuf>, ParquetError> {
     Ok(out)
 }
 
+/// `path` as an object-store URL (`scheme://...`), if it is one.
+fn url_of(path: &Path) -> Option<&str> {
+    path.to_str().filter(|p| {
+        p.split_once("://").is_some_and(|(scheme, _)| {
+            !scheme.is_empty() && scheme.chars().all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c))
+        })
+    })
+}
+
 /// Where a file's bytes are.
 enum Place {
     Local(PathBuf),
-    Object(Arc<ObjectFile>),
+    #[cfg(feature = "object-store")]
+    Object(Arc<objects::ObjectFile>),
+}
+
+/// The byte range of row group `group` of `meta`: from its first column
+/// chunk's first page to its last one's end.
+fn group_range(meta: &parquet::file::metadata::ParquetMetaData, group: usize) -> (u64, u64) {
+    let (mut start, mut end) = (u64::MAX, 0);
+    for c in meta.row_group(group).columns() {
+        let (s, len) = c.byte_range();
+        start = start.min(s);
+        end = end.max(s + len);
+    }
+    (start.min(end), end)
 }
 
 /// A row group to read: its file, number, rows, and byte range.
@@ -175,7 +197,7 @@ type Group = (Arc<Place>, String, usize, i64, (u64, u64));
 /// The row groups of the files `path` names, read from their footers.
 fn plan(path: &Path) -> Result<Vec<Group>, ParquetError> {
     let mut groups = Vec::new();
-    let Some(url) = path.to_str().filter(|p| is_url(p)) else {
+    let Some(url) = url_of(path) else {
         for file in local_files(path)? {
             let shown = file.display().to_string();
             let f = File::open(&file).map_err(|e| ParquetError::Io { path: shown.clone(), message: e.to_string() })?;
@@ -188,33 +210,7 @@ fn plan(path: &Path) -> Result<Vec<Group>, ParquetError> {
         }
         return Ok(groups);
     };
-    let io =
-        |e: weir_object_store::ObjectStoreError| ParquetError::Io { path: url.to_string(), message: e.to_string() };
-    let dir = Arc::new(ObjectDir::parse(url).map_err(io)?);
-    // The URL names an object, or a prefix whose `.parquet` objects are read.
-    // (Looking up a bucket's root fails on some stores: then it is a prefix.)
-    let names: Vec<(String, u64)> = match dir.size("") {
-        Ok(Some(size)) if !url.ends_with('/') => vec![(String::new(), size)],
-        _ => dir
-            .list("")
-            .map_err(io)?
-            .into_iter()
-            .filter(|(name, _)| !name.contains('/') && name.ends_with(".parquet"))
-            .collect(),
-    };
-    if names.is_empty() {
-        return Err(ParquetError::Empty(url.to_string()));
-    }
-    for (name, size) in names {
-        let shown = if name.is_empty() { url.to_string() } else { format!("{}/{name}", url.trim_end_matches('/')) };
-        let (file, meta) = ObjectFile::open(dir.clone(), name, size)
-            .map_err(|message| ParquetError::Format { path: shown.clone(), message })?;
-        let place = Arc::new(Place::Object(Arc::new(file)));
-        for (i, g) in meta.row_groups().iter().enumerate() {
-            groups.push((place.clone(), shown.clone(), i, g.num_rows(), group_range(&meta, i)));
-        }
-    }
-    Ok(groups)
+    objects::plan(url)
 }
 
 /// The splits: each row group of each file, planned when the pipeline is built.
@@ -250,7 +246,8 @@ struct RowGroupSplit<T> {
     id: String,
     place: Arc<Place>,
     group: usize,
-    /// The group's bytes in the file.
+    /// The group's bytes in the file (fetched whole from an object store).
+    #[cfg_attr(not(feature = "object-store"), allow(dead_code))]
     range: (u64, u64),
     /// Rows in the group.
     rows: u64,
@@ -275,6 +272,7 @@ impl<T> RowGroupSplit<T> {
                 let file = File::open(path).map_err(|e| self.fail(e))?;
                 Box::new(SerializedFileReader::new_with_options(file, options()).map_err(|e| self.fail(e))?)
             }
+            #[cfg(feature = "object-store")]
             Place::Object(object) => {
                 let bytes = object.fetch(self.range).map_err(|e| self.fail(e))?;
                 Box::new(SerializedFileReader::new_with_options(bytes, options()).map_err(|e| self.fail(e))?)

@@ -10,6 +10,8 @@ use parquet::file::metadata::{ParquetMetaData, ParquetMetaDataReader};
 use parquet::file::reader::{ChunkReader, Length};
 use weir_object_store::ObjectDir;
 
+use crate::{group_range, Group, ParquetError, Place};
+
 /// The tail fetched first: most footers fit in it.
 const TAIL: u64 = 64 * 1024;
 
@@ -58,18 +60,6 @@ impl ObjectFile {
     }
 }
 
-/// The byte range of row group `group` of `meta`: from its first column
-/// chunk's first page to its last one's end.
-pub(crate) fn group_range(meta: &ParquetMetaData, group: usize) -> (u64, u64) {
-    let (mut start, mut end) = (u64::MAX, 0);
-    for c in meta.row_group(group).columns() {
-        let (s, len) = c.byte_range();
-        start = start.min(s);
-        end = end.max(s + len);
-    }
-    (start.min(end), end)
-}
-
 /// Parts of an object fetched before reading; anything else a reader asks
 /// for is fetched then (a ranged GET).
 pub(crate) struct Ranges {
@@ -111,4 +101,37 @@ impl ChunkReader for Ranges {
             None => self.fetch(start, start + length as u64),
         }
     }
+}
+
+/// The row groups of the Parquet objects `url` names: one object, or the
+/// `.parquet` objects directly under a prefix.
+pub(crate) fn plan(url: &str) -> Result<Vec<Group>, ParquetError> {
+    let mut groups = Vec::new();
+    let io =
+        |e: weir_object_store::ObjectStoreError| ParquetError::Io { path: url.to_string(), message: e.to_string() };
+    let dir = Arc::new(ObjectDir::parse(url).map_err(io)?);
+    // The URL names an object, or a prefix whose `.parquet` objects are read.
+    // (Looking up a bucket's root fails on some stores: then it is a prefix.)
+    let names: Vec<(String, u64)> = match dir.size("") {
+        Ok(Some(size)) if !url.ends_with('/') => vec![(String::new(), size)],
+        _ => dir
+            .list("")
+            .map_err(io)?
+            .into_iter()
+            .filter(|(name, _)| !name.contains('/') && name.ends_with(".parquet"))
+            .collect(),
+    };
+    if names.is_empty() {
+        return Err(ParquetError::Empty(url.to_string()));
+    }
+    for (name, size) in names {
+        let shown = if name.is_empty() { url.to_string() } else { format!("{}/{name}", url.trim_end_matches('/')) };
+        let (file, meta) = ObjectFile::open(dir.clone(), name, size)
+            .map_err(|message| ParquetError::Format { path: shown.clone(), message })?;
+        let place = Arc::new(Place::Object(Arc::new(file)));
+        for (i, g) in meta.row_groups().iter().enumerate() {
+            groups.push((place.clone(), shown.clone(), i, g.num_rows(), group_range(&meta, i)));
+        }
+    }
+    Ok(groups)
 }

@@ -270,12 +270,8 @@ impl<T: Data + Serialize> ParquetSinkExt<T> for PCollection<T> {
         let dir = dir.into();
         let schema = Arc::new(parse_message_type(schema).map_err(|e| ParquetError::Schema(e.to_string()))?);
         let columns = Arc::new(columns(&schema)?);
-        let epochs = match dir.to_str().filter(|d| weir_object_store::is_url(d)) {
-            Some(url) => {
-                let folder = weir_object_store::ObjectDir::parse(url)
-                    .map_err(|e| ParquetError::Io { path: url.to_string(), message: e.to_string() })?;
-                EpochDir::in_folder(Arc::new(folder), "parquet")
-            }
+        let epochs = match crate::url_of(&dir) {
+            Some(url) => EpochDir::in_folder(object_folder(url)?, "parquet"),
             None => EpochDir::new(&dir, "parquet"),
         };
         let name = format!("WriteParquet({})", dir.display());
@@ -301,4 +297,20 @@ impl<T: Data + Serialize> ParquetSinkExt<T> for PCollection<T> {
         self.pipeline().set_commit(idx, Arc::new(epochs));
         Ok(())
     }
+}
+
+/// The transactional sink's folder at an object-store URL.
+#[cfg(feature = "object-store")]
+fn object_folder(url: &str) -> Result<Arc<dyn weir_io::epochs::Folder>, ParquetError> {
+    let folder = weir_object_store::ObjectDir::parse(url)
+        .map_err(|e| ParquetError::Io { path: url.to_string(), message: e.to_string() })?;
+    Ok(Arc::new(folder))
+}
+
+#[cfg(not(feature = "object-store"))]
+fn object_folder(url: &str) -> Result<Arc<dyn weir_io::epochs::Folder>, ParquetError> {
+    Err(ParquetError::Io {
+        path: url.to_string(),
+        message: "an object-store URL needs weir-parquet's `object-store` feature (on by default)".into(),
+    })
 }

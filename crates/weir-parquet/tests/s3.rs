@@ -3,6 +3,7 @@
 //! source reads objects by ranged GETs, the sink commits through the
 //! transactional file sink on the store, a killed job resumes to every row
 //! once, and bad objects are clear errors.
+#![cfg(feature = "object-store")]
 
 use std::fs::File;
 use std::path::Path;

@@ -94,6 +94,11 @@ pub trait Folder: Send + Sync + std::fmt::Debug {
     fn location(&self) -> String;
     /// The names of its files, unsorted (none if it does not exist yet).
     fn names(&self) -> Result<Vec<String>, IoError>;
+    /// The names that sort after `from` (byte order): a store that can
+    /// list from a point (S3 can) saves listing the files before it.
+    fn names_after(&self, from: &str) -> Result<Vec<String>, IoError> {
+        Ok(self.names()?.into_iter().filter(|n| n.as_str() > from).collect())
+    }
     /// Write file `name` whole: a reader sees all of it or none of it.
     fn write(&self, name: &str, bytes: &[u8]) -> Result<(), IoError>;
     /// Rename `from` to `to`, replacing `to`.
@@ -155,6 +160,10 @@ impl Folder for LocalFolder {
 pub struct EpochDir {
     folder: Arc<dyn Folder>,
     ext: String,
+    /// The epoch last committed: a commit looks at the files from it on
+    /// only (the earlier ones are committed), so that its cost does not
+    /// grow with all a job has written. Shared by the clones.
+    committed: Arc<std::sync::atomic::AtomicU64>,
 }
 
 const PENDING: &str = ".pending";
@@ -175,7 +184,7 @@ impl EpochDir {
 
     /// Output files in `folder` with extension `ext`.
     pub fn in_folder(folder: Arc<dyn Folder>, ext: &str) -> Self {
-        EpochDir { folder, ext: ext.to_string() }
+        EpochDir { folder, ext: ext.to_string(), committed: Arc::default() }
     }
 
     /// The folder's name (a path or URL).
@@ -225,8 +234,18 @@ impl EpochDir {
 
     /// Every file of the folder: (name, epoch, committed).
     fn files(&self) -> Result<Vec<(String, u64, bool)>, IoError> {
+        self.files_in(self.folder.names()?)
+    }
+
+    /// Every file of epoch `from` or later (and no temporary one).
+    fn files_from(&self, from: u64) -> Result<Vec<(String, u64, bool)>, IoError> {
+        // `<epoch, 20 digits>-...` sorts after the 20 digits alone.
+        self.files_in(self.folder.names_after(&format!("{from:020}"))?)
+    }
+
+    fn files_in(&self, names: Vec<String>) -> Result<Vec<(String, u64, bool)>, IoError> {
         let mut out = Vec::new();
-        for name in self.folder.names()? {
+        for name in names {
             let epoch = name.split('-').next().and_then(|e| e.trim_start_matches('.').parse::<u64>().ok());
             if let Some(epoch) = epoch {
                 out.push((name.clone(), epoch, !name.ends_with(PENDING) && !name.starts_with('.')));
@@ -250,12 +269,17 @@ impl EpochDir {
 
 impl EpochCommit for EpochDir {
     fn commit(&self, epoch: u64) -> Result<(), PipelineError> {
-        for (name, e, committed) in self.files().map_err(pe)? {
+        use std::sync::atomic::Ordering;
+        // Files of epochs before the last committed one are committed: a
+        // pending file is written for an epoch no checkpoint covers yet.
+        let from = self.committed.load(Ordering::SeqCst).min(epoch);
+        for (name, e, committed) in self.files_from(from).map_err(pe)? {
             if !committed && e <= epoch && name.ends_with(PENDING) {
                 self.folder.rename(&name, &name[..name.len() - PENDING.len()]).map_err(pe)?;
             }
         }
         self.folder.sync();
+        self.committed.fetch_max(epoch, Ordering::SeqCst);
         Ok(())
     }
 
@@ -274,6 +298,42 @@ impl EpochCommit for EpochDir {
             }
         }
         self.folder.sync();
+        // The epochs after the checkpoint are written again from here.
+        self.committed.store(epoch.unwrap_or(0), std::sync::atomic::Ordering::SeqCst);
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A commit looks only at the epochs from the last committed one on;
+    /// a recovery to an earlier checkpoint makes it look from there again.
+    #[test]
+    fn commits_look_from_the_last_committed_epoch_and_recovery_resets_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = EpochDir::new(dir.path(), "csv");
+        out.write_pending(0, 0, 0, b"a\n").unwrap();
+        out.commit(0).unwrap();
+        out.write_pending(1, 0, 0, b"b\n").unwrap();
+        out.write_pending(2, 0, 0, b"c\n").unwrap();
+        out.commit(2).unwrap();
+        assert_eq!(out.read_committed().unwrap().concat(), b"a\nb\nc\n");
+        // The same epoch committed again (the reference runner's epoch 0).
+        out.write_pending(2, 0, 1, b"d\n").unwrap();
+        out.commit(2).unwrap();
+        assert_eq!(out.read_committed().unwrap().concat(), b"a\nb\nc\nd\n");
+        // Back to checkpoint 1: epoch 2 is written again and committed.
+        out.recover(Some(1)).unwrap();
+        assert_eq!(out.read_committed().unwrap().concat(), b"a\nb\n");
+        out.write_pending(2, 0, 0, b"e\n").unwrap();
+        out.commit(2).unwrap();
+        assert_eq!(out.read_committed().unwrap().concat(), b"a\nb\ne\n");
+        // From the beginning: nothing stays, and epoch 0 commits again.
+        out.recover(None).unwrap();
+        out.write_pending(0, 0, 0, b"f\n").unwrap();
+        out.commit(0).unwrap();
+        assert_eq!(out.read_committed().unwrap().concat(), b"f\n");
     }
 }

@@ -174,19 +174,33 @@ impl ObjectDir {
             .runtime
             .block_on(self.store.list(Some(&self.prefix)).try_collect())
             .map_err(|e| self.err("listing", prefix, e))?;
-        let mut out: Vec<(String, u64)> = objects
-            .into_iter()
-            .filter_map(|m| {
-                let full = m.location.to_string();
-                let rel = match self.prefix.as_ref() {
-                    "" => full,
-                    p => full.strip_prefix(p)?.strip_prefix('/')?.to_string(),
-                };
-                rel.starts_with(prefix).then_some((rel, m.size))
-            })
-            .collect();
+        let mut out: Vec<(String, u64)> =
+            objects.into_iter().filter_map(|m| self.relative(m)).filter(|(n, _)| n.starts_with(prefix)).collect();
         out.sort();
         Ok(out)
+    }
+
+    /// The objects whose names (relative to the prefix) sort after `from`,
+    /// with their sizes, sorted: listed from that point (S3's `StartAfter`).
+    pub fn list_after(&self, from: &str) -> Result<Vec<(String, u64)>, ObjectStoreError> {
+        let objects: Vec<object_store::ObjectMeta> = self
+            .runtime
+            .block_on(self.store.list_with_offset(Some(&self.prefix), &self.path(from)).try_collect())
+            .map_err(|e| self.err("listing after", from, e))?;
+        let mut out: Vec<(String, u64)> =
+            objects.into_iter().filter_map(|m| self.relative(m)).filter(|(n, _)| n.as_str() > from).collect();
+        out.sort();
+        Ok(out)
+    }
+
+    /// A listed object's name relative to the prefix, and its size.
+    fn relative(&self, m: object_store::ObjectMeta) -> Option<(String, u64)> {
+        let full = m.location.to_string();
+        let rel = match self.prefix.as_ref() {
+            "" => full,
+            p => full.strip_prefix(p)?.strip_prefix('/')?.to_string(),
+        };
+        Some((rel, m.size))
     }
 
     /// Rename object `from` to `to`, replacing `to` (on S3 a copy, then a
@@ -228,6 +242,10 @@ impl weir_io::epochs::Folder for ObjectDir {
 
     fn names(&self) -> Result<Vec<String>, weir_io::IoError> {
         Ok(self.list("").map_err(io)?.into_iter().map(|(n, _)| n).filter(|n| !n.contains('/')).collect())
+    }
+
+    fn names_after(&self, from: &str) -> Result<Vec<String>, weir_io::IoError> {
+        Ok(self.list_after(from).map_err(io)?.into_iter().map(|(n, _)| n).filter(|n| !n.contains('/')).collect())
     }
 
     fn write(&self, name: &str, bytes: &[u8]) -> Result<(), weir_io::IoError> {

@@ -38,6 +38,9 @@ fn the_transactional_file_sink_commits_and_recovers_on_s3() {
     out.recover(Some(0)).unwrap();
     let names: Vec<String> = dir.list("").unwrap().into_iter().map(|(n, _)| n).collect();
     assert_eq!(names, vec!["00000000000000000000-00000-000000.csv", "00000000000000000000-00001-000000.csv"]);
+    let after: Vec<String> =
+        dir.list_after("00000000000000000000-00000-000000.csv").unwrap().into_iter().map(|(n, _)| n).collect();
+    assert_eq!(after, vec!["00000000000000000000-00001-000000.csv"]);
     out.write_pending(1, 0, 0, b"d\n").unwrap();
     out.commit(1).unwrap();
     assert_eq!(out.read_committed().unwrap().concat(), b"a\nb\nd\n");

@@ -167,7 +167,7 @@ fn local_files(path: &Path) -> Result<Vec<PathBuf>, ParquetError> {
 fn url_of(path: &Path) -> Option<&str> {
     path.to_str().filter(|p| {
         p.split_once("://").is_some_and(|(scheme, _)| {
-            !scheme.is_empty() && scheme.chars().all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c))
+            !scheme.is_empty() && scheme.chars().all(|c| c.is_ascii_alphanumeric() || c == '+' || c == '-')
         })
     })
 }

@@ -31,15 +31,18 @@ pub fn read_events(
     brokers: &str,
     topic: &str,
 ) -> Result<(PCollection<Event>, PCollection<weir::io::DeadLetter>)> {
-    let source = KafkaSource::new(brokers, topic, |r| {
+    let source = event_source(brokers, topic).out_of_orderness(OUT_OF_ORDERNESS).bounded();
+    Ok(read_kafka(p, source)?)
+}
+
+/// NEXMark events (JSON values) from `topic`, timed by their `dateTime`.
+pub fn event_source(brokers: &str, topic: &str) -> KafkaSource<Event> {
+    KafkaSource::new(brokers, topic, |r| {
         let value = r.payload.ok_or_else(|| "a record without a value".to_string())?;
         Event::from_json(value).map_err(|e| e.to_string())
     })
     .event_time(Event::date_time)
-    .out_of_orderness(OUT_OF_ORDERNESS)
-    .bounded()
-    .named(SOURCE_NAME);
-    Ok(read_kafka(p, source)?)
+    .named(SOURCE_NAME)
 }
 
 /// Arguments of `weir kafka-load`.

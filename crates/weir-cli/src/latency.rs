@@ -100,15 +100,10 @@ fn read_kafka_live(
     stop_at: i64,
     fetch_wait_ms: u64,
 ) -> Result<weir::pipeline::PCollection<Event>> {
-    let source = weir_kafka::KafkaSource::new(brokers, topic, |r| {
-        let value = r.payload.ok_or_else(|| "a record without a value".to_string())?;
-        Event::from_json(value).map_err(|e| e.to_string())
-    })
-    .event_time(Event::date_time)
-    .out_of_orderness(weir::model::Duration::ZERO)
-    .stop_at_event_time(stop_at)
-    .set("fetch.wait.max.ms", fetch_wait_ms.to_string())
-    .named(weir_nexmark::SOURCE_NAME);
+    let source = crate::kafka::event_source(brokers, topic)
+        .out_of_orderness(weir::model::Duration::ZERO)
+        .stop_at_event_time(stop_at)
+        .set("fetch.wait.max.ms", fetch_wait_ms.to_string());
     Ok(weir_kafka::read_kafka(p, source)?.0)
 }
 

@@ -90,19 +90,28 @@ fn a_missing_topic_and_an_unreachable_broker_are_clear_errors_before_the_run() {
     assert!(started.elapsed() < StdDuration::from_secs(30), "gave up after {:?}", started.elapsed());
 }
 
+/// The sink writes to a broker of its own on SQLite: tansu 0.6.0's memory
+/// engine (the shared test broker's) loses a record now and then when two
+/// idempotent producers write one partition at once. Measured on this
+/// test: 2 of 26 runs lost a record there (the partition's first offset
+/// was gone, its low watermark 1) and 0 of 120 with idempotence off; on
+/// SQLite 0 of 80 with idempotence on. A Kafka broker does not do that.
 #[test]
 fn the_sink_delivers_every_record_with_its_key() {
     let t = topic("to-copy", 2, &events(1_000, &[]));
-    create_topic(testing::broker(), "copied", 3).unwrap();
+    let db = tempfile::tempdir().unwrap();
+    let own = testing::OwnBroker::start(&db.path().join("kafka.db"));
+    let out = own.address();
+    create_topic(&out, "copied", 3).unwrap();
     let p = Pipeline::new();
     let (events, _) = read_kafka(&p, source(&t)).unwrap();
-    events.write_kafka_with(testing::broker(), "copied", ONE_RECORD_PER_BATCH, |e: &E| {
+    events.write_kafka_with(&out, "copied", ONE_RECORD_PER_BATCH, |e: &E| {
         (Some(format!("k{}", e.n % 7).into_bytes()), json(e))
     });
     p.run_with(&TimelyRunner::threads(2)).unwrap();
 
     let p = Pipeline::new();
-    let keyed = KafkaSource::new(testing::broker(), "copied", |r| {
+    let keyed = KafkaSource::new(out.clone(), "copied", |r| {
         let e: E = serde_json::from_slice(r.payload.unwrap()).map_err(|e| e.to_string())?;
         Ok((String::from_utf8(r.key.unwrap().to_vec()).unwrap(), r.partition, e))
     })
@@ -126,7 +135,7 @@ fn the_sink_delivers_every_record_with_its_key() {
     }
     // Each record names its result (window, pane, key and value): what a
     // consumer deduplicates on after a recovery sent it again.
-    let ids = result_ids(testing::broker(), "copied", 1_000);
+    let ids = result_ids(&out, "copied", 1_000);
     let expected: std::collections::BTreeSet<String> = (0..1_000)
         .map(|n| {
             let e = E { n, t: n as i64 * 10 };

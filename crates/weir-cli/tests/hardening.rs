@@ -9,13 +9,16 @@ use std::time::{Duration, Instant};
 
 const WEIR: &str = env!("CARGO_BIN_EXE_weir");
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+fn listener() -> std::net::TcpListener {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap()
 }
 
 fn hosts(dir: &Path) -> PathBuf {
     let path = dir.join("hosts");
-    std::fs::write(&path, format!("127.0.0.1:{}\n127.0.0.1:{}\n", free_port(), free_port())).unwrap();
+    // Both listeners held until both ports are known: two different ports.
+    let (a, b) = (listener(), listener());
+    let port = |l: &std::net::TcpListener| l.local_addr().unwrap().port();
+    std::fs::write(&path, format!("127.0.0.1:{}\n127.0.0.1:{}\n", port(&a), port(&b))).unwrap();
     path
 }
 
@@ -102,7 +105,9 @@ fn a_killed_peer_ends_the_survivor_at_once_with_an_error_naming_it() {
     let killed = Instant::now();
     let o = wait(survivor, 60);
     assert_cluster_error(&o, "lost process 1");
-    assert!(killed.elapsed() < Duration::from_secs(10), "ended {:?} after the kill", killed.elapsed());
+    // At once: well before the 30 s peer timeout (20 s leaves room for a
+    // loaded machine).
+    assert!(killed.elapsed() < Duration::from_secs(20), "ended {:?} after the kill", killed.elapsed());
     let _ = victim.wait();
 }
 

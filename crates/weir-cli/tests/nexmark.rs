@@ -19,10 +19,10 @@
 mod common;
 
 use std::path::Path;
-use std::process::Command;
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::{input, kafka_topic, run, shared, tmp, WEIR};
+use common::{finish, input, kafka_topic, run, shared, tmp, WEIR};
 use weir_nexmark::Query;
 
 fn summary(out: &Path, q: Query) -> (u64, String) {
@@ -185,7 +185,15 @@ fn latency_through_a_kafka_topic_produces_live_and_times_panes() {
     let via = format!("kafka://{broker}/latency-live");
     let args = ["latency", "--query", "q5", "--rate", "2000", "--seconds", "8", "--workers", "2", "--via", &via];
     let start = std::time::Instant::now();
-    let o = Command::new(WEIR).args(args).args(["--fetch-wait-ms", "20"]).output().unwrap();
+    let live = Command::new(WEIR)
+        .args(args)
+        .args(["--fetch-wait-ms", "20"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // If a record were lost the source would wait for it: fail instead.
+    let o = finish(live, 180);
     let (out, err) = (String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
     assert!(o.status.success(), "{err}");
     assert!(start.elapsed() >= Duration::from_secs(7), "8 s of live input took {:?}", start.elapsed());

@@ -10,6 +10,7 @@
 //! the kill moments is printed; `WEIR_KILL_SEED` replays it.
 
 mod common;
+use common::finish;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -86,25 +87,6 @@ fn nexmark_on<'a>(q: &str, events: impl Into<Events<'a>>, out: &Path, workers: u
         .stdout(Stdio::null())
         .stderr(Stdio::piped());
     c
-}
-
-fn finish(mut child: Child, secs: u64) -> std::process::Output {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    while child.try_wait().unwrap().is_none() {
-        if Instant::now() > deadline {
-            if std::env::var_os("WEIR_DEBUG_HANG").is_some() {
-                let _ = Command::new("gdb")
-                    .args(["-batch", "-ex", "thread apply all bt", "-p", &child.id().to_string()])
-                    .stdout(std::fs::File::create("/tmp/hang-bt.txt").unwrap())
-                    .status();
-            }
-            child.kill().unwrap();
-            let o = child.wait_with_output().unwrap();
-            panic!("weir did not end within {secs} s; its stderr: {}", String::from_utf8_lossy(&o.stderr));
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    child.wait_with_output().unwrap()
 }
 
 /// The sha256 of `q` run once without interruption (under `dir/reference`).

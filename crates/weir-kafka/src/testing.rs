@@ -21,13 +21,19 @@ fn shared() -> PathBuf {
         .expect("the shared/ folder with bin/ (set WEIR_SHARED)")
 }
 
-/// The broker binary, unpacked once.
+/// The broker binary, unpacked once (by one thread: tests start brokers
+/// from several).
 fn binary() -> PathBuf {
+    static BINARY: OnceLock<PathBuf> = OnceLock::new();
+    BINARY.get_or_init(unpack).clone()
+}
+
+fn unpack() -> PathBuf {
     let target = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/tansu-0.6.0");
     if !target.exists() {
         let packed = shared().join("bin/tansu-0.6.0-x86_64-linux.xz");
         assert!(packed.exists(), "the test broker is {} (set WEIR_SHARED to the shared folder)", packed.display());
-        let tmp = target.with_extension("tmp");
+        let tmp = target.with_extension(format!("tmp{}", std::process::id()));
         let script = format!("xz -dc '{}' > '{}' && chmod +x '{}'", packed.display(), tmp.display(), tmp.display());
         let ok = Command::new("sh").args(["-c", &script]).status().expect("sh and xz are needed");
         assert!(ok.success(), "unpacking {}", packed.display());
@@ -143,6 +149,9 @@ impl OwnBroker {
         let deadline = Instant::now() + Duration::from_secs(30);
         while TcpStream::connect(("127.0.0.1", self.port)).is_err() {
             assert!(Instant::now() < deadline, "the broker did not listen within 30 s");
+            if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().unwrap()) {
+                panic!("the broker on port {} ended at its start: {status}", self.port);
+            }
             std::thread::sleep(Duration::from_millis(50));
         }
     }

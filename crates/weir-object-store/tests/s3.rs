@@ -3,7 +3,8 @@
 //! started on 127.0.0.1 by this test, stopped at its end).
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
+use std::time::Instant;
 
 use weir_checkpoint::{CheckpointStore, Checkpoints, JobId, NodeEntry, NodeState, Recovery, WorkerState};
 use weir_object_store::ObjectStoreLocation;
@@ -108,8 +109,23 @@ fn recovery_on_s3_skips_a_corrupt_checkpoint() {
 static CRASH: AtomicBool = AtomicBool::new(true);
 
 /// Numbers `0..3000` over two splits, a few per read (so that epochs end
-/// while it reads); panics at 2000 while `CRASH` is set.
-struct Numbers;
+/// while it reads). While `CRASH` is set, the even split waits at 2000
+/// until a checkpoint is committed in `.0` (the job's checkpoint folder),
+/// then panics: the run after it has a checkpoint to resume from however
+/// slow the machine is.
+struct Numbers(Arc<ObjectStoreLocation>);
+
+impl Numbers {
+    /// Whether a checkpoint's manifest is in the store (looked at every
+    /// 10 ms at most; a minute without one fails the test).
+    fn committed(&self) -> bool {
+        static SINCE: OnceLock<Instant> = OnceLock::new();
+        let since = *SINCE.get_or_init(Instant::now);
+        assert!(since.elapsed() < StdDuration::from_secs(60), "no checkpoint committed in a minute");
+        std::thread::sleep(StdDuration::from_millis(10));
+        self.0.list("chk-").unwrap().iter().any(|(name, _)| name.ends_with("/MANIFEST"))
+    }
+}
 
 impl UnboundedSource for Numbers {
     type Item = u64;
@@ -119,12 +135,18 @@ impl UnboundedSource for Numbers {
     }
     fn read(&self, next: &mut u64, _max: usize, out: &mut SourceOutput<'_, '_, u64>) -> ReadResult {
         std::thread::sleep(StdDuration::from_micros(500));
+        if *next == 2000 && CRASH.load(Ordering::SeqCst) {
+            if self.committed() {
+                panic!("crash");
+            }
+            return ReadResult::Idle;
+        }
         for _ in 0..5 {
             if *next >= 3000 {
                 return ReadResult::Done;
             }
             if *next == 2000 && CRASH.load(Ordering::SeqCst) {
-                panic!("crash");
+                break;
             }
             out.push(*next, Timestamp::from_millis(*next as i64));
             *next += 2;
@@ -146,7 +168,8 @@ impl UnboundedSource for Numbers {
 fn a_pipeline_checkpointed_to_s3_resumes_after_a_crash() {
     let url = bucket("pipeline");
     let build = |p: &Pipeline| {
-        p.read_unbounded(Numbers, WatermarkPolicy::bounded_out_of_orderness(Duration::from_millis(0)))
+        let store = Arc::new(ObjectStoreLocation::parse(&url).unwrap());
+        p.read_unbounded(Numbers(store), WatermarkPolicy::bounded_out_of_orderness(Duration::from_millis(0)))
             .map(|i| (i % 7, 1u64))
             .combine_per_key(Sum::new())
             .collect()

@@ -135,9 +135,11 @@ fn a_failed_job_on_s3_resumes_and_leaves_every_row_once() {
         events
             .map(move |e: E| {
                 let s = seen.fetch_add(1, Ordering::SeqCst);
-                if crash && s.is_multiple_of(500) && !committed(&ck_watch) {
+                // Slowed down until a checkpoint is committed (up to 24 s
+                // over the input), then failed at once.
+                if crash && s.is_multiple_of(50) && !committed(&ck_watch) {
                     std::thread::sleep(StdDuration::from_millis(20));
-                } else if crash && s.is_multiple_of(500) {
+                } else if crash && s.is_multiple_of(50) {
                     crashed.store(true, Ordering::SeqCst);
                     panic!("crash at row {}", e.n);
                 }
@@ -150,7 +152,7 @@ fn a_failed_job_on_s3_resumes_and_leaves_every_row_once() {
             .with_checkpoints(CheckpointConfig::local(ck.path(), StdDuration::from_millis(5)));
         p.run_with(&runner)
     };
-    let e = run(true).unwrap_err();
+    let Err(e) = run(true) else { panic!("the input ended before a checkpoint was committed") };
     assert!(e.to_string().contains("crash at row") && crashed.load(Ordering::SeqCst), "{e}");
     run(false).unwrap();
     assert_eq!(read_all(&out), expected(60_000));

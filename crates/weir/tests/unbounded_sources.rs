@@ -23,7 +23,7 @@ fn idle_split_stops_holding_the_watermark(runner: Box<dyn Runner + Send>) {
     let counts = p
         .read_unbounded(
             source.clone(),
-            WatermarkPolicy::bounded_out_of_orderness(Duration::ZERO).idle_after(Duration::from_millis(200)),
+            WatermarkPolicy::bounded_out_of_orderness(Duration::ZERO).idle_after(Duration::from_millis(1_000)),
         )
         .window_into(WindowingStrategy::new(FixedWindows::of(Duration::from_millis(50)).unwrap()))
         .combine_per_key(Sum::new())
@@ -32,8 +32,9 @@ fn idle_split_stops_holding_the_watermark(runner: Box<dyn Runner + Send>) {
     let graph = p.build().unwrap();
     let run = std::thread::spawn(move || runner.run(graph).map(|_| ()));
 
-    // While c is quiet but not yet idle, it holds the watermark back at 5.
-    let deadline = Instant::now() + StdDuration::from_secs(10);
+    // While c is quiet but not yet idle (a second: long enough for this
+    // thread to look on a loaded machine), it holds the watermark back at 5.
+    let deadline = Instant::now() + StdDuration::from_secs(30);
     let mut saw_c = None;
     let mut window_done_while_open = false;
     while Instant::now() < deadline {

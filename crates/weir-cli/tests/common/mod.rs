@@ -4,8 +4,9 @@
 #![allow(dead_code)] // each test file uses a part
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Child, Command, Output};
 use std::sync::OnceLock;
+use std::time::{Duration, Instant};
 
 pub const WEIR: &str = env!("CARGO_BIN_EXE_weir");
 
@@ -33,6 +34,28 @@ pub fn run(cmd: &mut Command) -> Output {
         String::from_utf8_lossy(&out.stderr)
     );
     out
+}
+
+/// The output of `child` once it ends, or a panic with its stderr if it
+/// has not ended within `secs` (so that a hang fails the test instead of
+/// CI). `WEIR_DEBUG_HANG=1` writes its threads' stacks to /tmp/hang-bt.txt.
+pub fn finish(mut child: Child, secs: u64) -> std::process::Output {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            if std::env::var_os("WEIR_DEBUG_HANG").is_some() {
+                let _ = Command::new("gdb")
+                    .args(["-batch", "-ex", "thread apply all bt", "-p", &child.id().to_string()])
+                    .stdout(std::fs::File::create("/tmp/hang-bt.txt").unwrap())
+                    .status();
+            }
+            child.kill().unwrap();
+            let o = child.wait_with_output().unwrap();
+            panic!("weir did not end within {secs} s; its stderr: {}", String::from_utf8_lossy(&o.stderr));
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    child.wait_with_output().unwrap()
 }
 
 /// A Python that can import numpy.

@@ -6,7 +6,7 @@
 //! ```sh
 //! xz -dc ../shared/bin/tansu-0.6.0-x86_64-linux.xz > target/tansu && chmod +x target/tansu
 //! target/tansu broker --listener-url tcp://127.0.0.1:9092 \
-//!   --advertised-listener-url tcp://127.0.0.1:9092 --storage-engine memory://tansu/ &
+//!   --advertised-listener-url tcp://127.0.0.1:9092 --storage-engine sqlite://target/tansu.db &
 //! cargo run --release -p weir-kafka --example clicks_per_minute -- 127.0.0.1:9092
 //! ```
 //!

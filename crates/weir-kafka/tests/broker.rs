@@ -95,7 +95,7 @@ fn a_missing_topic_and_an_unreachable_broker_are_clear_errors_before_the_run() {
 /// idempotent producers write one partition at once. Measured on this
 /// test: 2 of 26 runs lost a record there (the partition's first offset
 /// was gone, its low watermark 1) and 0 of 120 with idempotence off; on
-/// SQLite 0 of 80 with idempotence on. A Kafka broker does not do that.
+/// SQLite 0 of 130 with idempotence on. A Kafka broker does not do that.
 #[test]
 fn the_sink_delivers_every_record_with_its_key() {
     let t = topic("to-copy", 2, &events(1_000, &[]));

@@ -8,7 +8,7 @@
 use std::fs::File;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration as StdDuration;
 
 use parquet::basic::Compression;
@@ -124,24 +124,29 @@ fn a_failed_job_on_s3_resumes_and_leaves_every_row_once() {
     upload(&input, 60_000);
     let ck = tempfile::tempdir().unwrap();
     // A checkpoint is committed once its manifest is written.
-    let committed =
-        |dir: &Path| std::fs::read_dir(dir).is_ok_and(|d| d.flatten().any(|e| e.path().join("MANIFEST").exists()));
+    let manifests = |dir: &Path| {
+        std::fs::read_dir(dir).map_or(0, |d| d.flatten().filter(|e| e.path().join("MANIFEST").exists()).count())
+    };
     let crashed = Arc::new(AtomicBool::new(false));
     let run = |crash: bool| {
         let (ck_watch, crashed) = (ck.path().to_path_buf(), crashed.clone());
         let p = Pipeline::new();
         let (events, _) = read_parquet(&p, ParquetSource::<E>::json(&input)).unwrap();
         let seen = Arc::new(AtomicU64::new(0));
+        let at_20k = Arc::new(OnceLock::new());
         events
             .map(move |e: E| {
                 let s = seen.fetch_add(1, Ordering::SeqCst);
-                // Slowed down until a checkpoint is committed (up to 24 s
-                // over the input), then failed at once.
-                if crash && s.is_multiple_of(50) && !committed(&ck_watch) {
+                // From row 20,000 on, slowed down (up to 16 s over the
+                // rest) until a checkpoint is committed after that row, so
+                // that output is pending and committed when it fails.
+                if crash && s >= 20_000 && s.is_multiple_of(50) {
+                    let n = manifests(&ck_watch);
+                    if n > *at_20k.get_or_init(|| n) {
+                        crashed.store(true, Ordering::SeqCst);
+                        panic!("crash at row {}", e.n);
+                    }
                     std::thread::sleep(StdDuration::from_millis(20));
-                } else if crash && s.is_multiple_of(50) {
-                    crashed.store(true, Ordering::SeqCst);
-                    panic!("crash at row {}", e.n);
                 }
                 e
             })
@@ -154,7 +159,8 @@ fn a_failed_job_on_s3_resumes_and_leaves_every_row_once() {
     };
     let Err(e) = run(true) else { panic!("the input ended before a checkpoint was committed") };
     assert!(e.to_string().contains("crash at row") && crashed.load(Ordering::SeqCst), "{e}");
-    run(false).unwrap();
+    let r = run(false).unwrap();
+    assert!(r.recovery.as_ref().unwrap().resumed_from.is_some(), "{:?}", r.recovery);
     assert_eq!(read_all(&out), expected(60_000));
 }
 

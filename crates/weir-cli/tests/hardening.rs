@@ -3,11 +3,13 @@
 //! not what it claims. Each run is bounded in time; cluster failures end
 //! with exit status 3 and one `weir: error:` line naming the peer.
 
+mod common;
+
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-const WEIR: &str = env!("CARGO_BIN_EXE_weir");
+use common::{finish, WEIR};
 
 fn listener() -> std::net::TcpListener {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap()
@@ -35,18 +37,6 @@ fn process(index: usize, hosts: &Path, out: &Path, args: &[&str]) -> Command {
 }
 
 /// Wait for a child, at most `secs`.
-fn wait(mut child: Child, secs: u64) -> Output {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    while child.try_wait().unwrap().is_none() {
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("weir did not end within {secs} s");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    child.wait_with_output().unwrap()
-}
-
 fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
@@ -65,12 +55,12 @@ fn cluster_processes_that_disagree_on_the_job_refuse_to_run_together() {
     let h = hosts(dir.path());
     let a = process(0, &h, dir.path(), &["--query", "q0", "--events", "1000"]).spawn().unwrap();
     let b = process(1, &h, dir.path(), &["--query", "q5", "--events", "1000"]).spawn().unwrap();
-    for o in [wait(a, 60), wait(b, 60)] {
+    for o in [finish(a, 60), finish(b, 60)] {
         assert_cluster_error(&o, "runs a different job");
     }
     let a = process(0, &h, dir.path(), &["--query", "q0", "--events", "1000", "--workers", "1"]).spawn().unwrap();
     let b = process(1, &h, dir.path(), &["--query", "q0", "--events", "1000", "--workers", "2"]).spawn().unwrap();
-    for o in [wait(a, 60), wait(b, 60)] {
+    for o in [finish(a, 60), finish(b, 60)] {
         assert_cluster_error(&o, "workers per process");
     }
 }
@@ -80,7 +70,7 @@ fn a_peer_that_never_starts_or_cannot_be_resolved_is_an_error_naming_it() {
     let dir = tempfile::tempdir().unwrap();
     let h = hosts(dir.path());
     let started = Instant::now();
-    let o = wait(
+    let o = finish(
         process(1, &h, dir.path(), &["--query", "q0", "--events", "1000", "--connect-timeout-s", "2"]).spawn().unwrap(),
         30,
     );
@@ -89,7 +79,7 @@ fn a_peer_that_never_starts_or_cannot_be_resolved_is_an_error_naming_it() {
     assert!(o.stdout.is_empty(), "nothing on stdout: {}", String::from_utf8_lossy(&o.stdout));
     let bad = dir.path().join("bad-hosts");
     std::fs::write(&bad, "no.such.host.invalid:1\n127.0.0.1:1\n").unwrap();
-    let o = wait(process(1, &bad, dir.path(), &["--query", "q0", "--events", "1000"]).spawn().unwrap(), 30);
+    let o = finish(process(1, &bad, dir.path(), &["--query", "q0", "--events", "1000"]).spawn().unwrap(), 30);
     assert_cluster_error(&o, "'no.such.host.invalid:1', cannot be resolved");
 }
 
@@ -103,7 +93,7 @@ fn a_killed_peer_ends_the_survivor_at_once_with_an_error_naming_it() {
     std::thread::sleep(Duration::from_secs(3));
     victim.kill().unwrap(); // SIGKILL
     let killed = Instant::now();
-    let o = wait(survivor, 60);
+    let o = finish(survivor, 60);
     assert_cluster_error(&o, "lost process 1");
     // At once: well before the 30 s peer timeout (20 s leaves room for a
     // loaded machine).
@@ -120,7 +110,7 @@ fn a_frozen_peer_is_taken_for_lost_after_the_peer_timeout() {
     let mut frozen = process(1, &h, dir.path(), &args).spawn().unwrap();
     std::thread::sleep(Duration::from_secs(3));
     assert!(Command::new("kill").args(["-STOP", &frozen.id().to_string()]).status().unwrap().success());
-    let o = wait(survivor, 60);
+    let o = finish(survivor, 60);
     assert_cluster_error(&o, "lost process 1");
     assert!(stderr(&o).contains("nothing received for"), "{}", stderr(&o));
     frozen.kill().unwrap();
@@ -225,7 +215,7 @@ fn a_part_left_by_an_earlier_cluster_run_is_not_merged() {
     let h = hosts(dir.path());
     let a = process(0, &h, &cluster, &q).spawn().unwrap();
     let b = process(1, &h, &cluster, &q).spawn().unwrap();
-    let (oa, ob) = (wait(a, 120), wait(b, 120));
+    let (oa, ob) = (finish(a, 120), finish(b, 120));
     assert!(oa.status.success() && ob.status.success(), "{} {}", stderr(&oa), stderr(&ob));
     assert_eq!(rows(&cluster, "q0"), rows(&single, "q0"));
     assert_eq!(names(&cluster), vec!["q0.csv", "q0.summary.json"], "nothing stale or partial is left");
@@ -244,7 +234,7 @@ fn dead_letters_of_every_process_are_in_the_file() {
     let args = ["--query", "q0", "--workers", "1", "--input", input.to_str().unwrap()];
     let a = process(0, &h, &out, &args).spawn().unwrap();
     let b = process(1, &h, &out, &args).spawn().unwrap();
-    let (oa, ob) = (wait(a, 120), wait(b, 120));
+    let (oa, ob) = (finish(a, 120), finish(b, 120));
     assert!(oa.status.success() && ob.status.success(), "{} {}", stderr(&oa), stderr(&ob));
     let dead = std::fs::read_to_string(out.join("q0.dead-letters.txt")).unwrap();
     assert_eq!(dead.lines().count(), 5, "{dead}");
